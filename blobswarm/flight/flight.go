@@ -1,0 +1,186 @@
+// Package flight shares one in-progress blob download with every reader that
+// wants it. The fetcher (HTTP from an origin, or pieces from a swarm) writes
+// into a store.Partial and reports how long the verified prefix is; readers
+// stream that prefix as it grows instead of waiting for the whole blob.
+package flight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+)
+
+// Flight is one blob on its way into the store.
+type Flight struct {
+	partial *store.Partial
+
+	mu      sync.Mutex
+	size    int64 // -1 until the source said how big the blob is
+	avail   int64 // bytes from offset 0 that readers may see
+	done    bool
+	err     error
+	refs    int
+	changed chan struct{} // closed and replaced on every state change
+}
+
+// New starts a flight over p. The caller holds the first reference and must
+// Release it when the fetch is over.
+func New(p *store.Partial) *Flight {
+	return &Flight{partial: p, size: -1, refs: 1, changed: make(chan struct{})}
+}
+
+// Partial is where the fetcher writes.
+func (f *Flight) Partial() *store.Partial { return f.partial }
+
+func (f *Flight) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// SetSize records the blob's total size once the source knows it.
+func (f *Flight) SetSize(n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.size = n
+	f.notifyLocked()
+}
+
+// Advance says the first n bytes are written and may be read. Bytes from a
+// swarm count only once their piece hash checked out.
+func (f *Flight) Advance(n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n > f.avail {
+		f.avail = n
+		f.notifyLocked()
+	}
+}
+
+// Finish ends the flight: nil once the blob is committed to the store, else
+// the reason readers will get.
+func (f *Flight) Finish(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.done, f.err = true, err
+	f.notifyLocked()
+}
+
+// Acquire keeps the partial file open for one more reader. It fails once the
+// flight is over and every earlier holder left, because the file is closed.
+func (f *Flight) Acquire() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refs == 0 {
+		return false
+	}
+	f.refs++
+	return true
+}
+
+// Release drops a reference; the last one closes the partial file (whose
+// name has by then either become a stored blob or been removed).
+func (f *Flight) Release() {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.mu.Unlock()
+	if last {
+		f.partial.Close()
+	}
+}
+
+// Size waits until the size is known or the flight failed.
+func (f *Flight) Size(ctx context.Context) (int64, error) {
+	for {
+		f.mu.Lock()
+		size, done, err, ch := f.size, f.done, f.err, f.changed
+		f.mu.Unlock()
+		switch {
+		case size >= 0:
+			return size, nil
+		case done && err != nil:
+			return 0, err
+		case done:
+			return 0, errors.New("flight finished without a size")
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Wait blocks until the flight is over and returns its outcome.
+func (f *Flight) Wait(ctx context.Context) error {
+	for {
+		f.mu.Lock()
+		done, err, ch := f.done, f.err, f.changed
+		f.mu.Unlock()
+		if done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// waitFor blocks until byte off is readable and returns how many bytes from
+// off are readable now.
+func (f *Flight) waitFor(ctx context.Context, off int64) (int64, error) {
+	for {
+		f.mu.Lock()
+		avail, done, err, ch := f.avail, f.done, f.err, f.changed
+		f.mu.Unlock()
+		if avail > off {
+			return avail - off, nil
+		}
+		if done {
+			if err != nil {
+				return 0, err
+			}
+			return 0, io.ErrUnexpectedEOF
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// NewReader reads n bytes from off as they become available. The caller
+// must hold a reference (Acquire) for as long as it reads.
+func (f *Flight) NewReader(ctx context.Context, off, n int64) io.Reader {
+	return &reader{ctx: ctx, f: f, off: off, end: off + n}
+}
+
+type reader struct {
+	ctx      context.Context
+	f        *Flight
+	off, end int64
+}
+
+func (r *reader) Read(b []byte) (int, error) {
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	ready, err := r.f.waitFor(r.ctx, r.off)
+	if err != nil {
+		return 0, fmt.Errorf("blob %s at offset %d: %w", r.f.partial.Digest(), r.off, err)
+	}
+	want := min(int64(len(b)), ready, r.end-r.off)
+	n, err := r.f.partial.ReadAt(b[:want], r.off)
+	r.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}

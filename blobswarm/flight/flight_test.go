@@ -1,0 +1,84 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+)
+
+func newFlight(t *testing.T, data []byte) (*Flight, *store.Store) {
+	t.Helper()
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.NewPartial(digest.FromBytes(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(p), s
+}
+
+// A reader sees bytes as they are advanced, before the flight finishes.
+func TestReaderStreamsWhileArriving(t *testing.T) {
+	data := []byte("0123456789")
+	fl, _ := newFlight(t, data)
+	fl.SetSize(int64(len(data)))
+	if !fl.Acquire() {
+		t.Fatal("Acquire failed on a live flight")
+	}
+	r := fl.NewReader(context.Background(), 0, int64(len(data)))
+	fl.Partial().Write(data[:4])
+	fl.Advance(4)
+	buf := make([]byte, 10)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != "0123" {
+		t.Fatalf("first read = %q, %v; want the advanced prefix", buf[:n], err)
+	}
+	got := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); got <- b }()
+	fl.Partial().Write(data[4:])
+	fl.Advance(10)
+	if err := fl.Partial().Commit(); err != nil {
+		t.Fatal(err)
+	}
+	fl.Finish(nil)
+	if b := <-got; string(b) != "456789" {
+		t.Fatalf("rest = %q", b)
+	}
+	fl.Release()
+	fl.Release()
+	if fl.Acquire() {
+		t.Fatal("Acquire succeeded after the last release closed the file")
+	}
+}
+
+func TestReaderGetsFailure(t *testing.T) {
+	fl, _ := newFlight(t, []byte("abc"))
+	fl.SetSize(3)
+	r := fl.NewReader(context.Background(), 0, 3)
+	boom := errors.New("origin went away")
+	go fl.Finish(boom)
+	if _, err := io.ReadAll(r); !errors.Is(err, boom) {
+		t.Fatalf("ReadAll err = %v, want %v", err, boom)
+	}
+}
+
+func TestSizeWaitsAndFails(t *testing.T) {
+	fl, _ := newFlight(t, []byte("abc"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := fl.Size(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Size on cancelled ctx = %v", err)
+	}
+	boom := errors.New("404")
+	fl.Finish(boom)
+	if _, err := fl.Size(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("Size after failure = %v", err)
+	}
+}

@@ -1,0 +1,139 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrDigestMismatch means the bytes received do not hash to the digest they
+// were fetched for; such a blob is discarded, never stored.
+var ErrDigestMismatch = errors.New("content does not match digest")
+
+// Partial is a blob being received. Bytes arrive either in order (Write,
+// hashed on the way) or at any offset (WriteAt, as torrent pieces do; then
+// the file is hashed once at Commit). Concurrent ReadAt is safe.
+type Partial struct {
+	store  *Store
+	digest digest.Digest
+	f      *os.File
+
+	mu       sync.Mutex
+	hash     hash.Hash // nil once bytes were written out of order
+	written  int64     // next offset for Write
+	finished bool
+}
+
+// NewPartial creates an empty temp file for the blob d.
+func (s *Store) NewPartial(d digest.Digest) (*Partial, error) {
+	f, err := os.CreateTemp(s.tmpDir(), d.Encoded()+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("create temp file for %s: %w", d, err)
+	}
+	return &Partial{store: s, digest: d, f: f, hash: d.Algorithm().Hash()}, nil
+}
+
+// Digest is the digest the bytes must match.
+func (p *Partial) Digest() digest.Digest { return p.digest }
+
+// File exposes the temp file for readers and for storage that writes pieces.
+func (p *Partial) File() *os.File { return p.f }
+
+// Write appends in order and hashes on the way.
+func (p *Partial) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, err := p.f.WriteAt(b, p.written)
+	if p.hash != nil {
+		p.hash.Write(b[:n])
+	}
+	p.written += int64(n)
+	return n, err
+}
+
+// WriteAt writes at any offset; the whole file will be re-hashed at Commit.
+func (p *Partial) WriteAt(b []byte, off int64) (int, error) {
+	p.mu.Lock()
+	p.hash = nil
+	p.mu.Unlock()
+	return p.f.WriteAt(b, off)
+}
+
+// ReadAt reads what has been written so far.
+func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
+
+// Truncate sets the final size up front so pieces can land anywhere.
+func (p *Partial) Truncate(size int64) error { return p.f.Truncate(size) }
+
+// Commit verifies the content against the digest, makes it durable and moves
+// it into the store. On a mismatch the partial is discarded and
+// ErrDigestMismatch returned. The file stays open for readers either way;
+// Close releases it.
+func (p *Partial) Commit() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.finished {
+		return errors.New("partial already committed or aborted")
+	}
+	p.finished = true
+	h := p.hash
+	if h == nil {
+		h = p.digest.Algorithm().Hash()
+		if _, err := io.Copy(h, io.NewSectionReader(p.f, 0, 1<<62)); err != nil {
+			os.Remove(p.f.Name())
+			return fmt.Errorf("hash %s: %w", p.digest, err)
+		}
+	}
+	if got := digest.NewDigest(p.digest.Algorithm(), h); got != p.digest {
+		os.Remove(p.f.Name())
+		return fmt.Errorf("%w: want %s, got %s", ErrDigestMismatch, p.digest, got)
+	}
+	if err := p.f.Sync(); err != nil {
+		os.Remove(p.f.Name())
+		return fmt.Errorf("sync %s: %w", p.digest, err)
+	}
+	final := p.store.Path(p.digest)
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		os.Remove(p.f.Name())
+		return fmt.Errorf("create blob directory: %w", err)
+	}
+	if err := os.Rename(p.f.Name(), final); err != nil {
+		os.Remove(p.f.Name())
+		return fmt.Errorf("store %s: %w", p.digest, err)
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+// Abort discards the partial file; a no-op after Commit.
+func (p *Partial) Abort() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.finished {
+		p.finished = true
+		os.Remove(p.f.Name())
+	}
+}
+
+// Close releases the file handle. Call it after Commit or Abort once no
+// reader needs the bytes any more.
+func (p *Partial) Close() error { return p.f.Close() }
+
+// syncDir makes a rename durable, so a blob that was served survives a power
+// loss as the same complete file.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/blobswarm/blobswarm/internal/cliconfig"
+	"github.com/blobswarm/blobswarm/mirror"
+)
+
+func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address the registry API listens on")
+	fs.StringVar(&c.Data, "data", c.Data, "directory for blobs and manifests")
+	fs.StringArrayVar(&c.Upstream, "upstream", c.Upstream, "HOST=URL: the registry clients call HOST is reached at URL (repeatable); other hosts are reached at https://HOST")
+	fs.StringVar(&c.DefaultUpstream, "default-upstream", c.DefaultUpstream, "registry for requests without ?ns= (Docker's registry-mirrors only mirror Docker Hub)")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
+	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "blob fetches in progress at once; more wait their turn")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+func mirrorCmd() *cobra.Command {
+	var configPath string
+	flagCfg := mirror.Defaults()
+	cmd := &cobra.Command{
+		Use:   "mirror",
+		Short: "Run the node-local registry mirror",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := mirror.Defaults()
+			if err := cliconfig.Load(cmd, configPath, &cfg, bindMirrorFlags); err != nil {
+				return err
+			}
+			log, err := newLogger(cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			m, err := mirror.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", cfg.Listen)
+			if err != nil {
+				return fmt.Errorf("listen: %w", err)
+			}
+			log.Info("mirror listening", "addr", ln.Addr().String(), "data", cfg.Data, "default-upstream", cfg.DefaultUpstream)
+			return serve(cmd.Context(), ln, m.Handler())
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "YAML file whose keys are these flags' names (flags given here win)")
+	bindMirrorFlags(cmd.Flags(), &flagCfg)
+	return cmd
+}

@@ -1,0 +1,159 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
+	"github.com/blobswarm/blobswarm/mirror/route"
+	"github.com/blobswarm/blobswarm/mirror/upstream"
+)
+
+// request is one parsed pull API call.
+type request struct {
+	route.Route
+	registry string
+}
+
+func (m *Mirror) serveAPI(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	rt, err := route.Parse(r.URL.Path)
+	kind := kindName(rt.Kind, err)
+	defer func() {
+		m.metrics.requests.WithLabelValues(kind, r.Method, strconv.Itoa(sw.status())).Inc()
+	}()
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if err != nil {
+		m.writeError(sw, r, err)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		m.writeError(sw, r, errcode.ErrorCodeUnsupported.WithMessage("this is a read-only mirror: "+r.Method+" is not supported"))
+		return
+	}
+	req := request{Route: rt, registry: m.cfg.DefaultUpstream}
+	if ns := r.URL.Query().Get("ns"); ns != "" {
+		if req.registry, err = route.ParseRegistry(ns); err != nil {
+			m.writeError(sw, r, err)
+			return
+		}
+	}
+	switch rt.Kind {
+	case route.Base:
+		sw.Header().Set("Content-Type", "application/json")
+		sw.Write([]byte("{}"))
+	case route.Manifest:
+		m.serveManifest(sw, r, req)
+	case route.Blob:
+		m.serveBlob(sw, r, req)
+	default:
+		m.writeError(sw, r, errcode.ErrorCodeUnsupported.WithMessage("not part of the pull API this mirror serves"))
+	}
+}
+
+func kindName(k route.Kind, err error) string {
+	switch {
+	case err != nil:
+		return "invalid"
+	case k == route.Base:
+		return "base"
+	case k == route.Manifest:
+		return "manifest"
+	case k == route.Blob:
+		return "blob"
+	}
+	return "other"
+}
+
+// writeError answers with an OCI error body whose code says what went wrong.
+// HEAD responses carry the status only.
+func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var oci errcode.Error
+	switch {
+	case errors.As(err, &oci):
+	case errors.Is(err, route.ErrNameInvalid):
+		oci = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
+	case errors.Is(err, route.ErrDigestInvalid):
+		oci = errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
+	case errors.Is(err, route.ErrTagInvalid):
+		oci = errcode.ErrorCodeTagInvalid.WithMessage(err.Error())
+	case errors.Is(err, route.ErrNotAPI):
+		oci = errcode.ErrorCodeUnsupported.WithMessage(err.Error())
+	default:
+		oci = m.upstreamError(err)
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(oci.Code.Descriptor().HTTPStatusCode)
+		return
+	}
+	errcode.ServeJSON(w, oci)
+}
+
+// upstreamError maps what an upstream said to the code a client should see.
+func (m *Mirror) upstreamError(err error) errcode.Error {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) {
+		m.log.Error("request failed", "err", err)
+		return errcode.ErrorCodeUnknown.WithMessage(err.Error())
+	}
+	m.metrics.upstreamErrors.WithLabelValues(ue.Host).Inc()
+	switch ue.Status {
+	case http.StatusUnauthorized:
+		return errcode.ErrorCodeUnauthorized.WithMessage(ue.Error())
+	case http.StatusForbidden:
+		return errcode.ErrorCodeDenied.WithMessage(ue.Error())
+	case http.StatusTooManyRequests:
+		return errcode.ErrorCodeTooManyRequests.WithMessage(ue.Error())
+	}
+	m.log.Warn("upstream failed", "err", err)
+	return errcode.ErrorCodeUnavailable.WithMessage(ue.Error())
+}
+
+// statusError turns an upstream's non-2xx answer into an error that names
+// the upstream; 404 becomes the caller's unknown-resource code.
+func statusError(ep upstream.Endpoint, status int, unknown errcode.ErrorCode, what string) error {
+	if status == http.StatusNotFound {
+		return unknown.WithMessage(fmt.Sprintf("%s not found at upstream %s", what, ep.Host))
+	}
+	return &upstream.Error{Host: ep.Host, URL: ep.URL.String(), Status: status,
+		Err: fmt.Errorf("%s: HTTP %d", what, status)}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps sendfile working for blobs served from disk.
+func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
+}
+
+func (s *statusWriter) status() int {
+	if s.code == 0 {
+		return http.StatusOK
+	}
+	return s.code
+}

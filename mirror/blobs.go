@@ -1,0 +1,246 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
+	"github.com/blobswarm/blobswarm/blobswarm/flight"
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/mirror/byterange"
+	"github.com/blobswarm/blobswarm/mirror/upstream"
+)
+
+func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) {
+	ref := BlobRef{Registry: req.registry, Repo: req.Name, Digest: req.Digest}
+	if f, err := m.store.Open(req.Digest); err == nil {
+		defer f.Close()
+		m.metrics.cache.WithLabelValues("blob", "hit").Inc()
+		m.serveFile(w, r, f, ref)
+		return
+	} else if !errors.Is(err, store.ErrNotFound) {
+		m.writeError(w, r, err)
+		return
+	}
+	if r.Method == http.MethodHead {
+		// A HEAD is no reason to pull a layer of gigabytes.
+		m.metrics.cache.WithLabelValues("blob", "miss").Inc()
+		m.headUpstreamBlob(w, r, ref)
+		return
+	}
+	fl, joined, err := m.flight(ref)
+	if err != nil {
+		m.writeError(w, r, err)
+		return
+	}
+	if fl == nil {
+		// Committed between our store lookup and now.
+		m.serveBlob(w, r, req)
+		return
+	}
+	defer fl.Release()
+	result := "miss"
+	if joined {
+		result = "joined"
+	}
+	m.metrics.cache.WithLabelValues("blob", result).Inc()
+	size, err := fl.Size(r.Context())
+	if err != nil {
+		m.writeError(w, r, err)
+		return
+	}
+	rng, status := m.blobHeaders(w, r, ref, size)
+	if status == http.StatusRequestedRangeNotSatisfiable {
+		return
+	}
+	n, err := io.Copy(w, fl.NewReader(r.Context(), rng.Start, rng.Length()))
+	m.metrics.bytesServed.Add(float64(n))
+	if err != nil {
+		m.log.Warn("blob stream ended early", "digest", ref.Digest, "sent", n, "err", err)
+		// Headers are out; only a broken connection tells the client.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// serveFile answers from the store; io.Copy from the *os.File lets the
+// kernel send it (sendfile), never through a user-space buffer.
+func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, ref BlobRef) {
+	fi, err := f.Stat()
+	if err != nil {
+		m.writeError(w, r, fmt.Errorf("stat blob %s: %w", ref.Digest, err))
+		return
+	}
+	rng, status := m.blobHeaders(w, r, ref, fi.Size())
+	if status == http.StatusRequestedRangeNotSatisfiable || r.Method == http.MethodHead {
+		return
+	}
+	if _, err := f.Seek(rng.Start, io.SeekStart); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	n, err := io.CopyN(w, f, rng.Length())
+	m.metrics.bytesServed.Add(float64(n))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// blobHeaders writes the status line and headers for a blob of the given
+// size and returns the span to send.
+func (m *Mirror) blobHeaders(w http.ResponseWriter, r *http.Request, ref BlobRef, size int64) (byterange.Range, int) {
+	h := w.Header()
+	h.Set("Docker-Content-Digest", ref.Digest.String())
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Etag", `"`+ref.Digest.String()+`"`)
+	h.Set("Cache-Control", "max-age=31536000")
+	full := byterange.Range{Start: 0, End: size - 1}
+	if hdr := r.Header.Get("Range"); hdr != "" {
+		rng, err := byterange.Parse(hdr, size)
+		switch {
+		case err == nil:
+			h.Set("Content-Range", rng.ContentRange(size))
+			h.Set("Content-Length", strconv.FormatInt(rng.Length(), 10))
+			w.WriteHeader(http.StatusPartialContent)
+			return rng, http.StatusPartialContent
+		case errors.Is(err, byterange.ErrUnsatisfiable):
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			if r.Method == http.MethodHead {
+				w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			} else {
+				errcode.ServeJSON(w, errcode.ErrorCodeRangeInvalid.WithMessage(
+					fmt.Sprintf("range %q outside blob of %d bytes", hdr, size)).WithDetail(nil))
+			}
+			return full, http.StatusRequestedRangeNotSatisfiable
+		}
+		// A range we do not understand is ignored, as RFC 9110 allows.
+	}
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	return full, http.StatusOK
+}
+
+// flight returns the in-progress fetch of ref, starting one if needed, with
+// a reference held for the caller. It returns nil if the blob is already in
+// the store. joined says whether the caller shares someone else's fetch.
+func (m *Mirror) flight(ref BlobRef) (*flight.Flight, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if fl, ok := m.flights[ref.Digest]; ok && fl.Acquire() {
+		return fl, true, nil
+	}
+	if _, err := m.store.Stat(ref.Digest); err == nil {
+		return nil, false, nil
+	}
+	p, err := m.store.NewPartial(ref.Digest)
+	if err != nil {
+		return nil, false, err
+	}
+	fl := flight.New(p)
+	fl.Acquire() // the caller's; the fetch goroutine owns the first
+	m.flights[ref.Digest] = fl
+	go m.fetch(ref, fl)
+	return fl, false, nil
+}
+
+// fetch fills one flight. It runs detached from the request that started
+// it: other clients may be streaming from it, and a blob fetched halfway is
+// worth finishing for the next pull.
+func (m *Mirror) fetch(ref BlobRef, fl *flight.Flight) {
+	m.metrics.inflight.Inc()
+	defer m.metrics.inflight.Dec()
+	m.fetchSlots <- struct{}{}
+	defer func() { <-m.fetchSlots }()
+
+	err := m.source.Fetch(context.Background(), ref, fl)
+	p := fl.Partial()
+	if err == nil {
+		err = p.Commit()
+	} else {
+		p.Abort()
+	}
+	if err != nil {
+		m.log.Warn("blob fetch failed", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
+	} else {
+		m.log.Info("blob stored", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest)
+	}
+	// Unpublish before finishing, under the lock, so a newcomer finds either
+	// this flight or the stored blob, never neither.
+	m.mu.Lock()
+	delete(m.flights, ref.Digest)
+	fl.Finish(err)
+	m.mu.Unlock()
+	fl.Release()
+}
+
+// headUpstreamBlob answers a HEAD for a blob the store lacks by asking the
+// upstream, without fetching the blob.
+func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref BlobRef) {
+	resp, err := m.upstream.Do(r.Context(), http.MethodHead, ref.Registry, ref.Repo, "/v2/"+ref.Repo+"/blobs/"+ref.Digest.String(), nil)
+	if err != nil {
+		m.writeError(w, r, err)
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		m.writeError(w, r, statusError(m.upstream.Endpoint(ref.Registry), resp.StatusCode, errcode.ErrorCodeBlobUnknown, "blob "+ref.Digest.String()))
+		return
+	}
+	if resp.ContentLength < 0 {
+		m.writeError(w, r, statusError(m.upstream.Endpoint(ref.Registry), http.StatusBadGateway, errcode.ErrorCodeBlobUnknown, "blob size"))
+		return
+	}
+	m.blobHeaders(w, r, ref, resp.ContentLength)
+}
+
+// originSource fetches blobs straight from their upstream registry.
+type originSource struct{ m *Mirror }
+
+func (o *originSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight) error {
+	m := o.m
+	resp, err := m.upstream.Do(ctx, http.MethodGet, ref.Registry, ref.Repo, "/v2/"+ref.Repo+"/blobs/"+ref.Digest.String(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	ep := m.upstream.Endpoint(ref.Registry)
+	if resp.StatusCode != http.StatusOK {
+		return statusError(ep, resp.StatusCode, errcode.ErrorCodeBlobUnknown, "blob "+ref.Digest.String())
+	}
+	if resp.ContentLength < 0 {
+		return statusError(ep, http.StatusBadGateway, errcode.ErrorCodeBlobUnknown, "blob without Content-Length")
+	}
+	fl.SetSize(resp.ContentLength)
+	w := &advancingWriter{p: fl.Partial(), fl: fl}
+	n, err := io.Copy(w, resp.Body)
+	m.metrics.bytesBySource.WithLabelValues("origin").Add(float64(n))
+	if err == nil && n != resp.ContentLength {
+		err = fmt.Errorf("got %d of %d bytes", n, resp.ContentLength)
+	}
+	if err != nil {
+		return &upstream.Error{Host: ep.Host, URL: ep.URL.String(), Status: http.StatusBadGateway,
+			Err: fmt.Errorf("reading blob %s: %w", ref.Digest, err)}
+	}
+	m.metrics.fetchesBySource.WithLabelValues("origin", "ok").Inc()
+	return nil
+}
+
+// advancingWriter appends to the partial file and lets readers see each
+// write as soon as it is on disk.
+type advancingWriter struct {
+	p   *store.Partial
+	fl  *flight.Flight
+	off int64
+}
+
+func (a *advancingWriter) Write(b []byte) (int, error) {
+	n, err := a.p.Write(b)
+	a.off += int64(n)
+	a.fl.Advance(a.off)
+	return n, err
+}

@@ -1,0 +1,62 @@
+package mirror
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are per mirror instance (not the global registry) so several
+// mirrors can live in one test process.
+type metrics struct {
+	registry        *prometheus.Registry
+	requests        *prometheus.CounterVec
+	cache           *prometheus.CounterVec
+	bytesServed     prometheus.Counter
+	bytesBySource   *prometheus.CounterVec
+	upstreamErrors  *prometheus.CounterVec
+	inflight        prometheus.Gauge
+	staleManifests  prometheus.Counter
+	fetchesBySource *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &metrics{
+		registry: r,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blobswarm_mirror_requests_total", Help: "Registry API requests by kind, method and status code.",
+		}, []string{"kind", "method", "code"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blobswarm_mirror_cache_total", Help: "Blob and manifest lookups by result (hit, miss, joined: a miss that joined an in-flight fetch).",
+		}, []string{"kind", "result"}),
+		bytesServed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "blobswarm_mirror_served_bytes_total", Help: "Blob bytes sent to clients.",
+		}),
+		bytesBySource: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blobswarm_mirror_received_bytes_total", Help: "Blob bytes received, by source (origin, peers, seeder).",
+		}, []string{"source"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blobswarm_mirror_upstream_errors_total", Help: "Failed upstream requests by upstream registry.",
+		}, []string{"upstream"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "blobswarm_mirror_inflight_fetches", Help: "Blob fetches in progress.",
+		}),
+		staleManifests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "blobswarm_mirror_stale_manifests_total", Help: "Tags answered from the cache because the upstream was unreachable.",
+		}),
+		fetchesBySource: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blobswarm_mirror_fetches_total", Help: "Completed blob fetches by source and result.",
+		}, []string{"source", "result"}),
+	}
+	f(m.requests)
+	f(m.cache)
+	f(m.bytesServed)
+	f(m.bytesBySource)
+	f(m.upstreamErrors)
+	f(m.inflight)
+	f(m.staleManifests)
+	f(m.fetchesBySource)
+	return m
+}

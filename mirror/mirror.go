@@ -1,0 +1,129 @@
+// Package mirror is the node-local registry: the distribution-spec pull API
+// in front of one or more upstream registries, with a content-addressed
+// blob store and a manifest cache on local disk.
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/blobswarm/blobswarm/blobswarm/flight"
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/mirror/manifestcache"
+	"github.com/blobswarm/blobswarm/mirror/upstream"
+)
+
+// BlobRef names a blob together with where it can be fetched from.
+type BlobRef struct {
+	Registry string
+	Repo     string
+	Digest   digest.Digest
+}
+
+// BlobSource fills a flight with a blob's bytes: it sets the size, writes
+// the bytes into the flight's partial file and advances the flight as a
+// verified prefix grows. It returns nil once every byte is written; the
+// mirror then verifies the digest and commits.
+type BlobSource interface {
+	Fetch(ctx context.Context, b BlobRef, fl *flight.Flight) error
+}
+
+// Mirror serves the pull API.
+type Mirror struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *store.Store
+	manifests *manifestcache.Cache
+	upstream  *upstream.Client
+	source    BlobSource
+	metrics   *metrics
+
+	// fetchSlots bounds concurrent blob fetches so a burst of distinct
+	// blobs cannot exhaust file descriptors or flood the upstream.
+	fetchSlots chan struct{}
+
+	mu      sync.Mutex
+	flights map[digest.Digest]*flight.Flight
+
+	tags singleflight.Group
+}
+
+// New opens the mirror's data directory. It does not listen; use Handler.
+func New(cfg Config, log *slog.Logger) (*Mirror, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	eps, err := cfg.Endpoints()
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	mc, err := manifestcache.Open(filepath.Join(cfg.Data, "manifests"))
+	if err != nil {
+		return nil, err
+	}
+	m := &Mirror{
+		cfg:        cfg,
+		log:        log,
+		store:      st,
+		manifests:  mc,
+		upstream:   upstream.New(upstream.Config{Endpoints: eps, HTTP: upstreamHTTP(cfg.UpstreamTimeout)}),
+		metrics:    newMetrics(),
+		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
+		flights:    map[digest.Digest]*flight.Flight{},
+	}
+	m.source = &originSource{m: m}
+	return m, nil
+}
+
+// upstreamHTTP bounds connecting and waiting for headers, never the body:
+// a layer of gigabytes may take minutes and still be healthy.
+func upstreamHTTP(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = timeout
+	t.TLSHandshakeTimeout = timeout
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: t}
+}
+
+// Store is the mirror's blob store.
+func (m *Mirror) Store() *store.Store { return m.store }
+
+// Upstream is the mirror's client for origin registries.
+func (m *Mirror) Upstream() *upstream.Client { return m.upstream }
+
+// SetBlobSource replaces where missing blobs come from (the swarm).
+func (m *Mirror) SetBlobSource(s BlobSource) { m.source = s }
+
+// Handler serves the registry API plus health and metrics endpoints.
+func (m *Mirror) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", m.ready)
+	mux.Handle("/metrics", promhttp.HandlerFor(m.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/v2/", m.serveAPI)
+	mux.HandleFunc("/v2", m.serveAPI)
+	return mux
+}
+
+func (m *Mirror) ready(w http.ResponseWriter, _ *http.Request) {
+	if _, err := m.store.Stat(digest.FromString("readyz")); err != nil && err != store.ErrNotFound {
+		http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}

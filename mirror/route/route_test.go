@@ -1,0 +1,59 @@
+package route
+
+import (
+	"errors"
+	"testing"
+)
+
+const hex = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want Route
+		err  error
+	}{
+		{path: "/v2/", want: Route{Kind: Base}},
+		{path: "/v2", want: Route{Kind: Base}},
+		{path: "/v2/library/alpine/manifests/3.20", want: Route{Kind: Manifest, Name: "library/alpine", Tag: "3.20"}},
+		{path: "/v2/alpine/manifests/sha256:" + hex, want: Route{Kind: Manifest, Name: "alpine", Digest: "sha256:" + hex}},
+		{path: "/v2/a/b/c/blobs/sha256:" + hex, want: Route{Kind: Blob, Name: "a/b/c", Digest: "sha256:" + hex}},
+		// A repository may itself be called "blobs".
+		{path: "/v2/org/blobs/blobs/sha256:" + hex, want: Route{Kind: Blob, Name: "org/blobs", Digest: "sha256:" + hex}},
+		{path: "/v2/library/alpine/tags/list", want: Route{Kind: Other}},
+		{path: "/v2/library/alpine/blobs/uploads/", want: Route{Kind: Other}},
+		{path: "/other", err: ErrNotAPI},
+		{path: "/v2/Library/alpine/manifests/latest", err: ErrNameInvalid},
+		{path: "/v2/library/../etc/manifests/latest", err: ErrNameInvalid},
+		{path: "/v2/a//b/blobs/sha256:" + hex, err: ErrNameInvalid},
+		{path: "/v2/alpine/blobs/sha256:abc", err: ErrDigestInvalid},
+		{path: "/v2/alpine/blobs/md5:" + hex, err: ErrDigestInvalid},
+		{path: "/v2/alpine/blobs/latest", err: ErrDigestInvalid},
+		{path: "/v2/alpine/manifests/-bad", err: ErrTagInvalid},
+		{path: "/v2/alpine/manifests/" + string(make([]byte, 0)) + "a%2f", err: ErrTagInvalid},
+	} {
+		got, err := Parse(tc.path)
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("Parse(%q) error = %v, want %v", tc.path, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", tc.path, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseRegistry(t *testing.T) {
+	for _, ok := range []string{"docker.io", "ghcr.io", "127.0.0.1:5001", "localhost", "[::1]:5000"} {
+		if _, err := ParseRegistry(ok); err != nil {
+			t.Errorf("ParseRegistry(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "../x", "a/b", "docker.io/", "a b", "x:y:z", string(make([]byte, 300))} {
+		if _, err := ParseRegistry(bad); !errors.Is(err, ErrNameInvalid) {
+			t.Errorf("ParseRegistry(%q) = %v, want ErrNameInvalid", bad, err)
+		}
+	}
+}

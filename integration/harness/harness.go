@@ -1,0 +1,247 @@
+// Package harness starts the real things integration tests talk to: the
+// blobswarm binary as separate processes, and embedded origin registries.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/blobswarm/blobswarm/origin"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds cmd/blobswarm once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "blobswarm-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "blobswarm")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/blobswarm/blobswarm/cmd/blobswarm")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// FreeAddr returns a loopback address with a port nobody listens on now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Process is a running blobswarm subcommand.
+type Process struct {
+	t    testing.TB
+	Addr string // the HTTP listen address
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+}
+
+// Start runs `blobswarm <sub> --listen ADDR args...` and waits until its
+// /readyz answers. The process is killed when the test ends.
+func Start(t testing.TB, sub string, args ...string) *Process {
+	t.Helper()
+	addr := FreeAddr(t)
+	return StartAt(t, addr, sub, args...)
+}
+
+// StartAt is Start on a given listen address (to restart on the same one).
+func StartAt(t testing.TB, addr, sub string, args ...string) *Process {
+	t.Helper()
+	p := &Process{t: t, Addr: addr, logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(Binary(t), append([]string{sub, "--listen", addr}, args...)...)
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("%s %s logs:\n%s", sub, addr, p.Logs())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(p.URL() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited before it was ready: %s", sub, p.Logs())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 20s: %s", sub, p.Logs())
+		}
+	}
+}
+
+// URL is the process's HTTP base URL.
+func (p *Process) URL() string { return "http://" + p.Addr }
+
+// Host is the listen address, as a registry host name.
+func (p *Process) Host() string { return p.Addr }
+
+// Logs returns what the process printed so far.
+func (p *Process) Logs() string { return p.logs.String() }
+
+// Kill ends the process with SIGKILL, as a crash would.
+func (p *Process) Kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop ends the process with SIGTERM and waits for it.
+func (p *Process) Stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.Kill()
+	}
+}
+
+// Metric returns the sum of all series of a metric family whose labels
+// include the given ones (name=value pairs), read from /metrics.
+func (p *Process) Metric(name string, labels ...string) float64 {
+	p.t.Helper()
+	return ScrapeMetric(p.t, p.URL()+"/metrics", name, labels...)
+}
+
+// ScrapeMetric reads one metric from a Prometheus endpoint; see Metric.
+func ScrapeMetric(t testing.TB, url, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var parser expfmt.TextParser
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse metrics from %s: %v", url, err)
+	}
+	fam, ok := fams[name]
+	if !ok {
+		return 0
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	var sum float64
+	for _, m := range fam.Metric {
+		match := 0
+		for _, lp := range m.Label {
+			if v, ok := want[lp.GetName()]; ok && v == lp.GetValue() {
+				match++
+			}
+		}
+		if match != len(want) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			sum += m.Untyped.GetValue()
+		}
+	}
+	return sum
+}
+
+// Origin is an embedded origin registry served on loopback.
+type Origin struct {
+	*origin.Origin
+	Server *httptest.Server
+}
+
+// NewOrigin serves a fresh origin registry on 127.0.0.1.
+func NewOrigin(t testing.TB, cfg origin.Config) *Origin {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	o, err := origin.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(o)
+	t.Cleanup(func() { srv.Close(); o.Close() })
+	return &Origin{Origin: o, Server: srv}
+}
+
+// Host is the origin's host:port, as it appears in image references.
+func (o *Origin) Host() string { return strings.TrimPrefix(o.Server.URL, "http://") }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// LogLines returns the process's log lines that contain substr.
+func (p *Process) LogLines(substr string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(p.Logs()))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), substr) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}

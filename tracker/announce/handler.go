@@ -1,0 +1,241 @@
+package announce
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/anacrolix/dht/v2/krpc"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/tracker"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/blobswarm/blobswarm/tracker/peerstore"
+)
+
+// Config tunes a Handler. The zero value gives the defaults.
+type Config struct {
+	// Interval is how often clients are asked to announce. Default 5s; it
+	// is sent in whole seconds, so at least one.
+	Interval time.Duration
+	// MinInterval is sent as "min interval". Default Interval.
+	MinInterval time.Duration
+	// PeerTTL is how long a peer stays listed after its last announce.
+	// Default three times the longer of Interval and one minute: clients may
+	// announce less often than asked, and anacrolix/torrent v1.59.1 waits at
+	// least a minute between announces whatever the interval says.
+	PeerTTL time.Duration
+	// MaxPeers caps the peers in one response, whatever numwant asks.
+	// Default 50.
+	MaxPeers int
+	// TrustedSources are the networks whose announces may name the peer's
+	// address with the ip parameter (a NAT gateway or proxy that announces
+	// for hosts behind it). From anywhere else ip is ignored: any client
+	// could otherwise point a whole fleet at an address of its choosing.
+	// Default none.
+	TrustedSources []netip.Prefix
+	// PeerFilter, if set, refuses announces from peers whose address it
+	// rejects (for example a CIDR allow-list).
+	PeerFilter func(netip.Addr) bool
+	// Registerer receives the handler's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler serves announces. Mount it at the path the torrents' announce URL
+// names.
+type Handler struct {
+	store       peerstore.Store
+	interval    int32 // seconds
+	minInterval int32 // seconds
+	peerTTL     time.Duration
+	maxPeers    int
+	trusted     []netip.Prefix
+	filter      func(netip.Addr) bool
+	metrics     *metrics
+	log         *slog.Logger
+}
+
+// poolFactor is how many more peers than it hands out the handler reads from
+// the store, so that the ranking has a choice in a large swarm.
+const poolFactor = 4
+
+// New returns a Handler that keeps the swarms in store.
+func New(store peerstore.Store, cfg Config) (*Handler, error) {
+	if cfg.Interval == 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.MinInterval == 0 {
+		cfg.MinInterval = cfg.Interval
+	}
+	if cfg.PeerTTL == 0 {
+		cfg.PeerTTL = 3 * max(cfg.Interval, time.Minute)
+	}
+	if cfg.MaxPeers == 0 {
+		cfg.MaxPeers = 50
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	switch {
+	case cfg.Interval < time.Second || cfg.MinInterval < time.Second:
+		return nil, fmt.Errorf("announce intervals must be at least 1s, got %v and %v", cfg.Interval, cfg.MinInterval)
+	case cfg.PeerTTL < cfg.Interval:
+		return nil, fmt.Errorf("peer TTL %v is shorter than the announce interval %v", cfg.PeerTTL, cfg.Interval)
+	case cfg.MaxPeers < 0:
+		return nil, fmt.Errorf("max peers must not be negative, got %d", cfg.MaxPeers)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{
+		store:       store,
+		interval:    seconds(cfg.Interval),
+		minInterval: seconds(cfg.MinInterval),
+		peerTTL:     cfg.PeerTTL,
+		maxPeers:    cfg.MaxPeers,
+		trusted:     cfg.TrustedSources,
+		filter:      cfg.PeerFilter,
+		metrics:     m,
+		log:         cfg.Logger,
+	}, nil
+}
+
+func seconds(d time.Duration) int32 {
+	return int32(d.Round(time.Second) / time.Second)
+}
+
+// response is a successful announce answer. anacrolix/torrent's HttpResponse
+// would always send "failure reason" (some clients treat its mere presence as
+// a failure) and has no "min interval", so only its compact peer types are
+// reused.
+type response struct {
+	Interval    int32                     `bencode:"interval"`
+	MinInterval int32                     `bencode:"min interval"`
+	Complete    int                       `bencode:"complete"`
+	Incomplete  int                       `bencode:"incomplete"`
+	Peers       krpc.CompactIPv4NodeAddrs `bencode:"peers"`
+	Peers6      krpc.CompactIPv6NodeAddrs `bencode:"peers6,omitempty"`
+}
+
+type failure struct {
+	Reason string `bencode:"failure reason"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, err := ParseAnnounce(r.URL.RawQuery)
+	if err != nil {
+		h.log.Debug("bad announce", "remote", r.RemoteAddr, "err", err)
+		h.fail(w, failBadRequest, err.Error())
+		return
+	}
+	ip, err := h.peerIP(r, req)
+	if err != nil {
+		h.log.Debug("bad announce", "remote", r.RemoteAddr, "err", err)
+		h.fail(w, failBadRequest, err.Error())
+		return
+	}
+	if h.filter != nil && !h.filter(ip) {
+		h.log.Debug("announce refused", "peer", ip, "info_hash", fmt.Sprintf("%x", req.InfoHash))
+		h.fail(w, failRefused, "peer address not allowed")
+		return
+	}
+	self := peerstore.Peer{ID: req.PeerID, Addr: netip.AddrPortFrom(ip, req.Port), Left: req.Left}
+	resp, err := h.announce(r.Context(), req, self)
+	if err != nil {
+		h.log.Warn("announce failed", "info_hash", fmt.Sprintf("%x", req.InfoHash), "peer", self.Addr, "err", err)
+		h.fail(w, failStore, "tracker storage unavailable")
+		return
+	}
+	h.metrics.announces.WithLabelValues(eventLabel(req.Event)).Inc()
+	h.metrics.handedOut.Add(float64(len(resp.Peers) + len(resp.Peers6)))
+	h.write(w, resp)
+}
+
+// peerIP is the address other peers should dial: the request's source, or
+// the ip parameter when the source is trusted to speak for others.
+func (h *Handler) peerIP(r *http.Request, req Request) (netip.Addr, error) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("unusable remote address %q: %w", r.RemoteAddr, err)
+	}
+	remote, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("unusable remote address %q: %w", r.RemoteAddr, err)
+	}
+	remote = remote.Unmap()
+	if req.IP.IsValid() {
+		for _, p := range h.trusted {
+			if p.Contains(remote) {
+				return req.IP, nil
+			}
+		}
+	}
+	return remote, nil
+}
+
+// announce records the peer and builds its answer. The store is written
+// before it is read, so the counts include the requester.
+func (h *Handler) announce(ctx context.Context, req Request, self peerstore.Peer) (response, error) {
+	want := h.maxPeers
+	if req.NumWant >= 0 {
+		want = min(req.NumWant, want)
+	}
+	if req.Event == tracker.Stopped {
+		want = 0
+		if err := h.store.Remove(ctx, req.InfoHash, req.PeerID); err != nil {
+			return response{}, err
+		}
+	} else if err := h.store.Announce(ctx, req.InfoHash, self, h.peerTTL); err != nil {
+		return response{}, err
+	}
+
+	resp := response{Interval: h.interval, MinInterval: h.minInterval}
+	var err error
+	resp.Complete, resp.Incomplete, err = h.store.Counts(ctx, req.InfoHash)
+	if err != nil || want == 0 {
+		return resp, err
+	}
+	pool, err := h.store.Peers(ctx, req.InfoHash, poolFactor*want+1)
+	if err != nil {
+		return resp, err
+	}
+	for _, p := range handOut(pool, self, want) {
+		na := krpc.NodeAddr{IP: p.Addr.Addr().AsSlice(), Port: int(p.Addr.Port())}
+		if p.Addr.Addr().Is4() {
+			resp.Peers = append(resp.Peers, na)
+		} else {
+			resp.Peers6 = append(resp.Peers6, na)
+		}
+	}
+	return resp, nil
+}
+
+// fail answers with a failure reason. The status stays 200 whatever went
+// wrong: anacrolix/torrent's client reports a 200 with a failure reason as
+// "tracker gave failure reason: ...", but any other status as an opaque
+// error quoting the raw body, and BitTorrent clients in general look for the
+// reason only in a 200 response. Both retry the same way.
+func (h *Handler) fail(w http.ResponseWriter, reason, msg string) {
+	h.metrics.failures.WithLabelValues(reason).Inc()
+	h.write(w, failure{Reason: msg})
+}
+
+func (h *Handler) write(w http.ResponseWriter, v any) {
+	body, err := bencode.Marshal(v)
+	if err != nil {
+		// Only reachable through a programming error in the response types.
+		h.log.Error("encode announce response", "err", err)
+		http.Error(w, "encoding response", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,66 @@
+package announce
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/blobswarm/blobswarm/tracker/peerstore"
+)
+
+func testPeer(n int, left int64) peerstore.Peer {
+	return peerstore.Peer{
+		ID:   peerstore.PeerID{byte(n)},
+		Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(n)}), 7000),
+		Left: left,
+	}
+}
+
+func TestHandOutExcludesRequester(t *testing.T) {
+	self := testPeer(1, 500)
+	sameID := self
+	sameID.Addr = netip.MustParseAddrPort("10.9.9.9:1")
+	sameAddr := testPeer(2, 0)
+	sameAddr.Addr = self.Addr
+	others := []peerstore.Peer{testPeer(3, 0), testPeer(4, 7)}
+	pool := append([]peerstore.Peer{sameID, sameAddr}, others...)
+
+	got := handOut(pool, self, 10)
+	if len(got) != 2 || !slices.Contains(got, others[0]) || !slices.Contains(got, others[1]) {
+		t.Errorf("handOut = %v, want only %v", got, others)
+	}
+}
+
+func TestHandOutOrdersByCompletion(t *testing.T) {
+	pool := []peerstore.Peer{testPeer(1, 1<<20), testPeer(2, 0), testPeer(3, 1<<10), testPeer(4, 1<<30), testPeer(5, 0)}
+	got := handOut(pool, testPeer(9, 1), 4)
+	if len(got) != 4 {
+		t.Fatalf("handOut gave %d peers, want 4", len(got))
+	}
+	if !got[0].Seeder() || !got[1].Seeder() {
+		t.Errorf("handOut = %v, want the two seeders first", got)
+	}
+	if got[2].Left != 1<<10 || got[3].Left != 1<<20 {
+		t.Errorf("handOut = %v, want leechers by least left, the furthest behind left out", got)
+	}
+}
+
+// Peers of equal rank must not come in the same order to every requester,
+// or the first few of them would be dialled by the whole fleet.
+func TestHandOutShufflesEqualRanks(t *testing.T) {
+	// 1000 and 1023 bytes left rank alike; 0 (seeders) ranks first.
+	base := []peerstore.Peer{testPeer(1, 1000), testPeer(2, 1023), testPeer(3, 0), testPeer(4, 0), testPeer(5, 0)}
+	firstSeeder := map[peerstore.PeerID]bool{}
+	firstLeecher := map[peerstore.PeerID]bool{}
+	for range 50 {
+		got := handOut(slices.Clone(base), testPeer(9, 1), 5)
+		firstSeeder[got[0].ID] = true
+		firstLeecher[got[3].ID] = true
+		if got[3].Seeder() || !got[2].Seeder() {
+			t.Fatalf("handOut = %v, want the three seeders first", got)
+		}
+	}
+	if len(firstSeeder) < 2 || len(firstLeecher) < 2 {
+		t.Errorf("in 50 answers the first seeder was always one of %d and the first leecher one of %d", len(firstSeeder), len(firstLeecher))
+	}
+}

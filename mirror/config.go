@@ -2,9 +2,6 @@ package mirror
 
 import (
 	"fmt"
-	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/blobswarm/blobswarm/mirror/upstream"
@@ -21,19 +18,11 @@ type Config struct {
 	DefaultUpstream string   `yaml:"default-upstream"`
 	// Credentials per upstream host; only in the config file, never flags,
 	// so secrets stay out of process listings.
-	Credentials map[string]CredentialFiles `yaml:"credentials"`
+	Credentials map[string]upstream.CredentialFiles `yaml:"credentials"`
 
 	UpstreamTimeout      time.Duration `yaml:"upstream-timeout"`
 	MaxConcurrentFetches int           `yaml:"max-concurrent-fetches"`
 	LogLevel             string        `yaml:"log-level"`
-}
-
-// CredentialFiles point at files holding secrets, so the config file itself
-// can be world-readable.
-type CredentialFiles struct {
-	Username     string `yaml:"username"`
-	PasswordFile string `yaml:"password-file"`
-	TokenFile    string `yaml:"token-file"`
 }
 
 // Defaults returns the configuration a mirror runs with when told nothing.
@@ -50,56 +39,7 @@ func Defaults() Config {
 
 // Endpoints resolves the upstream entries and credential files.
 func (c Config) Endpoints() (map[string]upstream.Endpoint, error) {
-	eps := map[string]upstream.Endpoint{}
-	for _, e := range c.Upstream {
-		host, raw, ok := strings.Cut(e, "=")
-		if !ok || host == "" {
-			return nil, fmt.Errorf("upstream %q: want HOST=URL", e)
-		}
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("upstream %q: URL must be http:// or https:// with a host", e)
-		}
-		eps[host] = upstream.Endpoint{Host: host, URL: u}
-	}
-	for host, cf := range c.Credentials {
-		ep, ok := eps[host]
-		if !ok {
-			ep = upstream.DefaultEndpoint(host)
-		}
-		creds, err := cf.load()
-		if err != nil {
-			return nil, fmt.Errorf("credentials for %s: %w", host, err)
-		}
-		ep.Creds = creds
-		eps[host] = ep
-	}
-	return eps, nil
-}
-
-func (cf CredentialFiles) load() (upstream.Credentials, error) {
-	read := func(path string) (string, error) {
-		if path == "" {
-			return "", nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	pw, err := read(cf.PasswordFile)
-	if err != nil {
-		return upstream.Credentials{}, fmt.Errorf("password-file: %w", err)
-	}
-	tok, err := read(cf.TokenFile)
-	if err != nil {
-		return upstream.Credentials{}, fmt.Errorf("token-file: %w", err)
-	}
-	if cf.Username == "" && pw != "" {
-		return upstream.Credentials{}, fmt.Errorf("password-file without username")
-	}
-	return upstream.Credentials{Username: cf.Username, Password: pw, Token: tok}, nil
+	return upstream.ParseEndpoints(c.Upstream, c.Credentials)
 }
 
 // Validate checks what can be checked before anything starts, naming the

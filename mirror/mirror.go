@@ -7,11 +7,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -80,24 +78,13 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		log:        log,
 		store:      st,
 		manifests:  mc,
-		upstream:   upstream.New(upstream.Config{Endpoints: eps, HTTP: upstreamHTTP(cfg.UpstreamTimeout)}),
+		upstream:   upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout)}),
 		metrics:    newMetrics(),
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},
 	}
 	m.source = &originSource{m: m}
 	return m, nil
-}
-
-// upstreamHTTP bounds connecting and waiting for headers, never the body:
-// a layer of gigabytes may take minutes and still be healthy.
-func upstreamHTTP(timeout time.Duration) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
-	t.ResponseHeaderTimeout = timeout
-	t.TLSHandshakeTimeout = timeout
-	t.MaxIdleConnsPerHost = 32
-	return &http.Client{Transport: t}
 }
 
 // Store is the mirror's blob store.

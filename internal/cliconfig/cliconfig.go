@@ -6,8 +6,8 @@ package cliconfig
 import (
 	"bytes"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"

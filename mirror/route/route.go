@@ -68,8 +68,8 @@ func Parse(path string) (Route, error) {
 		if name == "" || ref == "" || strings.Contains(ref, "/") {
 			continue
 		}
-		if len(name) > 255 || !nameRe.MatchString(name) {
-			return Route{}, fmt.Errorf("%w: %q", ErrNameInvalid, name)
+		if err := ParseName(name); err != nil {
+			return Route{}, err
 		}
 		if kw == "/blobs/" {
 			d, err := ParseDigest(ref)
@@ -85,12 +85,28 @@ func Parse(path string) (Route, error) {
 			}
 			return Route{Kind: Manifest, Name: name, Digest: d}, nil
 		}
-		if !tagRe.MatchString(ref) {
-			return Route{}, fmt.Errorf("%w: %q", ErrTagInvalid, ref)
+		if err := ParseTag(ref); err != nil {
+			return Route{}, err
 		}
 		return Route{Kind: Manifest, Name: name, Tag: ref}, nil
 	}
 	return Route{Kind: Other}, nil
+}
+
+// ParseName checks a repository name against the distribution-spec grammar.
+func ParseName(name string) error {
+	if len(name) > 255 || !nameRe.MatchString(name) {
+		return fmt.Errorf("%w: %q", ErrNameInvalid, name)
+	}
+	return nil
+}
+
+// ParseTag checks a tag against the distribution-spec grammar.
+func ParseTag(tag string) error {
+	if !tagRe.MatchString(tag) {
+		return fmt.Errorf("%w: %q", ErrTagInvalid, tag)
+	}
+	return nil
 }
 
 // ParseDigest accepts only digests whose algorithm this build can verify.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -233,4 +234,15 @@ func (c *Client) fetchToken(ctx context.Context, ep Endpoint, scope string, ch a
 func drain(resp *http.Response) {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
+}
+
+// HTTPClient bounds connecting and waiting for headers, never the body: a
+// layer of gigabytes may take minutes and still be healthy.
+func HTTPClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = timeout
+	t.TLSHandshakeTimeout = timeout
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: t}
 }

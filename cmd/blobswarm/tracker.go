@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/blobswarm/blobswarm/internal/cliconfig"
+	"github.com/blobswarm/blobswarm/tracker"
+)
+
+func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address for announces, metainfo, tag resolution, health and metrics")
+	fs.StringVar(&c.Data, "data", c.Data, "directory for the seeder's blobs and torrents")
+	fs.StringVar(&c.PeerListen, "peer-listen", c.PeerListen, "the seeder's BitTorrent address")
+	fs.StringVar(&c.AnnounceURL, "announce-url", c.AnnounceURL, "announce URL peers reach this tracker at (default http://<listen>/announce)")
+	fs.StringArrayVar(&c.Upstream, "upstream", c.Upstream, "HOST=URL: the registry clients call HOST is reached at URL (repeatable)")
+	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port/db shared by tracker replicas (default: in memory)")
+	fs.DurationVar(&c.AnnounceInterval, "announce-interval", c.AnnounceInterval, "how often peers are asked to announce")
+	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers handed out per announce")
+	fs.StringArrayVar(&c.PeerCIDR, "peer-cidr", c.PeerCIDR, "networks peers may be in (repeatable; default loopback and private ranges)")
+	fs.DurationVar(&c.TagTTL, "tag-ttl", c.TagTTL, "how long one tag resolution serves the whole fleet")
+	fs.DurationVar(&c.MetainfoWait, "metainfo-wait", c.MetainfoWait, "how long a metainfo request waits for the origin before answering 202")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
+	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "seeder upload cap in bytes/s (0: unlimited)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+func trackerCmd() *cobra.Command {
+	var configPath string
+	flagCfg := tracker.Defaults()
+	cmd := &cobra.Command{
+		Use:   "tracker",
+		Short: "Run the central tracker and origin seeder",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := tracker.Defaults()
+			if err := cliconfig.Load(cmd, configPath, &cfg, bindTrackerFlags); err != nil {
+				return err
+			}
+			log, err := newLogger(cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", cfg.Listen)
+			if err != nil {
+				return fmt.Errorf("listen: %w", err)
+			}
+			t, err := tracker.New(cfg, log)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer t.Close()
+			log.Info("tracker listening", "addr", ln.Addr().String(), "data", cfg.Data)
+			return serve(cmd.Context(), ln, t.Handler())
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "YAML file whose keys are these flags' names (flags given here win)")
+	bindTrackerFlags(cmd.Flags(), &flagCfg)
+	return cmd
+}

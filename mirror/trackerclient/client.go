@@ -1,0 +1,165 @@
+// Package trackerclient is the mirror's side of the tracker API: torrents
+// for blob digests and coalesced tag resolution, spread over the tracker
+// replicas a mirror is configured with.
+package trackerclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/tracker/api"
+)
+
+// ErrUnavailable means no tracker replica answered; the mirror falls back
+// to the origin.
+var ErrUnavailable = errors.New("no tracker reachable")
+
+// Client talks to one or more tracker replicas, preferring the last one
+// that answered.
+type Client struct {
+	urls []string
+	http *http.Client
+
+	mu        sync.Mutex
+	preferred int
+}
+
+// New returns a client for the given tracker base URLs.
+func New(urls []string, timeout time.Duration) *Client {
+	trimmed := make([]string, len(urls))
+	for i, u := range urls {
+		trimmed[i] = strings.TrimSuffix(u, "/")
+	}
+	return &Client{urls: trimmed, http: &http.Client{Timeout: timeout}}
+}
+
+// AnnounceURLs are the trackers' announce endpoints, for torrents.
+func (c *Client) AnnounceURLs() []string {
+	out := make([]string, len(c.urls))
+	for i, u := range c.urls {
+		out[i] = u + api.AnnouncePath
+	}
+	return out
+}
+
+// Metainfo returns the torrent info bytes for a blob and the seeder's peer
+// address. While the tracker's seeder is still fetching the blob from the
+// origin it answers 202, and Metainfo waits as told by Retry-After until
+// ctx ends.
+func (c *Client) Metainfo(ctx context.Context, registry, repo string, d digest.Digest) ([]byte, string, error) {
+	q := url.Values{"registry": {registry}, "repo": {repo}, "digest": {d.String()}}
+	for {
+		resp, err := c.get(ctx, api.MetainfoPath+"?"+q.Encode(), nil)
+		if err != nil {
+			return nil, "", err
+		}
+		if resp.StatusCode == http.StatusAccepted {
+			resp.Body.Close()
+			wait := time.Second
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+				wait = time.Duration(s) * time.Second
+			}
+			select {
+			case <-ctx.Done():
+				return nil, "", fmt.Errorf("waiting for the tracker's seeder to fetch %s: %w", d, ctx.Err())
+			case <-time.After(wait):
+			}
+			continue
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, "", trackerError(resp)
+		}
+		info, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		if err != nil {
+			return nil, "", fmt.Errorf("read metainfo of %s: %w", d, err)
+		}
+		return info, resp.Header.Get(api.SeederHeader), nil
+	}
+}
+
+// Manifest resolves a tag through the tracker's coalescing cache.
+func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accept []string) ([]byte, string, error) {
+	q := url.Values{"registry": {registry}, "repo": {repo}, "tag": {tag}}
+	h := http.Header{}
+	for _, a := range accept {
+		h.Add("Accept", a)
+	}
+	resp, err := c.get(ctx, api.ManifestPath+"?"+q.Encode(), h)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", trackerError(resp)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, upstream.MaxManifestSize+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("read manifest from tracker: %w", err)
+	}
+	if len(data) > upstream.MaxManifestSize {
+		return nil, "", errors.New("tracker sent a manifest larger than 4 MiB")
+	}
+	return data, resp.Header.Get("Content-Type"), nil
+}
+
+// get tries the replicas in turn, starting with the one that answered last.
+func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*http.Response, error) {
+	c.mu.Lock()
+	first := c.preferred
+	c.mu.Unlock()
+	var errs []error
+	for i := range c.urls {
+		n := (first + i) % len(c.urls)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.urls[n]+pathQuery, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		resp, err := c.http.Do(req)
+		if err == nil && resp.StatusCode < 500 {
+			c.mu.Lock()
+			c.preferred = n
+			c.mu.Unlock()
+			return resp, nil
+		}
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", c.urls[n], err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+// trackerError turns a tracker's OCI error body back into an error that
+// keeps the code, so the mirror answers its client with the same one.
+func trackerError(resp *http.Response) error {
+	var body struct {
+		Errors errcode.Errors `json:"errors"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err == nil && len(body.Errors) > 0 {
+		if e, ok := body.Errors[0].(errcode.Error); ok {
+			return e
+		}
+	}
+	return fmt.Errorf("tracker answered HTTP %d", resp.StatusCode)
+}

@@ -1,0 +1,48 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// MaxManifestSize matches distribution's default limit; a larger body is
+// not a manifest any client would accept.
+const MaxManifestSize = 4 << 20
+
+// GetManifest fetches a manifest by tag or digest, offering the given media
+// types, and returns its exact bytes and media type. Any answer but 200
+// becomes an *Error; a 404 wraps ErrNotFound.
+func (c *Client) GetManifest(ctx context.Context, host, repo, ref string, accept []string) ([]byte, string, error) {
+	h := http.Header{}
+	for _, a := range accept {
+		h.Add("Accept", a)
+	}
+	resp, err := c.Do(ctx, http.MethodGet, host, repo, "/v2/"+repo+"/manifests/"+ref, h)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	ep := c.Endpoint(host)
+	fail := func(status int, err error) ([]byte, string, error) {
+		return nil, "", &Error{Host: host, URL: ep.URL.String(), Status: status, Err: fmt.Errorf("manifest %s:%s: %w", repo, ref, err)}
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fail(resp.StatusCode, ErrNotFound)
+	case resp.StatusCode != http.StatusOK:
+		return fail(resp.StatusCode, fmt.Errorf("HTTP %d", resp.StatusCode))
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
+	if err == nil && len(data) > MaxManifestSize {
+		err = errors.New("larger than 4 MiB")
+	}
+	if err != nil {
+		return fail(http.StatusBadGateway, err)
+	}
+	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return data, strings.TrimSpace(mediaType), nil
+}

@@ -1,0 +1,134 @@
+// Package tracker is the central service of a blobswarm fleet: BitTorrent
+// announces, the digest-to-torrent service backed by the origin seeder, and
+// coalesced tag resolution.
+package tracker
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/blobswarm/blobswarm/mirror/upstream"
+)
+
+// Config is everything `blobswarm tracker` can be told; yaml keys are the
+// flag names.
+type Config struct {
+	Listen string `yaml:"listen"`
+	Data   string `yaml:"data"`
+	// PeerListen is the seeder's BitTorrent address.
+	PeerListen string `yaml:"peer-listen"`
+	// AnnounceURL is what the seeder's torrents announce to; it must be an
+	// address peers see the seeder at. Default: http://<listen>/announce,
+	// with 127.0.0.1 for a wildcard listen address.
+	AnnounceURL string                              `yaml:"announce-url"`
+	Upstream    []string                            `yaml:"upstream"`
+	Credentials map[string]upstream.CredentialFiles `yaml:"credentials"`
+	// Redis, when set (redis://host:port/db), holds the swarms and the
+	// digest-to-torrent map so several tracker replicas act as one.
+	Redis            string        `yaml:"redis"`
+	AnnounceInterval time.Duration `yaml:"announce-interval"`
+	MaxPeers         int           `yaml:"max-peers"`
+	// PeerCIDR limits who may announce and who the seeder trades with.
+	PeerCIDR []string `yaml:"peer-cidr"`
+	// TagTTL is how long a tag resolution is reused for the whole fleet.
+	TagTTL time.Duration `yaml:"tag-ttl"`
+	// MetainfoWait is how long a metainfo request waits for the origin
+	// fetch before answering 202 and Retry-After.
+	MetainfoWait    time.Duration `yaml:"metainfo-wait"`
+	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
+	UploadRate      int64         `yaml:"upload-rate"`
+	LogLevel        string        `yaml:"log-level"`
+}
+
+// Defaults is the tracker's configuration when told nothing.
+func Defaults() Config {
+	return Config{
+		Listen:           ":7070",
+		Data:             "/var/lib/blobswarm/tracker",
+		PeerListen:       ":6881",
+		AnnounceInterval: 5 * time.Second,
+		MaxPeers:         50,
+		TagTTL:           5 * time.Second,
+		MetainfoWait:     2 * time.Second,
+		UpstreamTimeout:  30 * time.Second,
+		LogLevel:         "info",
+	}
+}
+
+// Validate checks the configuration before anything starts, naming the
+// offending key.
+func (c Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return fmt.Errorf("listen: must not be empty")
+	case c.Data == "":
+		return fmt.Errorf("data: must not be empty")
+	case c.PeerListen == "":
+		return fmt.Errorf("peer-listen: must not be empty")
+	case c.AnnounceInterval < time.Second:
+		return fmt.Errorf("announce-interval: must be at least 1s, got %s", c.AnnounceInterval)
+	case c.MaxPeers < 1:
+		return fmt.Errorf("max-peers: must be at least 1, got %d", c.MaxPeers)
+	case c.TagTTL < 0:
+		return fmt.Errorf("tag-ttl: must not be negative")
+	case c.MetainfoWait < 0:
+		return fmt.Errorf("metainfo-wait: must not be negative")
+	case c.UpstreamTimeout <= 0:
+		return fmt.Errorf("upstream-timeout: must be positive")
+	case c.UploadRate < 0:
+		return fmt.Errorf("upload-rate: must not be negative")
+	}
+	if _, err := net.ResolveTCPAddr("tcp", c.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if _, err := c.announceURL(); err != nil {
+		return fmt.Errorf("announce-url: %w", err)
+	}
+	if _, err := c.peerCIDRs(); err != nil {
+		return fmt.Errorf("peer-cidr: %w", err)
+	}
+	if c.Redis != "" {
+		if _, err := url.Parse(c.Redis); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+	}
+	if _, err := upstream.ParseEndpoints(c.Upstream, c.Credentials); err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	return nil
+}
+
+func (c Config) announceURL() (string, error) {
+	if c.AnnounceURL != "" {
+		u, err := url.Parse(c.AnnounceURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", fmt.Errorf("%q is not an http(s) URL", c.AnnounceURL)
+		}
+		return c.AnnounceURL, nil
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return "", err
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/announce", nil
+}
+
+// peerCIDRs is nil (the swarm's default: loopback and private ranges) when
+// nothing is configured.
+func (c Config) peerCIDRs() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.PeerCIDR {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

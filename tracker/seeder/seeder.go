@@ -1,0 +1,231 @@
+// Package seeder is the tracker's origin seeder: the one place that fetches
+// a blob from the origin registry. It verifies the blob, builds its
+// deterministic torrent, seeds it, and hands the info bytes to every mirror
+// that asks, so a fleet costs the origin one copy of each layer.
+package seeder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/mirror/upstream"
+)
+
+// ErrPending means the blob is being fetched from the origin; ask again.
+var ErrPending = errors.New("blob is being fetched from the origin")
+
+// SharedInfo is a digest-to-info-bytes map shared by tracker replicas
+// (Redis), so one replica can answer for a blob another one seeded.
+type SharedInfo interface {
+	Get(ctx context.Context, d digest.Digest) ([]byte, error)
+	Put(ctx context.Context, d digest.Digest, info []byte) error
+}
+
+// Config tunes a Seeder.
+type Config struct {
+	// Announce are the announce URLs put on every torrent the seeder runs.
+	Announce []string
+	// FailureTTL is how long an origin failure is repeated to askers
+	// before the next ask tries the origin again.
+	FailureTTL time.Duration
+	// FetchTimeout bounds one origin fetch, body included.
+	FetchTimeout time.Duration
+	// Shared, when set, publishes info bytes to other replicas.
+	Shared SharedInfo
+}
+
+// Ref names a blob and where the origin has it.
+type Ref struct {
+	Registry, Repo string
+	Digest         digest.Digest
+}
+
+// Seeder fetches and seeds blobs for the tracker.
+type Seeder struct {
+	cfg      Config
+	store    *store.Store
+	swarm    *swarm.Swarm
+	upstream *upstream.Client
+	log      *slog.Logger
+
+	// mu guards jobs and seeding: one lock for the seeder's state.
+	mu      sync.Mutex
+	jobs    map[digest.Digest]*job
+	seeding map[digest.Digest]bool
+}
+
+type job struct {
+	done     chan struct{}
+	err      error
+	finished time.Time
+}
+
+// New returns a seeder that keeps blobs in st and seeds them on sw.
+func New(cfg Config, st *store.Store, sw *swarm.Swarm, up *upstream.Client, log *slog.Logger) *Seeder {
+	if cfg.FailureTTL == 0 {
+		cfg.FailureTTL = 5 * time.Second
+	}
+	if cfg.FetchTimeout == 0 {
+		cfg.FetchTimeout = 30 * time.Minute
+	}
+	return &Seeder{cfg: cfg, store: st, swarm: sw, upstream: up, log: log,
+		jobs: map[digest.Digest]*job{}, seeding: map[digest.Digest]bool{}}
+}
+
+// Metainfo returns the blob's info bytes. A blob the seeder does not hold
+// yet is fetched from the origin in the background, once however many ask;
+// Metainfo waits up to wait for it and then returns ErrPending.
+func (s *Seeder) Metainfo(ctx context.Context, ref Ref, wait time.Duration) ([]byte, error) {
+	if info, err := s.known(ctx, ref.Digest); err == nil {
+		return info, nil
+	}
+	j := s.job(ref)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-j.done:
+		if j.err != nil {
+			return nil, j.err
+		}
+		return s.known(ctx, ref.Digest)
+	case <-timer.C:
+		return nil, ErrPending
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// known returns info bytes for a blob this replica seeds or another
+// replica published.
+func (s *Seeder) known(ctx context.Context, d digest.Digest) ([]byte, error) {
+	if _, err := s.store.Stat(d); err == nil {
+		if info, err := s.swarm.InfoBytes(d); err == nil {
+			return info, s.ensureSeeding(d, info)
+		}
+	}
+	if s.cfg.Shared != nil {
+		return s.cfg.Shared.Get(ctx, d)
+	}
+	return nil, swarm.ErrNoInfoBytes
+}
+
+// ensureSeeding starts seeding a stored blob once, e.g. after a restart.
+func (s *Seeder) ensureSeeding(d digest.Digest, info []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seeding[d] {
+		return nil
+	}
+	if err := s.swarm.Seed(d, info, s.cfg.Announce); err != nil && !errors.Is(err, swarm.ErrActive) {
+		return fmt.Errorf("seed %s: %w", d, err)
+	}
+	s.seeding[d] = true
+	return nil
+}
+
+// job returns the fetch of ref in progress, a recent failure, or a new
+// fetch.
+func (s *Seeder) job(ref Ref) *job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[ref.Digest]; ok {
+		select {
+		case <-j.done:
+			if j.err != nil && time.Since(j.finished) < s.cfg.FailureTTL {
+				return j
+			}
+		default:
+			return j
+		}
+	}
+	j := &job{done: make(chan struct{})}
+	s.jobs[ref.Digest] = j
+	go s.run(ref, j)
+	return j
+}
+
+func (s *Seeder) run(ref Ref, j *job) {
+	start := time.Now()
+	err := s.fetch(ref)
+	s.mu.Lock()
+	j.err, j.finished = err, time.Now()
+	if err == nil {
+		// Success needs no memory: the store and info bytes answer now.
+		delete(s.jobs, ref.Digest)
+	}
+	s.mu.Unlock()
+	close(j.done)
+	if err != nil {
+		s.log.Warn("origin fetch failed", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
+		return
+	}
+	s.log.Info("seeding blob from origin", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// fetch downloads the blob from the origin into the store (verified),
+// builds its torrent and starts seeding it.
+func (s *Seeder) fetch(ref Ref) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FetchTimeout)
+	defer cancel()
+	if _, err := s.store.Stat(ref.Digest); errors.Is(err, store.ErrNotFound) {
+		if err := s.download(ctx, ref); err != nil {
+			return err
+		}
+	}
+	f, err := s.store.Open(ref.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", ref.Digest, err)
+	}
+	info, _, err := torrentmeta.Build(ref.Digest, f, fi.Size())
+	if err != nil {
+		return fmt.Errorf("build torrent for %s: %w", ref.Digest, err)
+	}
+	if err := s.ensureSeeding(ref.Digest, info); err != nil {
+		return err
+	}
+	if s.cfg.Shared != nil {
+		if err := s.cfg.Shared.Put(ctx, ref.Digest, info); err != nil {
+			return fmt.Errorf("publish info bytes of %s: %w", ref.Digest, err)
+		}
+	}
+	return nil
+}
+
+func (s *Seeder) download(ctx context.Context, ref Ref) error {
+	body, _, err := s.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	p, err := s.store.NewPartial(ref.Digest)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if _, err := io.Copy(p, body); err != nil {
+		p.Abort()
+		return fmt.Errorf("fetch %s from %s: %w", ref.Digest, ref.Registry, err)
+	}
+	return p.Commit()
+}
+
+// Preheat fetches and seeds a blob ahead of a rollout and waits for it.
+func (s *Seeder) Preheat(ctx context.Context, ref Ref) error {
+	_, err := s.Metainfo(ctx, ref, time.Duration(1<<62))
+	return err
+}

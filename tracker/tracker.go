@@ -1,0 +1,262 @@
+package tracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/mirror/route"
+	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/tracker/announce"
+	"github.com/blobswarm/blobswarm/tracker/api"
+	"github.com/blobswarm/blobswarm/tracker/peerstore"
+	"github.com/blobswarm/blobswarm/tracker/seeder"
+	"github.com/blobswarm/blobswarm/tracker/tags"
+)
+
+// Tracker is a running tracker (without its HTTP listener).
+type Tracker struct {
+	cfg      Config
+	log      *slog.Logger
+	swarm    *swarm.Swarm
+	seeder   *seeder.Seeder
+	tags     *tags.Resolver
+	announce *announce.Handler
+	redis    *redis.Client
+	registry *prometheus.Registry
+	seederAt string
+
+	metainfoReqs *prometheus.CounterVec
+}
+
+// New opens the tracker's data and starts its seeder's BitTorrent client.
+func New(cfg Config, log *slog.Logger) (*Tracker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	eps, err := upstream.ParseEndpoints(cfg.Upstream, cfg.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	announceURL, _ := cfg.announceURL()
+	cidrs, _ := cfg.peerCIDRs()
+	st, err := store.Open(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	t.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	t.metainfoReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blobswarm_tracker_metainfo_requests_total", Help: "Metainfo requests by result (ok, pending, error).",
+	}, []string{"result"})
+	t.registry.MustRegister(t.metainfoReqs)
+
+	var peers peerstore.Store = peerstore.NewMemory(peerstore.MemoryOptions{})
+	var shared seeder.SharedInfo
+	if cfg.Redis != "" {
+		opts, err := redis.ParseURL(cfg.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		t.redis = redis.NewClient(opts)
+		peers = peerstore.NewRedis(t.redis, peerstore.RedisOptions{})
+		shared = &redisInfo{client: t.redis}
+	}
+	t.announce, err = announce.New(peers, announce.Config{
+		Interval:   cfg.AnnounceInterval,
+		MaxPeers:   cfg.MaxPeers,
+		PeerFilter: allowFilter(cidrs),
+		Registerer: t.registry,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.swarm, err = swarm.New(swarm.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate}, st, log.With("component", "seeder"))
+	if err != nil {
+		return nil, fmt.Errorf("seeder swarm: %w", err)
+	}
+	up := upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout)})
+	t.seeder = seeder.New(seeder.Config{Announce: []string{announceURL}, Shared: shared}, st, t.swarm, up, log)
+	t.tags = tags.New(up, cfg.TagTTL)
+	t.seederAt = seederAddr(cfg.PeerListen, announceURL, t.swarm.ListenPort())
+	log.Info("tracker ready", "announce-url", announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
+	return t, nil
+}
+
+// seederAddr is the seeder's peer address as mirrors see it: the peer
+// listen host, or the announce URL's host when listening on a wildcard.
+func seederAddr(peerListen, announceURL string, port int) string {
+	host, _, _ := net.SplitHostPort(peerListen)
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		if u, err := url.Parse(announceURL); err == nil {
+			host = u.Hostname()
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// allowFilter admits announces from the configured networks; with none
+// configured, from the same loopback and private ranges the swarm allows.
+func allowFilter(cidrs []netip.Prefix) func(netip.Addr) bool {
+	if len(cidrs) == 0 {
+		cidrs = swarm.DefaultAllowedPeers
+	}
+	return func(a netip.Addr) bool {
+		for _, p := range cidrs {
+			if p.Contains(a.Unmap()) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Close stops the seeder and releases Redis.
+func (t *Tracker) Close() error {
+	err := t.swarm.Close()
+	if t.redis != nil {
+		err = errors.Join(err, t.redis.Close())
+	}
+	return err
+}
+
+// Handler serves announces, metainfo, tag resolution, health and metrics.
+func (t *Tracker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+api.AnnouncePath, t.announce)
+	mux.HandleFunc("GET "+api.MetainfoPath, t.serveMetainfo)
+	mux.HandleFunc("GET "+api.ManifestPath, t.serveManifest)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", t.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (t *Tracker) ready(w http.ResponseWriter, r *http.Request) {
+	if t.redis != nil {
+		if err := t.redis.Ping(r.Context()).Err(); err != nil {
+			http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// blobQuery reads and validates registry, repo and digest parameters.
+func blobQuery(r *http.Request) (seeder.Ref, error) {
+	q := r.URL.Query()
+	reg, err := route.ParseRegistry(q.Get("registry"))
+	if err != nil {
+		return seeder.Ref{}, err
+	}
+	if err := route.ParseName(q.Get("repo")); err != nil {
+		return seeder.Ref{}, err
+	}
+	d, err := route.ParseDigest(q.Get("digest"))
+	if err != nil {
+		return seeder.Ref{}, err
+	}
+	return seeder.Ref{Registry: reg, Repo: q.Get("repo"), Digest: d}, nil
+}
+
+func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
+	ref, err := blobQuery(r)
+	if err != nil {
+		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
+		return
+	}
+	info, err := t.seeder.Metainfo(r.Context(), ref, t.cfg.MetainfoWait)
+	switch {
+	case errors.Is(err, seeder.ErrPending):
+		t.metainfoReqs.WithLabelValues("pending").Inc()
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusAccepted)
+		return
+	case err != nil:
+		t.metainfoReqs.WithLabelValues("error").Inc()
+		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
+		return
+	}
+	t.metainfoReqs.WithLabelValues("ok").Inc()
+	w.Header().Set("Content-Type", "application/x-bittorrent")
+	w.Header().Set("Content-Length", strconv.Itoa(len(info)))
+	w.Header().Set(api.SeederHeader, t.seederAt)
+	w.Write(info)
+}
+
+func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	reg, err := route.ParseRegistry(q.Get("registry"))
+	if err == nil {
+		err = route.ParseName(q.Get("repo"))
+	}
+	if err == nil {
+		err = route.ParseTag(q.Get("tag"))
+	}
+	if err != nil {
+		t.writeError(w, err, errcode.ErrorCodeManifestUnknown)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), t.cfg.UpstreamTimeout)
+	defer cancel()
+	m, err := t.tags.Resolve(ctx, reg, q.Get("repo"), q.Get("tag"), r.Header.Values("Accept"))
+	if err != nil {
+		t.writeError(w, err, errcode.ErrorCodeManifestUnknown)
+		return
+	}
+	w.Header().Set("Content-Type", m.MediaType)
+	w.Header().Set("Docker-Content-Digest", m.Digest.String())
+	w.Header().Set("Content-Length", strconv.Itoa(len(m.Data)))
+	w.Write(m.Data)
+}
+
+func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.ErrorCode) {
+	var e errcode.Error
+	switch {
+	case errors.Is(err, route.ErrNameInvalid):
+		e = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
+	case errors.Is(err, route.ErrDigestInvalid):
+		e = errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
+	case errors.Is(err, route.ErrTagInvalid):
+		e = errcode.ErrorCodeTagInvalid.WithMessage(err.Error())
+	default:
+		var fromUpstream bool
+		if e, fromUpstream = upstream.ErrorCode(err, unknown); !fromUpstream {
+			t.log.Error("tracker request failed", "err", err)
+		}
+	}
+	errcode.ServeJSON(w, e)
+}
+
+// redisInfo shares digest-to-torrent answers between tracker replicas.
+type redisInfo struct{ client *redis.Client }
+
+const infoKeyPrefix = "blobswarm:info:"
+
+func (r *redisInfo) Get(ctx context.Context, d digest.Digest) ([]byte, error) {
+	b, err := r.client.Get(ctx, infoKeyPrefix+d.String()).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, swarm.ErrNoInfoBytes
+	}
+	return b, err
+}
+
+func (r *redisInfo) Put(ctx context.Context, d digest.Digest, info []byte) error {
+	return r.client.Set(ctx, infoKeyPrefix+d.String(), info, 0).Err()
+}

@@ -164,6 +164,9 @@ func (m *Mirror) fetch(ref BlobRef, fl *flight.Flight) {
 	} else {
 		p.Abort()
 	}
+	if h, ok := m.source.(interface{ Stored(BlobRef, error) }); ok {
+		h.Stored(ref, err)
+	}
 	if err != nil {
 		m.log.Warn("blob fetch failed", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
 	} else {

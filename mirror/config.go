@@ -2,7 +2,12 @@ package mirror
 
 import (
 	"fmt"
+	"net/netip"
+	"net/url"
+	"runtime"
 	"time"
+
+	"github.com/containerd/platforms"
 
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
@@ -23,6 +28,28 @@ type Config struct {
 	UpstreamTimeout      time.Duration `yaml:"upstream-timeout"`
 	MaxConcurrentFetches int           `yaml:"max-concurrent-fetches"`
 	LogLevel             string        `yaml:"log-level"`
+
+	// Tracker base URLs (one per replica). Without any, the mirror is a
+	// plain pull-through cache.
+	Tracker []string `yaml:"tracker"`
+	// PeerListen is this node's BitTorrent address.
+	PeerListen string `yaml:"peer-listen"`
+	// PeerCIDR are the networks peers may be in (default: loopback and
+	// private ranges).
+	PeerCIDR []string `yaml:"peer-cidr"`
+	// Readahead starts every layer of a manifest into the swarm as soon as
+	// a client fetches the manifest.
+	Readahead bool `yaml:"readahead"`
+	// Platform picks the manifest of an index to read ahead (os/arch).
+	Platform string `yaml:"platform"`
+	// MetainfoTimeout bounds waiting for the tracker's seeder to fetch a
+	// blob from the origin before fetching it from the origin directly.
+	MetainfoTimeout time.Duration `yaml:"metainfo-timeout"`
+	// StallTimeout falls back to the origin when the swarm delivers
+	// nothing for this long.
+	StallTimeout time.Duration `yaml:"stall-timeout"`
+	UploadRate   int64         `yaml:"upload-rate"`
+	DownloadRate int64         `yaml:"download-rate"`
 }
 
 // Defaults returns the configuration a mirror runs with when told nothing.
@@ -34,6 +61,11 @@ func Defaults() Config {
 		UpstreamTimeout:      30 * time.Second,
 		MaxConcurrentFetches: 32,
 		LogLevel:             "info",
+		PeerListen:           ":6881",
+		Readahead:            true,
+		Platform:             runtime.GOOS + "/" + runtime.GOARCH,
+		MetainfoTimeout:      10 * time.Minute,
+		StallTimeout:         30 * time.Second,
 	}
 }
 
@@ -63,5 +95,36 @@ func (c Config) Validate() error {
 	if _, err := c.Endpoints(); err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
+	for _, t := range c.Tracker {
+		if u, err := url.Parse(t); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("tracker: %q is not an http(s) URL", t)
+		}
+	}
+	if _, err := c.peerCIDRs(); err != nil {
+		return fmt.Errorf("peer-cidr: %w", err)
+	}
+	if _, err := platforms.Parse(c.Platform); err != nil {
+		return fmt.Errorf("platform: %w", err)
+	}
+	switch {
+	case c.MetainfoTimeout <= 0:
+		return fmt.Errorf("metainfo-timeout: must be positive")
+	case c.StallTimeout <= 0:
+		return fmt.Errorf("stall-timeout: must be positive")
+	case c.UploadRate < 0 || c.DownloadRate < 0:
+		return fmt.Errorf("upload-rate, download-rate: must not be negative")
+	}
 	return nil
+}
+
+func (c Config) peerCIDRs() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.PeerCIDR {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
+	"github.com/blobswarm/blobswarm/mirror/trackerclient"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -42,6 +43,9 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, req reque
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(man.Data)
+		if m.swarm != nil && m.cfg.Readahead {
+			go m.readahead(req.registry, req.Name, man)
+		}
 	}
 }
 
@@ -91,6 +95,13 @@ func (m *Mirror) manifestByTag(r *http.Request, req request) (manifestcache.Mani
 }
 
 func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (manifestcache.Manifest, error) {
+	if m.trackers != nil {
+		man, err := m.resolveTagViaTracker(ctx, r, req)
+		if err == nil || !errors.Is(err, trackerclient.ErrUnavailable) {
+			return man, err
+		}
+		m.log.Warn("tracker unreachable: resolving tag at the origin", "registry", req.registry, "repo", req.Name, "tag", req.Tag, "err", err)
+	}
 	path := "/v2/" + req.Name + "/manifests/" + req.Tag
 	resp, err := m.upstream.Do(ctx, http.MethodHead, req.registry, req.Name, path, acceptHeader(r))
 	if err != nil {
@@ -166,4 +177,18 @@ var defaultAccept = []string{
 	"application/vnd.docker.distribution.manifest.list.v2+json",
 	"application/vnd.oci.image.manifest.v1+json",
 	"application/vnd.docker.distribution.manifest.v2+json",
+}
+
+// resolveTagViaTracker asks the tracker, whose short-lived cache folds a
+// fleet's simultaneous resolutions into one origin request.
+func (m *Mirror) resolveTagViaTracker(ctx context.Context, r *http.Request, req request) (manifestcache.Manifest, error) {
+	data, mediaType, err := m.trackers.Manifest(ctx, req.registry, req.Name, req.Tag, acceptHeader(r).Values("Accept"))
+	if err != nil {
+		return manifestcache.Manifest{}, err
+	}
+	man := manifestcache.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
+	if err := m.manifests.Put(man); err != nil {
+		return man, err
+	}
+	return man, m.manifests.SetTag(req.registry, req.Name, req.Tag, man.Digest, man.MediaType)
 }

@@ -17,6 +17,7 @@ type metrics struct {
 	inflight        prometheus.Gauge
 	staleManifests  prometheus.Counter
 	fetchesBySource *prometheus.CounterVec
+	fallbacks       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -58,5 +59,9 @@ func newMetrics() *metrics {
 	f(m.inflight)
 	f(m.staleManifests)
 	f(m.fetchesBySource)
+	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blobswarm_mirror_origin_fallbacks_total", Help: "Blob fetches that went to the origin because the tracker (reason=tracker) or the swarm (reason=swarm) failed.",
+	}, []string{"reason"})
+	f(m.fallbacks)
 	return m
 }

@@ -17,7 +17,9 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
+	"github.com/blobswarm/blobswarm/mirror/trackerclient"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -45,6 +47,9 @@ type Mirror struct {
 	upstream  *upstream.Client
 	source    BlobSource
 	metrics   *metrics
+	// swarm and trackers are nil for a plain pull-through mirror.
+	swarm    *swarm.Swarm
+	trackers *trackerclient.Client
 
 	// fetchSlots bounds concurrent blob fetches so a burst of distinct
 	// blobs cannot exhaust file descriptors or flood the upstream.
@@ -84,7 +89,65 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		flights:    map[digest.Digest]*flight.Flight{},
 	}
 	m.source = &originSource{m: m}
+	if len(cfg.Tracker) > 0 {
+		if err := m.joinSwarm(); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// joinSwarm makes the fleet the source of missing blobs.
+func (m *Mirror) joinSwarm() error {
+	cidrs, err := m.cfg.peerCIDRs()
+	if err != nil {
+		return err
+	}
+	m.swarm, err = swarm.New(swarm.Config{
+		ListenAddr:   m.cfg.PeerListen,
+		AllowedPeers: cidrs,
+		StallTimeout: m.cfg.StallTimeout,
+		UploadRate:   m.cfg.UploadRate,
+		DownloadRate: m.cfg.DownloadRate,
+	}, m.store, m.log.With("component", "swarm"))
+	if err != nil {
+		return fmt.Errorf("join swarm: %w", err)
+	}
+	m.trackers = trackerclient.New(m.cfg.Tracker, m.cfg.UpstreamTimeout)
+	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
+		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[BlobRef][]byte{}}
+	go m.reseed()
+	return nil
+}
+
+// reseed offers the fleet every stored blob whose torrent is known, so a
+// restarted node is a peer again at once.
+func (m *Mirror) reseed() {
+	n := 0
+	err := m.store.Walk(func(d digest.Digest, _ int64) error {
+		info, err := m.swarm.InfoBytes(d)
+		if err != nil {
+			return nil
+		}
+		if err := m.swarm.Seed(d, info, m.trackers.AnnounceURLs()); err != nil {
+			m.log.Warn("reseed", "digest", d, "err", err)
+			return nil
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		m.log.Warn("reseed: walking the store failed", "err", err)
+	}
+	m.log.Info("seeding stored blobs", "count", n)
+}
+
+// Close leaves the swarm.
+func (m *Mirror) Close() error {
+	if m.swarm != nil {
+		return m.swarm.Close()
+	}
+	return nil
 }
 
 // Store is the mirror's blob store.

@@ -19,6 +19,15 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
 	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "blob fetches in progress at once; more wait their turn")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringArrayVar(&c.Tracker, "tracker", c.Tracker, "tracker base URL (repeatable, one per replica); without one the mirror is a plain pull-through cache")
+	fs.StringVar(&c.PeerListen, "peer-listen", c.PeerListen, "this node's BitTorrent address")
+	fs.StringArrayVar(&c.PeerCIDR, "peer-cidr", c.PeerCIDR, "networks peers may be in (repeatable; default loopback and private ranges)")
+	fs.BoolVar(&c.Readahead, "readahead", c.Readahead, "start all layers of a manifest into the swarm when a client fetches it")
+	fs.StringVar(&c.Platform, "platform", c.Platform, "platform whose manifest of an index is read ahead")
+	fs.DurationVar(&c.MetainfoTimeout, "metainfo-timeout", c.MetainfoTimeout, "how long to wait for the tracker's seeder before fetching from the origin")
+	fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout, "fall back to the origin when the swarm delivers nothing for this long")
+	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "upload cap to peers in bytes/s (0: unlimited)")
+	fs.Int64Var(&c.DownloadRate, "download-rate", c.DownloadRate, "download cap from peers in bytes/s (0: unlimited)")
 }
 
 func mirrorCmd() *cobra.Command {
@@ -41,6 +50,7 @@ func mirrorCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer m.Close()
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				return fmt.Errorf("listen: %w", err)

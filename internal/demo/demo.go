@@ -22,6 +22,7 @@ import (
 	"github.com/blobswarm/blobswarm/mirror"
 	"github.com/blobswarm/blobswarm/origin"
 	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/tracker"
 )
 
 // Options shape the demo; Defaults gives the embedded default.
@@ -80,15 +81,38 @@ func Run(ctx context.Context, opt Options) error {
 		imageBytes += b.Size
 	}
 
+	tcfg := tracker.Defaults()
+	tcfg.Listen = "127.0.0.1:0"
+	tcfg.Data = filepath.Join(opt.Dir, "tracker")
+	tcfg.PeerListen = "127.0.0.1:0"
+	tcfg.Upstream = []string{"docker.io=" + originURL}
+	ln, err := net.Listen("tcp", tcfg.Listen)
+	if err != nil {
+		return err
+	}
+	// The announce URL must name the port the tracker really got.
+	tcfg.Listen = ln.Addr().String()
+	trk, err := tracker.New(tcfg, opt.Log.With("node", "tracker"))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer trk.Close()
+	trackerURL := serveOn(ctx, ln, trk.Handler())
+	fmt.Fprintf(opt.Out, "tracker at %s, seeding from the origin\n", trackerURL)
+
 	mirrors := make([]*mirror.Mirror, opt.Mirrors)
 	urls := make([]string, opt.Mirrors)
 	for i := range mirrors {
 		cfg := mirror.Defaults()
 		cfg.Data = filepath.Join(opt.Dir, fmt.Sprintf("mirror-%d", i+1))
 		cfg.Upstream = []string{"docker.io=" + originURL}
+		cfg.Tracker = []string{trackerURL}
+		cfg.PeerListen = "127.0.0.1:0"
 		if mirrors[i], err = mirror.New(cfg, opt.Log.With("mirror", i+1)); err != nil {
 			return err
 		}
+		defer mirrors[i].Close()
 		if urls[i], err = serve(ctx, mirrors[i].Handler()); err != nil {
 			return fmt.Errorf("mirror %d: %w", i+1, err)
 		}
@@ -134,10 +158,14 @@ func serve(ctx context.Context, h http.Handler) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return serveOn(ctx, ln, h), nil
+}
+
+func serveOn(ctx context.Context, ln net.Listener, h http.Handler) string {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	context.AfterFunc(ctx, func() { srv.Close() })
-	return "http://" + ln.Addr().String(), nil
+	return "http://" + ln.Addr().String()
 }
 
 func human(n int64) string {

@@ -1,0 +1,77 @@
+package mirror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/blobswarm/blobswarm/mirror/manifestcache"
+)
+
+// readahead starts every blob of an image into the swarm as soon as a
+// client has its manifest: clients ask for one to three layers at a time,
+// and the swarm trades best when every layer is in flight at once. For an
+// index it reads ahead the manifest of this node's platform.
+func (m *Mirror) readahead(registry, repo string, man manifestcache.Manifest) {
+	var doc struct {
+		Manifests []ocispec.Descriptor `json:"manifests"`
+		Config    *ocispec.Descriptor  `json:"config"`
+		Layers    []ocispec.Descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(man.Data, &doc); err != nil {
+		return
+	}
+	if len(doc.Manifests) > 0 {
+		want, _ := platforms.Parse(m.cfg.Platform)
+		match := platforms.Only(want)
+		for _, d := range doc.Manifests {
+			if d.Platform != nil && match.Match(*d.Platform) {
+				if child, err := m.manifestForReadahead(registry, repo, d.Digest); err == nil {
+					m.readahead(registry, repo, child)
+				}
+				return
+			}
+		}
+		return
+	}
+	blobs := doc.Layers
+	if doc.Config != nil {
+		blobs = append(blobs, *doc.Config)
+	}
+	for _, b := range blobs {
+		if b.Digest.Validate() != nil {
+			continue
+		}
+		fl, _, err := m.flight(BlobRef{Registry: registry, Repo: repo, Digest: b.Digest})
+		if err != nil {
+			m.log.Warn("readahead", "digest", b.Digest, "err", err)
+			continue
+		}
+		if fl != nil {
+			fl.Release()
+		}
+	}
+}
+
+// manifestForReadahead gets a child manifest of an index from the cache or
+// the upstream, caching it for the client's request that will follow.
+func (m *Mirror) manifestForReadahead(registry, repo string, d digest.Digest) (manifestcache.Manifest, error) {
+	if man, err := m.manifests.Get(d); err == nil {
+		return man, nil
+	}
+	data, mediaType, err := m.upstream.GetManifest(context.Background(), registry, repo, d.String(), defaultAccept)
+	if err != nil {
+		return manifestcache.Manifest{}, err
+	}
+	man := manifestcache.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
+	if man.Digest != d {
+		return manifestcache.Manifest{}, errWrongDigest
+	}
+	return man, m.manifests.Put(man)
+}
+
+var errWrongDigest = errors.New("upstream sent a manifest that does not match its digest")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/blobswarm/blobswarm/origin"
 )
@@ -40,8 +41,13 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "blobswarm")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/blobswarm/blobswarm/cmd/blobswarm")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		args, cgo := []string{"build", "-o", binPath}, "CGO_ENABLED=0"
+		if raceBuild {
+			// The race detector needs cgo; the static build is what ships.
+			args, cgo = append(args, "-race"), "CGO_ENABLED=1"
+		}
+		cmd := exec.Command("go", append(args, "github.com/blobswarm/blobswarm/cmd/blobswarm")...)
+		cmd.Env = append(os.Environ(), cgo)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -50,6 +56,17 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// Main runs a package's tests and then removes the binary Binary built.
+// Call it from TestMain; without it every test run leaves a binary in the
+// temp dir.
+func Main(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
 
 // FreeAddr returns a loopback address with a port nobody listens on now.
@@ -93,6 +110,9 @@ func StartAt(t testing.TB, addr, sub string, args ...string) *Process {
 	go func() { p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.Kill()
+		if strings.Contains(p.Logs(), "WARNING: DATA RACE") {
+			t.Errorf("%s %s: data race, see its logs", sub, addr)
+		}
 		if t.Failed() {
 			t.Logf("%s %s logs:\n%s", sub, addr, p.Logs())
 		}
@@ -157,7 +177,8 @@ func ScrapeMetric(t testing.TB, url, name string, labels ...string) float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var parser expfmt.TextParser
+	// The zero TextParser panics on its first metric name.
+	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatalf("parse metrics from %s: %v", url, err)
@@ -202,6 +223,13 @@ type Origin struct {
 // NewOrigin serves a fresh origin registry on 127.0.0.1.
 func NewOrigin(t testing.TB, cfg origin.Config) *Origin {
 	t.Helper()
+	return NewOriginWith(t, cfg, nil)
+}
+
+// NewOriginWith is NewOrigin with the origin's handler wrapped (when wrap is
+// not nil), to slow down, hold back or refuse what it serves.
+func NewOriginWith(t testing.TB, cfg origin.Config, wrap func(http.Handler) http.Handler) *Origin {
+	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
@@ -209,8 +237,17 @@ func NewOrigin(t testing.TB, cfg origin.Config) *Origin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(o)
-	t.Cleanup(func() { srv.Close(); o.Close() })
+	var h http.Handler = o
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		// A handler held back by a Valve would keep Close waiting.
+		srv.CloseClientConnections()
+		srv.Close()
+		o.Close()
+	})
 	return &Origin{Origin: o, Server: srv}
 }
 

@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/mirror/byterange"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
 func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) {
@@ -59,7 +59,9 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 	if status == http.StatusRequestedRangeNotSatisfiable {
 		return
 	}
-	n, err := io.Copy(w, fl.NewReader(r.Context(), rng.Start, rng.Length()))
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	n, err := io.CopyBuffer(writerOnly{w}, fl.NewReader(r.Context(), rng.Start, rng.Length()), *buf)
 	m.metrics.bytesServed.Add(float64(n))
 	if err != nil {
 		m.log.Warn("blob stream ended early", "digest", ref.Digest, "sent", n, "err", err)
@@ -144,7 +146,7 @@ func (m *Mirror) flight(ref BlobRef) (*flight.Flight, bool, error) {
 	fl := flight.New(p)
 	fl.Acquire() // the caller's; the fetch goroutine owns the first
 	m.flights[ref.Digest] = fl
-	go m.fetch(ref, fl)
+	m.fetches.Go(func() { m.fetch(ref, fl) })
 	return fl, false, nil
 }
 
@@ -190,12 +192,13 @@ func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref Bl
 		return
 	}
 	resp.Body.Close()
+	what := "blob " + ref.Digest.String()
 	if resp.StatusCode != http.StatusOK {
-		m.writeError(w, r, statusError(m.upstream.Endpoint(ref.Registry), resp.StatusCode, errcode.ErrorCodeBlobUnknown, "blob "+ref.Digest.String()))
+		m.writeError(w, r, m.upstream.StatusError(ref.Registry, resp.StatusCode, what))
 		return
 	}
 	if resp.ContentLength < 0 {
-		m.writeError(w, r, statusError(m.upstream.Endpoint(ref.Registry), http.StatusBadGateway, errcode.ErrorCodeBlobUnknown, "blob size"))
+		m.writeError(w, r, m.upstream.StatusError(ref.Registry, http.StatusBadGateway, what+": no Content-Length"))
 		return
 	}
 	m.blobHeaders(w, r, ref, resp.ContentLength)
@@ -206,28 +209,21 @@ type originSource struct{ m *Mirror }
 
 func (o *originSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight) error {
 	m := o.m
-	resp, err := m.upstream.Do(ctx, http.MethodGet, ref.Registry, ref.Repo, "/v2/"+ref.Repo+"/blobs/"+ref.Digest.String(), nil)
+	body, size, err := m.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	ep := m.upstream.Endpoint(ref.Registry)
-	if resp.StatusCode != http.StatusOK {
-		return statusError(ep, resp.StatusCode, errcode.ErrorCodeBlobUnknown, "blob "+ref.Digest.String())
-	}
-	if resp.ContentLength < 0 {
-		return statusError(ep, http.StatusBadGateway, errcode.ErrorCodeBlobUnknown, "blob without Content-Length")
-	}
-	fl.SetSize(resp.ContentLength)
-	w := &advancingWriter{p: fl.Partial(), fl: fl}
-	n, err := io.Copy(w, resp.Body)
+	defer body.Close()
+	fl.SetSize(size)
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	n, err := io.CopyBuffer(&advancingWriter{p: fl.Partial(), fl: fl}, body, *buf)
 	m.metrics.bytesBySource.WithLabelValues("origin").Add(float64(n))
-	if err == nil && n != resp.ContentLength {
-		err = fmt.Errorf("got %d of %d bytes", n, resp.ContentLength)
+	if err == nil && n != size {
+		err = fmt.Errorf("got %d of %d bytes", n, size)
 	}
 	if err != nil {
-		return &upstream.Error{Host: ep.Host, URL: ep.URL.String(), Status: http.StatusBadGateway,
-			Err: fmt.Errorf("reading blob %s: %w", ref.Digest, err)}
+		return m.upstream.StatusError(ref.Registry, http.StatusBadGateway, fmt.Sprintf("reading blob %s: %v", ref.Digest, err))
 	}
 	m.metrics.fetchesBySource.WithLabelValues("origin", "ok").Inc()
 	return nil
@@ -247,3 +243,13 @@ func (a *advancingWriter) Write(b []byte) (int, error) {
 	a.fl.Advance(a.off)
 	return n, err
 }
+
+// copyBuffers are the buffers blobs stream through on a miss. 1 MiB instead
+// of io.Copy's 32 KiB: every chunk costs a file write, a read back and a
+// reader wake-up, and at 32 KiB that overhead held a cold miss to a quarter
+// of the origin's throughput (see BENCHMARKS.md).
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// writerOnly hides the ResponseWriter's ReadFrom, which would otherwise
+// copy in its own 32 KiB chunks and ignore our buffer.
+type writerOnly struct{ io.Writer }

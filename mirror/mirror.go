@@ -57,6 +57,9 @@ type Mirror struct {
 
 	mu      sync.Mutex
 	flights map[digest.Digest]*flight.Flight
+	// fetches runs the fetch goroutines, so a graceful stop can wait for
+	// them (Drain).
+	fetches sync.WaitGroup
 
 	tags singleflight.Group
 }
@@ -148,6 +151,20 @@ func (m *Mirror) Close() error {
 		return m.swarm.Close()
 	}
 	return nil
+}
+
+// Drain waits until the blob fetches in progress have ended, or ctx has.
+// Call it once the server takes no more requests: a blob whose last bytes
+// already went to a client is then committed, not lost with the process.
+func (m *Mirror) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { m.fetches.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Store is the mirror's blob store.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -10,6 +12,10 @@ import (
 	"github.com/blobswarm/blobswarm/internal/cliconfig"
 	"github.com/blobswarm/blobswarm/mirror"
 )
+
+// drainTimeout bounds how long a stopping mirror waits for blob fetches in
+// progress; what is cut off is fetched again on demand after a restart.
+const drainTimeout = 5 * time.Second
 
 func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address the registry API listens on")
@@ -56,7 +62,13 @@ func mirrorCmd() *cobra.Command {
 				return fmt.Errorf("listen: %w", err)
 			}
 			log.Info("mirror listening", "addr", ln.Addr().String(), "data", cfg.Data, "default-upstream", cfg.DefaultUpstream)
-			return serve(cmd.Context(), ln, m.Handler())
+			serveErr := serve(cmd.Context(), ln, m.Handler())
+			drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			if err := m.Drain(drain); err != nil {
+				log.Warn("stopping with blob fetches in progress; they start over on demand", "err", err)
+			}
+			return serveErr
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML file whose keys are these flags' names (flags given here win)")

@@ -209,6 +209,11 @@ func (c *Client) fetchToken(ctx context.Context, ep Endpoint, scope string, ch a
 	// The challenge names the scope of the request that failed; ask for the
 	// repository's pull scope so one token serves all of its requests.
 	opts.Scopes = []string{scope}
+	// A token's life counts from before we asked, on our clock. The
+	// response's issued_at has whole seconds from another clock: with a
+	// short expires_in it can date a fresh token's expiry before now, and
+	// the retry would go out without it.
+	requested := time.Now()
 	tr, err := auth.FetchToken(ctx, c.cfg.HTTP, nil, opts)
 	if err != nil {
 		return fmt.Errorf("fetch token from %s: %w", opts.Realm, err)
@@ -217,13 +222,9 @@ func (c *Client) fetchToken(ctx context.Context, ep Endpoint, scope string, ch a
 	if life <= 0 {
 		life = defaultTokenLife
 	}
-	issued := tr.IssuedAt
-	if issued.IsZero() || issued.After(time.Now()) {
-		issued = time.Now()
-	}
 	// Renew a little early so a request never leaves with a token that
 	// expires on the way.
-	expires := issued.Add(life - life/10)
+	expires := requested.Add(life - life/10)
 	c.mu.Lock()
 	c.tokens[tokenKey{ep.Host, scope}] = token{value: tr.Token, expires: expires}
 	c.mu.Unlock()

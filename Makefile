@@ -28,8 +28,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./integration/...
 
+# No base image is pulled: the static binary is built here and copied into
+# a FROM scratch image.
 image: build
-	docker build --build-arg BINARY=$(BIN)/blobswarm -t blobswarm:dev .
+	DOCKER_BUILDKIT=1 docker build --build-arg BINARY_FROM=prebuilt -t blobswarm:dev .
 
 clean:
 	rm -rf $(BIN)

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -84,7 +83,7 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, route.ErrNotAPI):
 		oci = errcode.ErrorCodeUnsupported.WithMessage(err.Error())
 	default:
-		oci = m.upstreamError(err)
+		oci = m.upstreamError(err, unknownCode(r))
 	}
 	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "application/json")
@@ -95,33 +94,25 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // upstreamError maps what an upstream said to the code a client should see.
-func (m *Mirror) upstreamError(err error) errcode.Error {
+func (m *Mirror) upstreamError(err error, unknown errcode.ErrorCode) errcode.Error {
+	oci, fromUpstream := upstream.ErrorCode(err, unknown)
 	var ue *upstream.Error
-	if !errors.As(err, &ue) {
+	switch {
+	case !fromUpstream:
 		m.log.Error("request failed", "err", err)
-		return errcode.ErrorCodeUnknown.WithMessage(err.Error())
+	case errors.As(err, &ue) && ue.Status != http.StatusNotFound:
+		m.metrics.upstreamErrors.WithLabelValues(ue.Host).Inc()
+		m.log.Warn("upstream failed", "err", err)
 	}
-	m.metrics.upstreamErrors.WithLabelValues(ue.Host).Inc()
-	switch ue.Status {
-	case http.StatusUnauthorized:
-		return errcode.ErrorCodeUnauthorized.WithMessage(ue.Error())
-	case http.StatusForbidden:
-		return errcode.ErrorCodeDenied.WithMessage(ue.Error())
-	case http.StatusTooManyRequests:
-		return errcode.ErrorCodeTooManyRequests.WithMessage(ue.Error())
-	}
-	m.log.Warn("upstream failed", "err", err)
-	return errcode.ErrorCodeUnavailable.WithMessage(ue.Error())
+	return oci
 }
 
-// statusError turns an upstream's non-2xx answer into an error that names
-// the upstream; 404 becomes the caller's unknown-resource code.
-func statusError(ep upstream.Endpoint, status int, unknown errcode.ErrorCode, what string) error {
-	if status == http.StatusNotFound {
-		return unknown.WithMessage(fmt.Sprintf("%s not found at upstream %s", what, ep.Host))
+// unknownCode is the "no such thing" code for what the request names.
+func unknownCode(r *http.Request) errcode.ErrorCode {
+	if rt, err := route.Parse(r.URL.Path); err == nil && rt.Kind == route.Manifest {
+		return errcode.ErrorCodeManifestUnknown
 	}
-	return &upstream.Error{Host: ep.Host, URL: ep.URL.String(), Status: status,
-		Err: fmt.Errorf("%s: HTTP %d", what, status)}
+	return errcode.ErrorCodeBlobUnknown
 }
 
 type statusWriter struct {

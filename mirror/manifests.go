@@ -4,22 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
-	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
 	"github.com/blobswarm/blobswarm/mirror/trackerclient"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
-
-// maxManifestSize matches distribution's default limit; a larger body is
-// not a manifest any client would accept.
-const maxManifestSize = 4 << 20
 
 func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, req request) {
 	var (
@@ -60,8 +54,8 @@ func (m *Mirror) manifestByDigest(r *http.Request, req request) (manifestcache.M
 		return man, err
 	}
 	if man.Digest != req.Digest {
-		return man, &upstream.Error{Host: req.registry, URL: m.upstream.Endpoint(req.registry).URL.String(), Status: http.StatusBadGateway,
-			Err: fmt.Errorf("manifest %s: upstream sent content with digest %s", req.Digest, man.Digest)}
+		return man, m.upstream.StatusError(req.registry, http.StatusBadGateway,
+			fmt.Sprintf("manifest %s: upstream sent content with digest %s", req.Digest, man.Digest))
 	}
 	return man, m.manifests.Put(man)
 }
@@ -108,9 +102,8 @@ func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (
 		return manifestcache.Manifest{}, err
 	}
 	resp.Body.Close()
-	ep := m.upstream.Endpoint(req.registry)
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return manifestcache.Manifest{}, statusError(ep, resp.StatusCode, errcode.ErrorCodeManifestUnknown, "manifest "+req.Name+":"+req.Tag)
+		return manifestcache.Manifest{}, m.upstream.StatusError(req.registry, resp.StatusCode, "manifest "+req.Name+":"+req.Tag)
 	}
 	if resp.StatusCode == http.StatusOK {
 		if d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil {
@@ -135,25 +128,11 @@ func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (
 
 // fetchManifest GETs a manifest and returns its exact bytes.
 func (m *Mirror) fetchManifest(ctx context.Context, r *http.Request, req request, ref string) (manifestcache.Manifest, error) {
-	resp, err := m.upstream.Do(ctx, http.MethodGet, req.registry, req.Name, "/v2/"+req.Name+"/manifests/"+ref, acceptHeader(r))
+	data, mediaType, err := m.upstream.GetManifest(ctx, req.registry, req.Name, ref, acceptHeader(r).Values("Accept"))
 	if err != nil {
 		return manifestcache.Manifest{}, err
 	}
-	defer resp.Body.Close()
-	ep := m.upstream.Endpoint(req.registry)
-	if resp.StatusCode != http.StatusOK {
-		return manifestcache.Manifest{}, statusError(ep, resp.StatusCode, errcode.ErrorCodeManifestUnknown, "manifest "+req.Name+":"+ref)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
-	if err == nil && len(data) > maxManifestSize {
-		err = errors.New("manifest larger than 4 MiB")
-	}
-	if err != nil {
-		return manifestcache.Manifest{}, &upstream.Error{Host: ep.Host, URL: ep.URL.String(), Status: http.StatusBadGateway,
-			Err: fmt.Errorf("reading manifest %s:%s: %w", req.Name, ref, err)}
-	}
-	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	return manifestcache.Manifest{MediaType: strings.TrimSpace(mediaType), Digest: digest.FromBytes(data), Data: data}, nil
+	return manifestcache.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}, nil
 }
 
 // acceptHeader passes the client's manifest types upstream, so the

@@ -21,17 +21,24 @@ func (c *Client) GetBlob(ctx context.Context, host, repo string, d digest.Digest
 	if err != nil {
 		return nil, 0, err
 	}
-	ep := c.Endpoint(host)
+	what := fmt.Sprintf("blob %s in %s", d, repo)
 	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		drain(resp)
-		return nil, 0, &Error{Host: host, URL: ep.URL.String(), Status: resp.StatusCode, Err: fmt.Errorf("blob %s in %s: %w", d, repo, ErrNotFound)}
 	case resp.StatusCode != http.StatusOK:
 		drain(resp)
-		return nil, 0, &Error{Host: host, URL: ep.URL.String(), Status: resp.StatusCode, Err: fmt.Errorf("blob %s in %s: HTTP %d", d, repo, resp.StatusCode)}
+		return nil, 0, c.StatusError(host, resp.StatusCode, what)
 	case resp.ContentLength < 0:
 		drain(resp)
-		return nil, 0, &Error{Host: host, URL: ep.URL.String(), Status: http.StatusBadGateway, Err: fmt.Errorf("blob %s in %s: no Content-Length", d, repo)}
+		return nil, 0, c.StatusError(host, http.StatusBadGateway, what+": no Content-Length")
 	}
 	return resp.Body, resp.ContentLength, nil
+}
+
+// StatusError describes an upstream's unexpected answer for what was asked;
+// a 404 wraps ErrNotFound.
+func (c *Client) StatusError(host string, status int, what string) error {
+	err := fmt.Errorf("%s: HTTP %d", what, status)
+	if status == http.StatusNotFound {
+		err = fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return &Error{Host: host, URL: c.Endpoint(host).URL.String(), Status: status, Err: err}
 }

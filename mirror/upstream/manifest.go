@@ -26,22 +26,16 @@ func (c *Client) GetManifest(ctx context.Context, host, repo, ref string, accept
 		return nil, "", err
 	}
 	defer resp.Body.Close()
-	ep := c.Endpoint(host)
-	fail := func(status int, err error) ([]byte, string, error) {
-		return nil, "", &Error{Host: host, URL: ep.URL.String(), Status: status, Err: fmt.Errorf("manifest %s:%s: %w", repo, ref, err)}
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return fail(resp.StatusCode, ErrNotFound)
-	case resp.StatusCode != http.StatusOK:
-		return fail(resp.StatusCode, fmt.Errorf("HTTP %d", resp.StatusCode))
+	what := fmt.Sprintf("manifest %s:%s", repo, ref)
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", c.StatusError(host, resp.StatusCode, what)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
 	if err == nil && len(data) > MaxManifestSize {
 		err = errors.New("larger than 4 MiB")
 	}
 	if err != nil {
-		return fail(http.StatusBadGateway, err)
+		return nil, "", c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
 	}
 	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
 	return data, strings.TrimSpace(mediaType), nil

@@ -153,12 +153,15 @@ func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*htt
 // trackerError turns a tracker's OCI error body back into an error that
 // keeps the code, so the mirror answers its client with the same one.
 func trackerError(resp *http.Response) error {
-	var body struct {
-		Errors errcode.Errors `json:"errors"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err == nil && len(body.Errors) > 0 {
-		if e, ok := body.Errors[0].(errcode.Error); ok {
+	// errcode.Errors decodes the whole {"errors": [...]} body, and turns
+	// an error whose message is its code's default into a bare ErrorCode.
+	var errs errcode.Errors
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&errs); err == nil && len(errs) > 0 {
+		switch e := errs[0].(type) {
+		case errcode.Error:
 			return e
+		case errcode.ErrorCode:
+			return e.WithMessage(e.Message())
 		}
 	}
 	return fmt.Errorf("tracker answered HTTP %d", resp.StatusCode)

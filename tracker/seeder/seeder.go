@@ -58,13 +58,20 @@ type Seeder struct {
 	upstream *upstream.Client
 	log      *slog.Logger
 
-	// mu guards jobs and seeding: one lock for the seeder's state.
-	mu      sync.Mutex
-	jobs    map[digest.Digest]*job
+	// mu guards the maps below: one lock for the seeder's state.
+	mu sync.Mutex
+	// inflight has one fetch per digest, whichever repository asked first:
+	// the bytes are the same in every repository that has them.
+	inflight map[digest.Digest]*job
+	// failed remembers failures per blob and repository: the origin may
+	// have a digest in one repository and not in another, and a failure
+	// in one must not answer for the others.
+	failed  map[Ref]*job
 	seeding map[digest.Digest]bool
 }
 
 type job struct {
+	ref      Ref
 	done     chan struct{}
 	err      error
 	finished time.Time
@@ -79,7 +86,7 @@ func New(cfg Config, st *store.Store, sw *swarm.Swarm, up *upstream.Client, log 
 		cfg.FetchTimeout = 30 * time.Minute
 	}
 	return &Seeder{cfg: cfg, store: st, swarm: sw, upstream: up, log: log,
-		jobs: map[digest.Digest]*job{}, seeding: map[digest.Digest]bool{}}
+		inflight: map[digest.Digest]*job{}, failed: map[Ref]*job{}, seeding: map[digest.Digest]bool{}}
 }
 
 // Metainfo returns the blob's info bytes. A blob the seeder does not hold
@@ -92,16 +99,23 @@ func (s *Seeder) Metainfo(ctx context.Context, ref Ref, wait time.Duration) ([]b
 	j := s.job(ref)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	select {
-	case <-j.done:
-		if j.err != nil {
-			return nil, j.err
+	for {
+		select {
+		case <-j.done:
+			switch {
+			case j.err == nil:
+				return s.known(ctx, ref.Digest)
+			case j.ref == ref:
+				return nil, j.err
+			}
+			// The fetch for another repository failed; this one may
+			// still have the blob.
+			j = s.job(ref)
+		case <-timer.C:
+			return nil, ErrPending
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return s.known(ctx, ref.Digest)
-	case <-timer.C:
-		return nil, ErrPending
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 
@@ -133,35 +147,34 @@ func (s *Seeder) ensureSeeding(d digest.Digest, info []byte) error {
 	return nil
 }
 
-// job returns the fetch of ref in progress, a recent failure, or a new
-// fetch.
+// job returns ref's recent failure, the fetch of its blob in progress, or
+// a new fetch.
 func (s *Seeder) job(ref Ref) *job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if j, ok := s.jobs[ref.Digest]; ok {
-		select {
-		case <-j.done:
-			if j.err != nil && time.Since(j.finished) < s.cfg.FailureTTL {
-				return j
-			}
-		default:
-			return j
-		}
+	if j, ok := s.failed[ref]; ok && time.Since(j.finished) < s.cfg.FailureTTL {
+		return j
 	}
-	j := &job{done: make(chan struct{})}
-	s.jobs[ref.Digest] = j
-	go s.run(ref, j)
+	if j, ok := s.inflight[ref.Digest]; ok {
+		return j
+	}
+	j := &job{ref: ref, done: make(chan struct{})}
+	s.inflight[ref.Digest] = j
+	go s.run(j)
 	return j
 }
 
-func (s *Seeder) run(ref Ref, j *job) {
-	start := time.Now()
+func (s *Seeder) run(j *job) {
+	ref, start := j.ref, time.Now()
 	err := s.fetch(ref)
 	s.mu.Lock()
 	j.err, j.finished = err, time.Now()
-	if err == nil {
-		// Success needs no memory: the store and info bytes answer now.
-		delete(s.jobs, ref.Digest)
+	delete(s.inflight, ref.Digest)
+	// Success needs no memory: the store and info bytes answer now.
+	delete(s.failed, ref)
+	if err != nil {
+		s.forgetOldFailuresLocked()
+		s.failed[ref] = j
 	}
 	s.mu.Unlock()
 	close(j.done)
@@ -170,6 +183,17 @@ func (s *Seeder) run(ref Ref, j *job) {
 		return
 	}
 	s.log.Info("seeding blob from origin", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// forgetOldFailuresLocked keeps the failure memory as small as the set of
+// blobs that failed within one FailureTTL, however many bad digests are
+// asked for.
+func (s *Seeder) forgetOldFailuresLocked() {
+	for ref, j := range s.failed {
+		if time.Since(j.finished) >= s.cfg.FailureTTL {
+			delete(s.failed, ref)
+		}
+	}
 }
 
 // fetch downloads the blob from the origin into the store (verified),

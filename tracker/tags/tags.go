@@ -54,9 +54,16 @@ func (r *Resolver) Resolve(ctx context.Context, registry, repo, tag string, acce
 	if ok && r.now().Before(e.expires) {
 		return e.m, nil
 	}
-	// Detached from the first asker: the others wait on the same answer.
-	dctx := context.WithoutCancel(ctx)
-	v, err, _ := r.group.Do(key, func() (any, error) {
+	ch := r.group.DoChan(key, func() (any, error) {
+		// The shared request outlives an asker who leaves, since others
+		// wait on it, but keeps the first asker's deadline: a stalled
+		// origin must not hold the tag, and everyone queued on it, forever.
+		dctx := context.WithoutCancel(ctx)
+		if deadline, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			dctx, cancel = context.WithDeadline(dctx, deadline)
+			defer cancel()
+		}
 		data, mediaType, err := r.up.GetManifest(dctx, registry, repo, tag, accept)
 		if err != nil {
 			return Manifest{}, err
@@ -68,7 +75,12 @@ func (r *Resolver) Resolve(ctx context.Context, registry, repo, tag string, acce
 		r.mu.Unlock()
 		return m, nil
 	})
-	return v.(Manifest), err
+	select {
+	case res := <-ch:
+		return res.Val.(Manifest), res.Err
+	case <-ctx.Done():
+		return Manifest{}, ctx.Err()
+	}
 }
 
 // sweepLocked drops expired answers so the cache stays as small as the set

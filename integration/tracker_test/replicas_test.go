@@ -1,0 +1,67 @@
+package tracker_test
+
+import (
+	"bytes"
+	"io/fs"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/internal/testredis"
+)
+
+func TestReplicasOnOneRedisActAsOneTracker(t *testing.T) {
+	redis := "redis://" + testredis.Start(t)
+	o := newOrigin(t)
+	_, d := pushBlob(t, o, "app", 600<<10)
+	o.Reset()
+	dataB := t.TempDir()
+	a := harness.Start(t, "tracker", trackerArgs(o, t.TempDir(), "--redis", redis)...)
+	bb := harness.Start(t, "tracker", trackerArgs(o, dataB, "--redis", redis)...)
+
+	// A peer announced at A is handed out by B, and the other way round.
+	ih := [20]byte{1, 2, 3}
+	if peers := announce(t, a, ih, "-TT0001-aaaaaaaaaaaa", 40001); len(peers) != 0 {
+		t.Fatalf("first peer of a swarm got peers %v", peers)
+	}
+	if peers := announce(t, bb, ih, "-TT0001-bbbbbbbbbbbb", 40002); !slices.Equal(peers, []string{"127.0.0.1:40001"}) {
+		t.Fatalf("B handed out %v, want the peer announced at A", peers)
+	}
+	if peers := announce(t, a, ih, "-TT0001-aaaaaaaaaaaa", 40001); !slices.Equal(peers, []string{"127.0.0.1:40002"}) {
+		t.Fatalf("A handed out %v, want the peer announced at B", peers)
+	}
+
+	// A fetches and seeds the blob; B answers for it at once, from what
+	// A published, without going to the origin.
+	info, seederA := awaitMetainfo(t, a, o.Host(), "app", d)
+	resp, body := get(t, metainfoURL(bb, o.Host(), "app", d))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("B for a blob A seeds: HTTP %d, want 200 at once: %s", resp.StatusCode, body)
+	}
+	if !bytes.Equal(body, info) {
+		t.Fatal("B's info bytes differ from A's")
+	}
+	if n := o.BlobGETs(d); n != 1 {
+		t.Fatalf("origin served the blob %d times to two replicas, want once", n)
+	}
+	err := filepath.WalkDir(dataB, func(path string, _ fs.DirEntry, err error) error {
+		if err == nil && strings.Contains(path, d.Encoded()) {
+			t.Errorf("B wrote %s for a blob it never needed to fetch", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Mirrors asking B find A's seeder in the swarm.
+	blobIH := metainfo.HashBytes(info)
+	eventually(t, "A's seeder handed out by B", func() bool {
+		return slices.Contains(announce(t, bb, blobIH, "-TT0001-cccccccccccc", 40003), seederA)
+	})
+}

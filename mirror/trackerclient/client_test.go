@@ -1,0 +1,227 @@
+package trackerclient_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/mirror/trackerclient"
+	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/tracker"
+)
+
+// startTracker serves a real tracker in front of origin o that answers 202
+// for a blob its seeder has not fetched within wait.
+func startTracker(t *testing.T, o *harness.Origin, wait time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tracker.Defaults()
+	cfg.Listen = ln.Addr().String()
+	cfg.Data = t.TempDir()
+	cfg.PeerListen = "127.0.0.1:0"
+	cfg.Upstream = []string{o.Host() + "=" + o.Server.URL}
+	cfg.MetainfoWait = wait
+	tr, err := tracker.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(tr.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		tr.Close()
+	})
+	return srv.URL
+}
+
+// deadURL is a loopback URL nothing listens on.
+func deadURL(t *testing.T) string { return "http://" + harness.FreeAddr(t) }
+
+// failingURL is a replica that answers every request with 503.
+func failingURL(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "redis down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func pushBlob(t *testing.T, o *harness.Origin, repo string, size int) ([]byte, digest.Digest) {
+	t.Helper()
+	b := make([]byte, size)
+	rand.Read(b)
+	d, _, err := harness.PushBlob(t.Context(), o.Server.URL, repo, bytes.NewReader(b), digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Reset()
+	return b, d
+}
+
+func wantInfo(t *testing.T, d digest.Digest, b []byte) []byte {
+	t.Helper()
+	info, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func TestFailsOverToALiveReplica(t *testing.T) {
+	o := harness.NewOrigin(t, origin.Config{})
+	live := startTracker(t, o, time.Minute)
+	b, d := pushBlob(t, o, "app", 100<<10)
+	img, err := testimage.PushImage(t.Context(), o.Host()+"/app:v1", 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := trackerclient.New([]string{deadURL(t), failingURL(t), live + "/"}, 10*time.Second)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	info, seeder, err := c.Metainfo(ctx, o.Host(), "app", d)
+	if err != nil {
+		t.Fatalf("Metainfo with one live replica of three: %v", err)
+	}
+	if !bytes.Equal(info, wantInfo(t, d, b)) {
+		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
+	}
+	if _, err := net.ResolveTCPAddr("tcp", seeder); err != nil {
+		t.Fatalf("seeder address %q: %v", seeder, err)
+	}
+	data, mediaType, err := c.Manifest(ctx, o.Host(), "app", "v1", []string{string(img.Top.MediaType)})
+	if err != nil {
+		t.Fatalf("Manifest with one live replica of three: %v", err)
+	}
+	if digest.FromBytes(data) != img.Top.Digest || mediaType != string(img.Top.MediaType) {
+		t.Fatalf("manifest %s (%s), want %s (%s)", digest.FromBytes(data), mediaType, img.Top.Digest, img.Top.MediaType)
+	}
+}
+
+func TestNoLiveReplicaIsUnavailable(t *testing.T) {
+	c := trackerclient.New([]string{deadURL(t), failingURL(t)}, 10*time.Second)
+	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
+	if !errors.Is(err, trackerclient.ErrUnavailable) {
+		t.Fatalf("Metainfo with no live replica: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := c.Manifest(t.Context(), "registry.example", "app", "v1", nil); !errors.Is(err, trackerclient.ErrUnavailable) {
+		t.Fatalf("Manifest with no live replica: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestWaitsThroughPendingAnswers(t *testing.T) {
+	valve := harness.NewValve(0)
+	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
+	live := startTracker(t, o, 0)
+	b, d := pushBlob(t, o, "app", 1<<20)
+	c := trackerclient.New([]string{live}, 10*time.Second)
+
+	type result struct {
+		info []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		info, _, err := c.Metainfo(ctx, o.Host(), "app", d)
+		done <- result{info, err}
+	}()
+	// Hold the origin until the client has been told to wait twice.
+	pending := func() float64 {
+		return harness.ScrapeMetric(t, live+"/metrics", "blobswarm_tracker_metainfo_requests_total", "result", "pending")
+	}
+	for pending() < 2 {
+		select {
+		case r := <-done:
+			t.Fatalf("Metainfo returned while the origin held the blob back: %v", r.err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	valve.Open()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !bytes.Equal(r.info, wantInfo(t, d, b)) {
+		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
+	}
+	if n := o.BlobGETs(d); n != 1 {
+		t.Fatalf("origin served the blob %d times, want once", n)
+	}
+}
+
+func TestWaitingEndsWithTheContext(t *testing.T) {
+	valve := harness.NewValve(0)
+	t.Cleanup(valve.Open)
+	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
+	live := startTracker(t, o, 0)
+	_, d := pushBlob(t, o, "app", 1000)
+	c := trackerclient.New([]string{live}, 10*time.Second)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, _, err := c.Metainfo(ctx, o.Host(), "app", d); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Metainfo past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func TestReturnsTheTrackersOCIErrorCode(t *testing.T) {
+	o := harness.NewOrigin(t, origin.Config{})
+	live := startTracker(t, o, time.Minute)
+	pushBlob(t, o, "app", 1000)
+	c := trackerclient.New([]string{deadURL(t), live}, 10*time.Second)
+
+	check := func(what string, err error, want errcode.ErrorCode) {
+		t.Helper()
+		var oci errcode.Error
+		if !errors.As(err, &oci) || oci.Code != want {
+			t.Fatalf("%s: %v, want the tracker's %s", what, err, want)
+		}
+		if errors.Is(err, trackerclient.ErrUnavailable) {
+			t.Fatalf("%s: a tracker that answered counts as unavailable: %v", what, err)
+		}
+	}
+	_, _, err := c.Metainfo(t.Context(), o.Host(), "app", digest.FromString("never pushed"))
+	check("blob the origin lacks", err, errcode.ErrorCodeBlobUnknown)
+	_, _, err = c.Metainfo(t.Context(), o.Host(), "App", digest.FromString("x"))
+	check("bad repository", err, errcode.ErrorCodeNameInvalid)
+	_, _, err = c.Manifest(t.Context(), o.Host(), "app", "-bad", nil)
+	check("bad tag", err, errcode.ErrorCodeTagInvalid)
+	_, _, err = c.Manifest(t.Context(), o.Host(), "app", "v9", nil)
+	check("tag the origin lacks", err, errcode.ErrorCodeManifestUnknown)
+}
+
+func TestBareErrorCodeKeepsItsCode(t *testing.T) {
+	// A replica behind a proxy that refuses the mirror, answering with the
+	// code's default message, which distribution decodes as a bare code.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		errcode.ServeJSON(w, errcode.ErrorCodeDenied)
+	}))
+	t.Cleanup(srv.Close)
+	c := trackerclient.New([]string{srv.URL}, 10*time.Second)
+	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
+	var oci errcode.Error
+	if !errors.As(err, &oci) || oci.Code != errcode.ErrorCodeDenied {
+		t.Fatalf("Metainfo refused with DENIED: %v", err)
+	}
+}

@@ -1,0 +1,361 @@
+package tracker_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/tracker"
+	"github.com/blobswarm/blobswarm/tracker/api"
+)
+
+// env is a tracker served on loopback in front of a real origin.
+type env struct {
+	origin   *harness.Origin
+	data     string
+	url      string
+	requests atomic.Int64 // every request the origin received after setup
+}
+
+func newEnv(t *testing.T, wait time.Duration, wrap func(http.Handler) http.Handler) *env {
+	t.Helper()
+	e := &env{data: t.TempDir()}
+	e.origin = harness.NewOriginWith(t, origin.Config{}, func(next http.Handler) http.Handler {
+		if wrap != nil {
+			next = wrap(next)
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			e.requests.Add(1)
+			next.ServeHTTP(w, r)
+		})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tracker.Defaults()
+	cfg.Listen = ln.Addr().String()
+	cfg.Data = e.data
+	cfg.PeerListen = "127.0.0.1:0"
+	cfg.Upstream = []string{e.origin.Host() + "=" + e.origin.Server.URL}
+	cfg.MetainfoWait = wait
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tr, err := tracker.New(cfg, log)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(tr.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		tr.Close()
+	})
+	e.url = srv.URL
+	return e
+}
+
+// pushBlob puts size random bytes as a blob of repo on the origin.
+func (e *env) pushBlob(t *testing.T, repo string, size int) ([]byte, digest.Digest) {
+	t.Helper()
+	b := make([]byte, size)
+	rand.Read(b)
+	d, _, err := harness.PushBlob(t.Context(), e.origin.Server.URL, repo, bytes.NewReader(b), digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.origin.Reset()
+	e.requests.Store(0)
+	return b, d
+}
+
+func (e *env) metainfoURL(registry, repo, d string) string {
+	return e.url + api.MetainfoPath + "?" + url.Values{"registry": {registry}, "repo": {repo}, "digest": {d}}.Encode()
+}
+
+func (e *env) manifestURL(registry, repo, tag string) string {
+	return e.url + api.ManifestPath + "?" + url.Values{"registry": {registry}, "repo": {repo}, "tag": {tag}}.Encode()
+}
+
+func get(t *testing.T, u string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// ociError decodes an OCI error body and returns its first error.
+func ociError(t *testing.T, body []byte) errcode.Error {
+	t.Helper()
+	var v struct {
+		Errors []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil || len(v.Errors) == 0 {
+		t.Fatalf("not an OCI error body: %q", body)
+	}
+	var code errcode.ErrorCode
+	if err := code.UnmarshalText([]byte(v.Errors[0].Code)); err != nil {
+		t.Fatalf("unknown OCI error code %q", v.Errors[0].Code)
+	}
+	return code.WithMessage(v.Errors[0].Message)
+}
+
+// tree lists every path under dir.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var paths []string
+	err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		paths = append(paths, path)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+func TestBadNamesAre400WithTheirOCICodeAndTouchNothing(t *testing.T) {
+	e := newEnv(t, time.Minute, nil)
+	_, d := e.pushBlob(t, "app", 1000)
+	reg := e.origin.Host()
+	long := strings.Repeat("t", 129)
+	cases := []struct {
+		name, url string
+		code      errcode.ErrorCode
+	}{
+		{"metainfo: no registry", e.metainfoURL("", "app", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: registry with a path", e.metainfoURL(reg+"/x", "app", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: registry ..", e.metainfoURL("..", "app", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: registry with a space", e.metainfoURL("bad host", "app", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: no repo", e.metainfoURL(reg, "", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: upper-case repo", e.metainfoURL(reg, "App", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: repo climbing out", e.metainfoURL(reg, "../../etc", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: repo with an empty component", e.metainfoURL(reg, "a//b", d.String()), errcode.ErrorCodeNameInvalid},
+		{"metainfo: no digest", e.metainfoURL(reg, "app", ""), errcode.ErrorCodeDigestInvalid},
+		{"metainfo: short digest", e.metainfoURL(reg, "app", "sha256:1234"), errcode.ErrorCodeDigestInvalid},
+		{"metainfo: unknown algorithm", e.metainfoURL(reg, "app", "md5:d41d8cd98f00b204e9800998ecf8427e"), errcode.ErrorCodeDigestInvalid},
+		{"metainfo: digest climbing out", e.metainfoURL(reg, "app", "sha256:../../../../etc/passwd"), errcode.ErrorCodeDigestInvalid},
+		{"metainfo: upper-case hex", e.metainfoURL(reg, "app", strings.ToUpper(d.String())), errcode.ErrorCodeDigestInvalid},
+		{"manifest: no registry", e.manifestURL("", "app", "v1"), errcode.ErrorCodeNameInvalid},
+		{"manifest: bad repo", e.manifestURL(reg, "../app", "v1"), errcode.ErrorCodeNameInvalid},
+		{"manifest: no tag", e.manifestURL(reg, "app", ""), errcode.ErrorCodeTagInvalid},
+		{"manifest: tag starting with a dash", e.manifestURL(reg, "app", "-v1"), errcode.ErrorCodeTagInvalid},
+		{"manifest: tag with a slash", e.manifestURL(reg, "app", "v1/../x"), errcode.ErrorCodeTagInvalid},
+		{"manifest: tag of 129 characters", e.manifestURL(reg, "app", long), errcode.ErrorCodeTagInvalid},
+	}
+	before := tree(t, e.data)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := get(t, c.url)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("HTTP %d, want 400: %s", resp.StatusCode, body)
+			}
+			if got := ociError(t, body); got.Code != c.code {
+				t.Fatalf("code %s, want %s (%s)", got.Code, c.code, got.Message)
+			}
+		})
+	}
+	if after := tree(t, e.data); !slices.Equal(before, after) {
+		t.Fatalf("bad requests changed the data dir:\nbefore %v\nafter  %v", before, after)
+	}
+	if n := e.requests.Load(); n != 0 {
+		t.Fatalf("bad requests caused %d requests to the origin", n)
+	}
+}
+
+func TestDigestUnknownAtOriginIs404BlobUnknown(t *testing.T) {
+	e := newEnv(t, time.Minute, nil)
+	e.pushBlob(t, "app", 1000)
+	missing := digest.FromString("never pushed")
+
+	resp, body := get(t, e.metainfoURL(e.origin.Host(), "app", missing.String()))
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("HTTP %d, want 404: %s", resp.StatusCode, body)
+	}
+	got := ociError(t, body)
+	if got.Code != errcode.ErrorCodeBlobUnknown {
+		t.Fatalf("code %s, want BLOB_UNKNOWN", got.Code)
+	}
+	if !strings.Contains(got.Message, e.origin.Host()) || !strings.Contains(got.Message, missing.String()) {
+		t.Fatalf("message %q names neither the upstream %s nor the digest", got.Message, e.origin.Host())
+	}
+	for _, p := range tree(t, e.data) {
+		if strings.Contains(p, missing.Encoded()) {
+			t.Fatalf("a failed fetch left %s in the data dir", p)
+		}
+	}
+}
+
+func TestMetainfoIsPendingWhileTheOriginSendsThenServed(t *testing.T) {
+	valve := harness.NewValve(0)
+	e := newEnv(t, 50*time.Millisecond, valve.Wrap)
+	b, d := e.pushBlob(t, "team/app", 2<<20)
+	u := e.metainfoURL(e.origin.Host(), "team/app", d.String())
+
+	resp, body := get(t, u)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("while the origin holds the blob back: HTTP %d, want 202: %s", resp.StatusCode, body)
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("202 with Retry-After %q, want whole seconds", resp.Header.Get("Retry-After"))
+	}
+	valve.Open()
+	for resp.StatusCode == http.StatusAccepted {
+		time.Sleep(20 * time.Millisecond)
+		resp, body = get(t, u)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d, want 200: %s", resp.StatusCode, body)
+	}
+	want, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(body, want) {
+		t.Fatal("served info bytes differ from torrentmeta.Build of the blob")
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-bittorrent" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	seederAt, err := net.ResolveTCPAddr("tcp", resp.Header.Get(api.SeederHeader))
+	if err != nil || !seederAt.IP.IsLoopback() || seederAt.Port == 0 {
+		t.Fatalf("%s %q is not the seeder's loopback address", api.SeederHeader, resp.Header.Get(api.SeederHeader))
+	}
+	if n := e.origin.BlobGETs(d); n != 1 {
+		t.Fatalf("origin served the blob %d times, want once", n)
+	}
+	metrics := e.url + "/metrics"
+	const name = "blobswarm_tracker_metainfo_requests_total"
+	if ok, pending := harness.ScrapeMetric(t, metrics, name, "result", "ok"), harness.ScrapeMetric(t, metrics, name, "result", "pending"); ok != 1 || pending < 1 {
+		t.Fatalf("metrics say %v ok and %v pending, want 1 and at least 1", ok, pending)
+	}
+}
+
+func TestManifestIsResolvedThroughTheTracker(t *testing.T) {
+	e := newEnv(t, time.Minute, nil)
+	p, err := testimage.PushImage(t.Context(), e.origin.Host()+"/app:v1", 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.origin.Reset()
+	const accept = "application/vnd.docker.distribution.manifest.v2+json"
+
+	for range 3 {
+		resp, body := get(t, e.manifestURL(e.origin.Host(), "app", "v1"), "Accept", accept)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("HTTP %d: %s", resp.StatusCode, body)
+		}
+		if digest.FromBytes(body) != p.Top.Digest || resp.Header.Get("Docker-Content-Digest") != p.Top.Digest.String() {
+			t.Fatalf("got %s (header %s), want %s", digest.FromBytes(body), resp.Header.Get("Docker-Content-Digest"), p.Top.Digest)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != accept {
+			t.Fatalf("Content-Type %q, want %q", ct, accept)
+		}
+	}
+	if n := e.origin.ManifestRequests(); n != 1 {
+		t.Fatalf("origin answered %d manifest requests, want 1 (the tag cache)", n)
+	}
+
+	resp, body := get(t, e.manifestURL(e.origin.Host(), "app", "v2"), "Accept", accept)
+	if resp.StatusCode != http.StatusNotFound || ociError(t, body).Code != errcode.ErrorCodeManifestUnknown {
+		t.Fatalf("unknown tag: HTTP %d %s, want 404 MANIFEST_UNKNOWN", resp.StatusCode, body)
+	}
+}
+
+// announceQuery is a well-formed announce from a peer that has everything.
+func announceQuery() url.Values {
+	return url.Values{
+		"info_hash":  {strings.Repeat("\xab", 20)},
+		"peer_id":    {"-TT0001-" + strings.Repeat("x", 12)},
+		"port":       {"6881"},
+		"uploaded":   {"0"},
+		"downloaded": {"0"},
+		"left":       {"0"},
+		"compact":    {"1"},
+	}
+}
+
+func TestBadAnnounceGetsABencodedFailureReason(t *testing.T) {
+	e := newEnv(t, time.Minute, nil)
+	cases := map[string]func(url.Values){
+		"no info_hash":    func(q url.Values) { q.Del("info_hash") },
+		"short info_hash": func(q url.Values) { q.Set("info_hash", "abc") },
+		"no peer_id":      func(q url.Values) { q.Del("peer_id") },
+		"port 0":          func(q url.Values) { q.Set("port", "0") },
+		"port too big":    func(q url.Values) { q.Set("port", "70000") },
+		"no left":         func(q url.Values) { q.Del("left") },
+	}
+	for name, spoil := range cases {
+		t.Run(name, func(t *testing.T) {
+			q := announceQuery()
+			spoil(q)
+			_, body := get(t, e.url+api.AnnouncePath+"?"+q.Encode())
+			var v map[string]any
+			if err := bencode.Unmarshal(body, &v); err != nil {
+				t.Fatalf("answer is not bencoded: %q: %v", body, err)
+			}
+			if reason, _ := v["failure reason"].(string); reason == "" {
+				t.Fatalf("answer has no failure reason: %q", body)
+			}
+			if _, ok := v["peers"]; ok {
+				t.Fatalf("a failed announce handed out peers: %q", body)
+			}
+		})
+	}
+
+	// None of them joined the swarm: a good announce finds itself alone.
+	_, body := get(t, e.url+api.AnnouncePath+"?"+announceQuery().Encode())
+	var ok struct {
+		Failure    string `bencode:"failure reason"`
+		Interval   int    `bencode:"interval"`
+		Complete   int    `bencode:"complete"`
+		Incomplete int    `bencode:"incomplete"`
+	}
+	if err := bencode.Unmarshal(body, &ok); err != nil || ok.Failure != "" || ok.Interval < 1 {
+		t.Fatalf("good announce answered %q (%v)", body, err)
+	}
+	if ok.Complete+ok.Incomplete != 1 {
+		t.Fatalf("swarm has %d complete and %d incomplete peers after one good announce, want 1 in all", ok.Complete, ok.Incomplete)
+	}
+}

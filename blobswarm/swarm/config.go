@@ -1,0 +1,175 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/iplist"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
+)
+
+// Config is the node's BitTorrent setup. The zero value is usable; defaults
+// are applied by New.
+type Config struct {
+	// ListenAddr is host:port for peer connections (default ":6881"). A
+	// specific IP in it is also what the node tells the tracker to hand out.
+	ListenAddr string
+	// UploadRate and DownloadRate cap piece data in bytes/s; 0 is unlimited.
+	UploadRate, DownloadRate int64
+	// AllowedPeers are the networks peers may be in, for connections both
+	// ways (default: loopback and private ranges). anacrolix applies the
+	// same filter to tracker addresses, so the tracker must be inside too.
+	AllowedPeers []netip.Prefix
+	// StallTimeout ends a download that received no piece data for this
+	// long (default 30s), so the caller can fall back to the origin.
+	StallTimeout time.Duration
+	// HandshakeTimeout bounds dialing a peer and the BitTorrent handshake
+	// (default 2s: peers are in the same datacenter).
+	HandshakeTimeout time.Duration
+	// MaxConnsPerTorrent caps established peer connections per blob
+	// (default 100).
+	MaxConnsPerTorrent int
+	// ChunkSize is the size of one piece request (default 64 KiB; the
+	// protocol's usual 16 KiB costs more CPU per byte, see the benchmark).
+	ChunkSize int
+}
+
+// DefaultAllowedPeers are loopback and the private address ranges.
+var DefaultAllowedPeers = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+func (c Config) withDefaults() Config {
+	if c.ListenAddr == "" {
+		c.ListenAddr = ":6881"
+	}
+	if c.AllowedPeers == nil {
+		c.AllowedPeers = DefaultAllowedPeers
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 30 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 2 * time.Second
+	}
+	if c.MaxConnsPerTorrent <= 0 {
+		c.MaxConnsPerTorrent = 100
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 64 << 10
+	}
+	return c
+}
+
+// clientConfig is the anacrolix configuration for a datacenter: peers are
+// close, trusted to be ours by address, and known through the tracker only.
+func (c Config) clientConfig() (*torrent.ClientConfig, error) {
+	host, portStr, err := net.SplitHostPort(c.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", c.ListenAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: bad port: %w", c.ListenAddr, err)
+	}
+	cc := torrent.NewDefaultClientConfig()
+	cc.ListenHost = func(string) string { return host }
+	cc.ListenPort = port
+	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+		// Only the listening family can be served, and the tracker should
+		// hand out the address peers can reach.
+		if ip.Is4() {
+			cc.DisableIPv6 = true
+			cc.PublicIp4 = ip.AsSlice()
+		} else {
+			cc.DisableIPv4 = true
+			cc.PublicIp6 = ip.AsSlice()
+		}
+	}
+
+	// Peers come from the tracker only.
+	cc.NoDHT = true
+	cc.DisablePEX = true
+	cc.DisableWebtorrent = true
+	cc.DisableWebseeds = true
+	cc.NoDefaultPortForwarding = true
+	cc.DisableUTP = true
+	cc.IPBlocklist = allowList(c.AllowedPeers)
+
+	// Plain TCP: encryption buys nothing inside the datacenter and costs CPU.
+	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: true}
+
+	cc.HandshakesTimeout = c.HandshakeTimeout
+	cc.NominalDialTimeout = c.HandshakeTimeout
+	cc.MinDialTimeout = c.HandshakeTimeout
+	cc.DialRateLimiter = rate.NewLimiter(200, 50)
+	cc.EstablishedConnsPerTorrent = c.MaxConnsPerTorrent
+	cc.HalfOpenConnsPerTorrent = c.MaxConnsPerTorrent / 2
+	cc.TotalHalfOpenConns = 4 * c.MaxConnsPerTorrent
+	cc.DropDuplicatePeerIds = true
+
+	// Upload to anyone who asks, also while still downloading: a node
+	// shares what it has from its first verified piece.
+	cc.Seed = true
+	// A leecher keeps up to 1024 requests outstanding per connection; an
+	// uploader whose allowance is smaller waits for memory that is never
+	// released, and the upload stalls after a few MiB.
+	cc.MaxAllocPeerRequestDataPerConn = 1024 * c.ChunkSize
+	// The connection writer can miss the wake-up for a chunk that was read
+	// while it was deciding to sleep (it fills its buffer, then asks for
+	// the signal); only its keep-alive timer wakes it again. With the
+	// default minute a fresh connection with one request in flight sits
+	// idle for up to a minute: the "unexplained stall". A short timer
+	// bounds that to a second, for a 4-byte keep-alive on idle connections.
+	cc.KeepAliveTimeout = time.Second
+	if c.UploadRate > 0 {
+		// The burst must fit the largest request a peer sends.
+		cc.UploadRateLimiter = rate.NewLimiter(rate.Limit(c.UploadRate), max(int(c.UploadRate), 1<<20))
+	}
+	if c.DownloadRate > 0 {
+		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(c.DownloadRate), 0)
+	}
+	// Every torrent brings its own storage; the library's default would
+	// put files and a completion database in the working directory.
+	cc.DefaultStorage = noStorage{}
+	return cc, nil
+}
+
+// allowList turns the allowed networks into anacrolix's block list: an
+// address is blocked unless a prefix contains it.
+type allowList []netip.Prefix
+
+func (a allowList) Lookup(ip net.IP) (iplist.Range, bool) {
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return iplist.Range{First: ip, Last: ip, Description: "not an IP address"}, true
+	}
+	addr = addr.Unmap()
+	for _, p := range a {
+		if p.Contains(addr) {
+			return iplist.Range{}, false
+		}
+	}
+	return iplist.Range{First: ip, Last: ip, Description: "outside the allowed peer networks"}, true
+}
+
+func (a allowList) NumRanges() int { return len(a) }
+
+type noStorage struct{}
+
+func (noStorage) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (storage.TorrentImpl, error) {
+	return storage.TorrentImpl{}, errors.New("torrent added without blob storage")
+}

@@ -1,0 +1,405 @@
+// Package swarm shares blobs between nodes over BitTorrent: it downloads a
+// blob into a flight from whoever has it and seeds what the store holds.
+//
+// One torrent per blob (see torrentmeta), storage backed by the blob store
+// (see torrentstore), and an anacrolix client tuned for a datacenter: peers
+// from the tracker only, plain TCP, short timeouts, many connections, and
+// only peers inside the allowed networks.
+package swarm
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/flight"
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentstore"
+)
+
+// ErrStalled is returned by Download when no piece data arrived for the
+// configured stall timeout.
+var ErrStalled = errors.New("swarm download stalled")
+
+// ErrActive is returned when a torrent for the blob is already running.
+var ErrActive = errors.New("blob already in the swarm")
+
+// readahead is how far past the verified prefix pieces are fetched in
+// order, so a reader streaming the blob rarely waits; everything beyond it
+// goes rarest first, which is what lets peers trade among themselves.
+const readahead = 16 << 20
+
+// Swarm is a node's BitTorrent client.
+type Swarm struct {
+	cfg    Config
+	store  *store.Store
+	log    *slog.Logger
+	client *torrent.Client
+	scheme torrentmeta.Scheme
+	// bootstrap peers are added to every torrent; tests use them instead
+	// of a tracker.
+	bootstrap []netip.AddrPort
+
+	// mu orders adding and dropping torrents. It may be held while calling
+	// into the client, so nothing the client calls back may take it.
+	mu       sync.Mutex
+	torrents map[digest.Digest]*entry
+	// byHash is read from client callbacks, with the client's lock held.
+	byHash sync.Map // metainfo.Hash -> *entry
+
+	recvMu   sync.Mutex
+	received map[netip.Addr]int64
+}
+
+type entry struct {
+	t        *torrent.Torrent
+	blob     *torrentstore.Blob
+	received atomic.Int64 // piece bytes from peers, for the stall watchdog
+}
+
+// New starts the client listening for peers. Info bytes of seeded blobs are
+// kept under the store's root so a restarted node can seed them again.
+func New(cfg Config, st *store.Store, logger *slog.Logger) (*Swarm, error) {
+	cfg = cfg.withDefaults()
+	cc, err := cfg.clientConfig()
+	if err != nil {
+		return nil, err
+	}
+	s := &Swarm{
+		cfg:      cfg,
+		store:    st,
+		log:      logger,
+		scheme:   torrentmeta.PieceLength,
+		torrents: make(map[digest.Digest]*entry),
+		received: make(map[netip.Addr]int64),
+	}
+	cc.Slogger = logger.With("component", "bittorrent")
+	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, s.countReceived)
+	s.client, err = torrent.NewClient(cc)
+	if err != nil {
+		return nil, fmt.Errorf("start bittorrent client on %s: %w", cfg.ListenAddr, err)
+	}
+	return s, nil
+}
+
+// Close stops every torrent and the client.
+func (s *Swarm) Close() error {
+	return errors.Join(s.client.Close()...)
+}
+
+// ListenPort is the port peers connect to.
+func (s *Swarm) ListenPort() int { return s.client.LocalPort() }
+
+// Download fetches blob d from the swarm into fl's partial. It sets the
+// flight's size and advances it as verified pieces extend the readable
+// prefix; pieces near the front come first so readers stream while the
+// rest arrives. The node uploads what it has from its first verified piece.
+//
+// It returns nil once every piece is verified; the caller then commits the
+// partial, finishes the flight and calls Seed so the torrent keeps seeding
+// from the stored file (or Drop if the commit failed). Until then the
+// torrent holds a reference on the flight. On any error (ctx, ErrStalled,
+// bad info bytes) the torrent is gone and the flight released, and the
+// caller aborts the partial and may fall back to the origin.
+func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, fl *flight.Flight) error {
+	info, err := s.scheme.Parse(infoBytes, d)
+	if err != nil {
+		return err
+	}
+	fl.SetSize(info.Length)
+	if err := fl.Partial().Truncate(info.Length); err != nil {
+		return fmt.Errorf("size partial for %s: %w", d, err)
+	}
+	blob, err := torrentstore.InFlight(s.store, d, fl)
+	if err != nil {
+		return err
+	}
+	e, err := s.add(d, infoBytes, blob, announce)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := s.await(ctx, e, &info); err != nil {
+		s.remove(d)
+		return fmt.Errorf("download %s from swarm: %w", d, err)
+	}
+	s.log.Debug("swarm download complete", "digest", d, "bytes", info.Length, "took", time.Since(start))
+	return nil
+}
+
+// await drives one download to its end.
+func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info) error {
+	t := e.t
+	changes := t.SubscribePieceStateChanges()
+	defer changes.Close()
+	t.DownloadAll()
+	front := frontier{t: t, n: info.NumPieces(), window: int((readahead + info.PieceLength - 1) / info.PieceLength)}
+	front.advance(e.blob.VerifiedPrefix())
+
+	tick := time.NewTicker(s.cfg.StallTimeout / 4)
+	defer tick.Stop()
+	last, lastAt := e.received.Load(), time.Now()
+	for {
+		select {
+		case <-t.Complete().On():
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-changes.Values:
+			if !ok {
+				return errors.New("torrent closed")
+			}
+			front.advance(e.blob.VerifiedPrefix())
+		case now := <-tick.C:
+			if n := e.received.Load(); n != last {
+				last, lastAt = n, now
+			} else if now.Sub(lastAt) >= s.cfg.StallTimeout {
+				return fmt.Errorf("%w: nothing received for %s from %d peers", ErrStalled, now.Sub(lastAt).Round(time.Second), len(t.PeerConns()))
+			}
+		}
+	}
+}
+
+// frontier raises the pieces right after the verified prefix: the first
+// one is what a reader waits for, the next ones are fetched in order.
+type frontier struct {
+	t         *torrent.Torrent
+	n, window int
+	now       int // the piece raised to "now"
+	raised    int // pieces before this one are raised; 0 before the first advance
+}
+
+func (f *frontier) advance(verified int) {
+	if verified >= f.n || (verified == f.now && f.raised > 0) {
+		return
+	}
+	f.now = verified
+	f.t.Piece(verified).SetPriority(torrent.PiecePriorityNow)
+	for f.raised = max(f.raised, verified+1); f.raised < min(verified+f.window, f.n); f.raised++ {
+		f.t.Piece(f.raised).SetPriority(torrent.PiecePriorityReadahead)
+	}
+}
+
+// Seed shares blob d from the store: after its download was committed (the
+// running torrent switches from the partial to the stored file), or for a
+// blob found in the store at startup. The info bytes are saved so InfoBytes
+// can return them after a restart.
+func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error {
+	if _, err := s.scheme.Parse(infoBytes, d); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e, ok := s.torrents[d]
+	s.mu.Unlock()
+	if ok {
+		if e.t.InfoHash() != metainfo.HashBytes(infoBytes) {
+			return fmt.Errorf("seed %s: running torrent has other info bytes", d)
+		}
+		if err := e.blob.Promote(); err != nil {
+			return err
+		}
+		e.t.AddTrackers([][]string{announce})
+	} else {
+		blob, err := torrentstore.Stored(s.store, d)
+		if err != nil {
+			return err
+		}
+		if _, err := s.add(d, infoBytes, blob, announce); err != nil {
+			return err
+		}
+	}
+	if err := s.saveInfoBytes(d, infoBytes); err != nil {
+		return fmt.Errorf("seeding %s, but it will not survive a restart: %w", d, err)
+	}
+	return nil
+}
+
+// Drop stops seeding blob d (its file is about to be evicted), tells the
+// trackers, and forgets its info bytes. Dropping an unknown blob is a no-op.
+func (s *Swarm) Drop(d digest.Digest) error {
+	s.remove(d)
+	return s.deleteInfoBytes(d)
+}
+
+// add starts the torrent of blob d on the given storage, which it owns from
+// here on.
+func (s *Swarm) add(d digest.Digest, infoBytes []byte, blob *torrentstore.Blob, announce []string) (*entry, error) {
+	ih := metainfo.HashBytes(infoBytes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.torrents[d]; ok {
+		blob.Close()
+		return nil, fmt.Errorf("add %s: %w", d, ErrActive)
+	}
+	opened := &openResult{ClientImpl: blob}
+	t, isNew := s.client.AddTorrentOpt(torrent.AddTorrentOpts{
+		InfoHash:  ih,
+		InfoBytes: infoBytes,
+		Storage:   opened,
+		ChunkSize: pp.Integer(s.cfg.ChunkSize),
+	})
+	if !isNew {
+		blob.Close()
+		return nil, fmt.Errorf("add %s: infohash %s: %w", d, ih, ErrActive)
+	}
+	select {
+	case <-t.GotInfo():
+	default:
+		// The client swallows storage errors; a torrent without info
+		// never downloads or seeds anything.
+		t.Drop()
+		blob.Close()
+		return nil, fmt.Errorf("add %s: %w", d, cmp.Or(opened.err, errors.New("client refused the info bytes")))
+	}
+	e := &entry{t: t, blob: blob}
+	s.torrents[d] = e
+	s.byHash.Store(ih, e)
+	if len(announce) > 0 {
+		t.AddTrackers([][]string{announce})
+	}
+	if len(s.bootstrap) > 0 {
+		t.AddPeers(peerInfos(s.bootstrap))
+	}
+	s.log.Debug("torrent added", "digest", d, "infohash", ih, "trackers", announce)
+	return e, nil
+}
+
+// remove drops the torrent of blob d; its storage closes with it.
+func (s *Swarm) remove(d digest.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.torrents[d]
+	if !ok {
+		return
+	}
+	delete(s.torrents, d)
+	s.byHash.Delete(e.t.InfoHash())
+	e.t.Drop()
+	s.log.Debug("torrent dropped", "digest", d)
+}
+
+// addPeers hands peer addresses to a running torrent, as a tracker would.
+func (s *Swarm) addPeers(d digest.Digest, peers ...netip.AddrPort) error {
+	s.mu.Lock()
+	e, ok := s.torrents[d]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("add peers: %s not in the swarm", d)
+	}
+	e.t.AddPeers(peerInfos(peers))
+	return nil
+}
+
+func peerInfos(addrs []netip.AddrPort) []torrent.PeerInfo {
+	infos := make([]torrent.PeerInfo, len(addrs))
+	for i, a := range addrs {
+		infos[i] = torrent.PeerInfo{Addr: net.TCPAddrFromAddrPort(a), Source: torrent.PeerSourceDirect}
+	}
+	return infos
+}
+
+// countReceived runs for every useful chunk, with the client's lock held.
+func (s *Swarm) countReceived(ev torrent.ReceivedUsefulDataEvent) {
+	n := int64(len(ev.Message.Piece))
+	if e, ok := s.byHash.Load(ev.Peer.Torrent().InfoHash()); ok {
+		e.(*entry).received.Add(n)
+	}
+	ip := peerIP(ev.Peer.RemoteAddr)
+	s.recvMu.Lock()
+	s.received[ip] += n
+	s.recvMu.Unlock()
+}
+
+func peerIP(a torrent.PeerRemoteAddr) netip.Addr {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// openResult keeps the storage's error, which the client does not report.
+type openResult struct {
+	storage.ClientImpl
+	err error
+}
+
+func (o *openResult) OpenTorrent(ctx context.Context, info *metainfo.Info, ih metainfo.Hash) (storage.TorrentImpl, error) {
+	ti, err := o.ClientImpl.OpenTorrent(ctx, info, ih)
+	o.err = err
+	return ti, err
+}
+
+// Stats is a snapshot for metrics.
+type Stats struct {
+	// Downloaded and Uploaded count piece data received from and sent to
+	// peers since the swarm started.
+	Downloaded, Uploaded int64
+	// ReceivedFrom splits Downloaded by peer IP, so the tracker's seeder
+	// can be told apart from other mirrors.
+	ReceivedFrom map[netip.Addr]int64
+	// Banned are peers that sent data failing a piece hash.
+	Banned   []netip.Addr
+	Torrents []TorrentStats
+}
+
+// TorrentStats is one blob's torrent.
+type TorrentStats struct {
+	Digest digest.Digest
+	// Length is the blob size; Completed counts the bytes the node holds,
+	// verified or not yet.
+	Length, Completed int64
+	Complete          bool
+	Peers             int
+}
+
+// Stats reports counters and the state of every torrent.
+func (s *Swarm) Stats() Stats {
+	cs := s.client.Stats()
+	st := Stats{
+		Downloaded:   cs.BytesReadUsefulData.Int64(),
+		Uploaded:     cs.BytesWrittenData.Int64(),
+		ReceivedFrom: make(map[netip.Addr]int64),
+	}
+	s.recvMu.Lock()
+	for ip, n := range s.received {
+		st.ReceivedFrom[ip] = n
+	}
+	s.recvMu.Unlock()
+	for _, ip := range s.client.BadPeerIPs() {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			st.Banned = append(st.Banned, a.Unmap())
+		}
+	}
+	s.mu.Lock()
+	for d, e := range s.torrents {
+		st.Torrents = append(st.Torrents, TorrentStats{
+			Digest:    d,
+			Length:    e.t.Length(),
+			Completed: e.t.BytesCompleted(),
+			Complete:  e.t.Complete().Bool(),
+			Peers:     len(e.t.PeerConns()),
+		})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(st.Torrents, func(a, b TorrentStats) int { return cmp.Compare(a.Digest, b.Digest) })
+	return st
+}

@@ -1,0 +1,250 @@
+package torrentstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/flight"
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+)
+
+// A blob of 4 pieces and a bit, so the last piece is short.
+func testBlob(t *testing.T) ([]byte, digest.Digest, *metainfo.Info) {
+	t.Helper()
+	b := make([]byte, 4*(256<<10)+1000)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	d := digest.FromBytes(b)
+	infoBytes, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := torrentmeta.Parse(infoBytes, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, d, &info
+}
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// readable is what a flight reader gets right now, without waiting.
+func readable(t *testing.T, fl *flight.Flight, size int64) []byte {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got, err := io.ReadAll(fl.NewReader(ctx, 0, size))
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func writePiece(t *testing.T, ti storage.TorrentImpl, info *metainfo.Info, b []byte, i int) {
+	t.Helper()
+	p := info.Piece(i)
+	if _, err := ti.Piece(p).WriteAt(b[p.Offset():p.Offset()+p.Length()], 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
+	b, d, info := testBlob(t)
+	s := openStore(t)
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := flight.New(partial)
+	fl.SetSize(info.Length)
+	blob, err := InFlight(s, d, fl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := info.PieceLength
+
+	// Pieces arrive out of order; readers see only the verified prefix.
+	steps := []struct {
+		piece    int
+		complete bool
+		readable int64
+	}{
+		{2, true, 0},
+		{0, true, pl},
+		{3, false, pl}, // written but failed its hash: not complete
+		{1, true, 3 * pl},
+		{3, true, 4 * pl},
+		{4, true, info.Length},
+	}
+	for _, step := range steps {
+		writePiece(t, ti, info, b, step.piece)
+		p := ti.Piece(info.Piece(step.piece))
+		if step.complete {
+			err = p.MarkComplete()
+		} else {
+			err = p.MarkNotComplete()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := p.Completion(); !c.Ok || c.Complete != step.complete {
+			t.Fatalf("piece %d completion %+v after marking %v", step.piece, c, step.complete)
+		}
+		got := readable(t, fl, info.Length)
+		if int64(len(got)) != step.readable || !bytes.Equal(got, b[:len(got)]) {
+			t.Fatalf("after piece %d: readers see %d bytes (match %v), want %d", step.piece, len(got), bytes.Equal(got, b[:len(got)]), step.readable)
+		}
+	}
+
+	// The mirror commits, finishes the flight and lets go of it: the
+	// partial's file is closed, and seeding goes on from the store.
+	if err := partial.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := blob.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	fl.Finish(nil)
+	fl.Release()
+	if fl.Acquire() {
+		t.Fatal("flight still referenced after promote")
+	}
+	r := ti.NewReader()
+	got := make([]byte, len(b))
+	if _, err := r.ReadAt(got, 0); err != nil && err != io.EOF {
+		t.Fatalf("read after promote: %v", err)
+	}
+	if !bytes.Equal(got, b) {
+		t.Fatal("seeded bytes differ from the blob")
+	}
+	if _, err := ti.Piece(info.Piece(0)).WriteAt([]byte{1}, 0); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("write to the stored blob: %v", err)
+	}
+	if err := ti.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPromoteRefusesIncompleteBlob(t *testing.T) {
+	_, d, info := testBlob(t)
+	s := openStore(t)
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := flight.New(partial)
+	blob, err := InFlight(s, d, fl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := blob.Promote(); err == nil {
+		t.Fatal("promoted a blob with no verified pieces")
+	}
+	// Dropping the torrent gives the flight back; the last holder closes it.
+	if err := blob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	partial.Abort()
+	fl.Release()
+	if fl.Acquire() {
+		t.Fatal("flight still referenced after close")
+	}
+}
+
+func TestStoredSeedsEveryPieceWithoutHashing(t *testing.T) {
+	b, d, info := testBlob(t)
+	s := openStore(t)
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := partial.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := partial.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	partial.Close()
+
+	blob, err := Stored(s, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ti.Close()
+	for i := range info.NumPieces() {
+		p := info.Piece(i)
+		if c := ti.Piece(p).Completion(); !c.Ok || !c.Complete {
+			t.Fatalf("piece %d completion %+v", i, c)
+		}
+		got := make([]byte, p.Length())
+		if _, err := ti.Piece(p).ReadAt(got, 0); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, b[p.Offset():p.Offset()+p.Length()]) {
+			t.Fatalf("piece %d bytes differ", i)
+		}
+	}
+}
+
+func TestStoredRejectsOtherTorrents(t *testing.T) {
+	b, d, info := testBlob(t)
+	s := openStore(t)
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := partial.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := partial.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	partial.Close()
+
+	longer := *info
+	longer.Length++
+	renamed := *info
+	renamed.Name = "other"
+	for name, bad := range map[string]*metainfo.Info{"length": &longer, "name": &renamed} {
+		blob, err := Stored(s, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := blob.OpenTorrent(context.Background(), bad, metainfo.Hash{}); err == nil {
+			t.Errorf("%s: storage accepted a torrent that is not the stored blob", name)
+		}
+		blob.Close()
+	}
+	if _, err := Stored(s, digest.FromString("absent")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("seeding an absent blob: %v", err)
+	}
+}

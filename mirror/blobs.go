@@ -218,7 +218,7 @@ func (o *originSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
 	n, err := io.CopyBuffer(&advancingWriter{p: fl.Partial(), fl: fl}, body, *buf)
-	m.metrics.bytesBySource.WithLabelValues("origin").Add(float64(n))
+	m.metrics.originBytes.Add(float64(n))
 	if err == nil && n != size {
 		err = fmt.Errorf("got %d of %d bytes", n, size)
 	}

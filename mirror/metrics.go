@@ -12,7 +12,7 @@ type metrics struct {
 	requests        *prometheus.CounterVec
 	cache           *prometheus.CounterVec
 	bytesServed     prometheus.Counter
-	bytesBySource   *prometheus.CounterVec
+	originBytes     prometheus.Counter
 	upstreamErrors  *prometheus.CounterVec
 	inflight        prometheus.Gauge
 	staleManifests  prometheus.Counter
@@ -35,9 +35,10 @@ func newMetrics() *metrics {
 		bytesServed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_served_bytes_total", Help: "Blob bytes sent to clients.",
 		}),
-		bytesBySource: prometheus.NewCounterVec(prometheus.CounterOpts{
+		originBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_received_bytes_total", Help: "Blob bytes received, by source (origin, peers, seeder).",
-		}, []string{"source"}),
+			ConstLabels: prometheus.Labels{"source": "origin"},
+		}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_upstream_errors_total", Help: "Failed upstream requests by upstream registry.",
 		}, []string{"upstream"}),
@@ -54,7 +55,7 @@ func newMetrics() *metrics {
 	f(m.requests)
 	f(m.cache)
 	f(m.bytesServed)
-	f(m.bytesBySource)
+	f(m.originBytes)
 	f(m.upstreamErrors)
 	f(m.inflight)
 	f(m.staleManifests)
@@ -64,4 +65,31 @@ func newMetrics() *metrics {
 	}, []string{"reason"})
 	f(m.fallbacks)
 	return m
+}
+
+// swarmCollector reports what the BitTorrent client counted, split by
+// whether the other end was the tracker's seeder or another mirror.
+type swarmCollector struct{ m *Mirror }
+
+var (
+	receivedDesc = prometheus.NewDesc("blobswarm_mirror_received_bytes_total", "Blob bytes received, by source (origin, peers, seeder).", []string{"source"}, nil)
+	uploadedDesc = prometheus.NewDesc("blobswarm_mirror_uploaded_bytes_total", "Piece bytes uploaded to peers.", nil, nil)
+	bannedDesc   = prometheus.NewDesc("blobswarm_mirror_banned_peers", "Peers banned for sending data that failed a piece hash.", nil, nil)
+	swarmsDesc   = prometheus.NewDesc("blobswarm_mirror_torrents", "Torrents this node is downloading or seeding.", nil, nil)
+)
+
+func (c swarmCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- uploadedDesc
+	ch <- bannedDesc
+	ch <- swarmsDesc
+}
+
+func (c swarmCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.m.swarm.Stats()
+	peers, seeder := c.m.swarmReceived(st)
+	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(peers), "peers")
+	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(seeder), "seeder")
+	ch <- prometheus.MustNewConstMetric(uploadedDesc, prometheus.CounterValue, float64(st.Uploaded))
+	ch <- prometheus.MustNewConstMetric(bannedDesc, prometheus.GaugeValue, float64(len(st.Banned)))
+	ch <- prometheus.MustNewConstMetric(swarmsDesc, prometheus.GaugeValue, float64(len(st.Torrents)))
 }

@@ -50,6 +50,9 @@ type Mirror struct {
 	// swarm and trackers are nil for a plain pull-through mirror.
 	swarm    *swarm.Swarm
 	trackers *trackerclient.Client
+	// seederIPs are the tracker seeders' addresses (netip.Addr), to tell
+	// bytes from the seeder from bytes from other mirrors.
+	seederIPs sync.Map
 
 	// fetchSlots bounds concurrent blob fetches so a burst of distinct
 	// blobs cannot exhaust file descriptors or flood the upstream.
@@ -116,6 +119,7 @@ func (m *Mirror) joinSwarm() error {
 	if err != nil {
 		return fmt.Errorf("join swarm: %w", err)
 	}
+	m.metrics.registry.MustRegister(swarmCollector{m})
 	m.trackers = trackerclient.New(m.cfg.Tracker, m.cfg.UpstreamTimeout)
 	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
 		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[BlobRef][]byte{}}

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -14,19 +15,35 @@ type Stats struct {
 	BytesFromSeeder int64 `json:"bytesFromSeeder"`
 	BlobHits        int64 `json:"blobHits"`
 	BlobMisses      int64 `json:"blobMisses"`
+	BytesUploaded   int64 `json:"bytesUploaded"`
 }
 
 // Stats reads the mirror's counters.
 func (m *Mirror) Stats() Stats {
-	src := func(s string) int64 { return counterValue(m.metrics.bytesBySource.WithLabelValues(s)) }
-	return Stats{
+	s := Stats{
 		BytesServed:     counterValue(m.metrics.bytesServed),
-		BytesFromOrigin: src("origin"),
-		BytesFromPeers:  src("peers"),
-		BytesFromSeeder: src("seeder"),
+		BytesFromOrigin: counterValue(m.metrics.originBytes),
 		BlobHits:        counterValue(m.metrics.cache.WithLabelValues("blob", "hit")),
 		BlobMisses:      counterValue(m.metrics.cache.WithLabelValues("blob", "miss")) + counterValue(m.metrics.cache.WithLabelValues("blob", "joined")),
 	}
+	if m.swarm != nil {
+		st := m.swarm.Stats()
+		s.BytesFromPeers, s.BytesFromSeeder = m.swarmReceived(st)
+		s.BytesUploaded = st.Uploaded
+	}
+	return s
+}
+
+// swarmReceived splits the swarm's received bytes into those from other
+// mirrors and those from a tracker's seeder, known by the address the
+// tracker names with each torrent.
+func (m *Mirror) swarmReceived(st swarm.Stats) (peers, seeder int64) {
+	for ip, n := range st.ReceivedFrom {
+		if _, ok := m.seederIPs.Load(ip); ok {
+			seeder += n
+		}
+	}
+	return st.Downloaded - seeder, seeder
 }
 
 func counterValue(c prometheus.Counter) int64 {

@@ -50,9 +50,6 @@ type Mirror struct {
 	// swarm and trackers are nil for a plain pull-through mirror.
 	swarm    *swarm.Swarm
 	trackers *trackerclient.Client
-	// seederIPs are the tracker seeders' addresses (netip.Addr), to tell
-	// bytes from the seeder from bytes from other mirrors.
-	seederIPs sync.Map
 
 	// fetchSlots bounds concurrent blob fetches so a burst of distinct
 	// blobs cannot exhaust file descriptors or flood the upstream.

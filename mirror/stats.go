@@ -35,15 +35,9 @@ func (m *Mirror) Stats() Stats {
 }
 
 // swarmReceived splits the swarm's received bytes into those from other
-// mirrors and those from a tracker's seeder, known by the address the
-// tracker names with each torrent.
+// mirrors and those from a tracker's seeder.
 func (m *Mirror) swarmReceived(st swarm.Stats) (peers, seeder int64) {
-	for ip, n := range st.ReceivedFrom {
-		if _, ok := m.seederIPs.Load(ip); ok {
-			seeder += n
-		}
-	}
-	return st.Downloaded - seeder, seeder
+	return st.Downloaded - st.FromSeeders, st.FromSeeders
 }
 
 func counterValue(c prometheus.Counter) int64 {

@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -34,7 +33,7 @@ type swarmSource struct {
 
 func (s *swarmSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight) error {
 	mctx, cancel := context.WithTimeout(ctx, s.metainfoTimeout)
-	info, seeder, err := s.trackers.Metainfo(mctx, ref.Registry, ref.Repo, ref.Digest)
+	info, _, err := s.trackers.Metainfo(mctx, ref.Registry, ref.Repo, ref.Digest)
 	cancel()
 	if err != nil {
 		var oci errcode.Error
@@ -43,9 +42,6 @@ func (s *swarmSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight)
 			return oci
 		}
 		return s.fallback(ctx, ref, fl, "tracker", err)
-	}
-	if ap, err := netip.ParseAddrPort(seeder); err == nil {
-		s.m.seederIPs.Store(ap.Addr().Unmap(), true)
 	}
 	if err := s.swarm.Download(ctx, ref.Digest, info, s.trackers.AnnounceURLs(), fl); err != nil {
 		return s.fallback(ctx, ref, fl, "swarm", err)

@@ -87,7 +87,7 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.swarm, err = swarm.New(swarm.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate}, st, log.With("component", "seeder"))
+	t.swarm, err = swarm.New(swarm.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate, Seeder: true}, st, log.With("component", "seeder"))
 	if err != nil {
 		return nil, fmt.Errorf("seeder swarm: %w", err)
 	}

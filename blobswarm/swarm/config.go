@@ -37,10 +37,19 @@ type Config struct {
 	// MaxConnsPerTorrent caps established peer connections per blob
 	// (default 100).
 	MaxConnsPerTorrent int
+	// Seeder marks the tracker's seeder: its peer ID starts with
+	// SeederPeerIDPrefix so mirrors can count what they got from it.
+	Seeder bool
 	// ChunkSize is the size of one piece request (default 64 KiB; the
 	// protocol's usual 16 KiB costs more CPU per byte, see the benchmark).
 	ChunkSize int
 }
+
+// Peer ID prefixes (BEP 20 style) of blobswarm's two kinds of node.
+const (
+	SeederPeerIDPrefix = "-BS01S0-"
+	MirrorPeerIDPrefix = "-BS01M0-"
+)
 
 // DefaultAllowedPeers are loopback and the private address ranges.
 var DefaultAllowedPeers = []netip.Prefix{
@@ -86,6 +95,10 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 		return nil, fmt.Errorf("listen address %q: bad port: %w", c.ListenAddr, err)
 	}
 	cc := torrent.NewDefaultClientConfig()
+	cc.Bep20 = MirrorPeerIDPrefix
+	if c.Seeder {
+		cc.Bep20 = SeederPeerIDPrefix
+	}
 	cc.ListenHost = func(string) string { return host }
 	cc.ListenPort = port
 	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {

@@ -8,6 +8,7 @@
 package swarm
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -64,6 +65,9 @@ type Swarm struct {
 
 	recvMu   sync.Mutex
 	received map[netip.Addr]int64
+	// fromSeeders counts piece bytes from trackers' seeders, known by their
+	// peer ID prefix: on one host every node shares an IP.
+	fromSeeders atomic.Int64
 }
 
 type entry struct {
@@ -319,6 +323,9 @@ func (s *Swarm) countReceived(ev torrent.ReceivedUsefulDataEvent) {
 	if e, ok := s.byHash.Load(ev.Peer.Torrent().InfoHash()); ok {
 		e.(*entry).received.Add(n)
 	}
+	if pc, ok := ev.Peer.TryAsPeerConn(); ok && bytes.HasPrefix(pc.PeerID[:], []byte(SeederPeerIDPrefix)) {
+		s.fromSeeders.Add(n)
+	}
 	ip := peerIP(ev.Peer.RemoteAddr)
 	s.recvMu.Lock()
 	s.received[ip] += n
@@ -356,6 +363,9 @@ type Stats struct {
 	// ReceivedFrom splits Downloaded by peer IP, so the tracker's seeder
 	// can be told apart from other mirrors.
 	ReceivedFrom map[netip.Addr]int64
+	// FromSeeders is the part of Downloaded that came from trackers'
+	// seeders rather than from other mirrors.
+	FromSeeders int64
 	// Banned are peers that sent data failing a piece hash.
 	Banned   []netip.Addr
 	Torrents []TorrentStats
@@ -378,6 +388,7 @@ func (s *Swarm) Stats() Stats {
 		Downloaded:   cs.BytesReadUsefulData.Int64(),
 		Uploaded:     cs.BytesWrittenData.Int64(),
 		ReceivedFrom: make(map[netip.Addr]int64),
+		FromSeeders:  s.fromSeeders.Load(),
 	}
 	s.recvMu.Lock()
 	for ip, n := range s.received {

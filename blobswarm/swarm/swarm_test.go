@@ -101,10 +101,10 @@ func putBlob(t testing.TB, st *store.Store, b testBlob) {
 	}
 }
 
-// seeder starts a node at ip that seeds b from its store.
+// seeder starts a tracker's seeder at ip that seeds b from its store.
 func seeder(t testing.TB, ip string, b testBlob) *Swarm {
 	t.Helper()
-	s, st := newSwarm(t, ip, Config{})
+	s, st := newSwarm(t, ip, Config{Seeder: true})
 	putBlob(t, st, b)
 	if err := s.Seed(b.digest, b.infoBytes, nil); err != nil {
 		t.Fatal(err)
@@ -212,8 +212,8 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 	if got := st.ReceivedFrom[netip.MustParseAddr(seederIP)]; got != int64(len(b.data)) {
 		t.Errorf("received %d bytes from the seeder, want %d (all: %v)", got, len(b.data), st.ReceivedFrom)
 	}
-	if st.Downloaded != int64(len(b.data)) {
-		t.Errorf("Downloaded = %d, want %d", st.Downloaded, len(b.data))
+	if st.Downloaded != int64(len(b.data)) || st.FromSeeders != st.Downloaded {
+		t.Errorf("Downloaded = %d, FromSeeders = %d, want %d from the seeder", st.Downloaded, st.FromSeeders, len(b.data))
 	}
 	if got := src.Stats().Uploaded; got < int64(len(b.data)) {
 		t.Errorf("seeder uploaded %d bytes, want at least %d", got, len(b.data))
@@ -227,8 +227,9 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := third.Stats().ReceivedFrom[netip.MustParseAddr(leecherIP)]; got != int64(len(b.data)) {
-		t.Errorf("third node got %d bytes from the leecher, want %d", got, len(b.data))
+	if st := third.Stats(); st.ReceivedFrom[netip.MustParseAddr(leecherIP)] != int64(len(b.data)) || st.FromSeeders != 0 {
+		t.Errorf("third node got %d bytes from the leecher and %d from seeders, want all %d from the leecher",
+			st.ReceivedFrom[netip.MustParseAddr(leecherIP)], st.FromSeeders, len(b.data))
 	}
 
 	// A restarted node finds the info bytes next to its store.

@@ -111,6 +111,12 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 			cc.DisableIPv4 = true
 			cc.PublicIp6 = ip.AsSlice()
 		}
+		// The tracker hands out the address an announce came from (it
+		// ignores ip= from untrusted sources), so announce from the
+		// address peers should dial: on a host with several addresses,
+		// or several nodes on one loopback, the default source is wrong.
+		src := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}, Timeout: c.HandshakeTimeout}
+		cc.TrackerDialContext = src.DialContext
 	}
 
 	// Peers come from the tracker only.

@@ -29,6 +29,7 @@ func demoCmd() *cobra.Command {
 	f.IntVar(&opt.Mirrors, "mirrors", opt.Mirrors, "number of mirrors (hosts) in the fleet")
 	f.IntVar(&opt.Layers, "layers", opt.Layers, "layers in the generated image")
 	f.Int64Var(&opt.LayerSize, "layer-size", opt.LayerSize, "bytes per layer")
+	f.Int64Var(&opt.SeederRate, "seeder-rate", opt.SeederRate, "the tracker's seeder upload cap in bytes/s, as a finite link would (0: none)")
 	f.StringVar(&opt.Dir, "data", "", "keep every node's data here instead of a temp dir")
 	f.StringVar(&logLevel, "log-level", "", "show the nodes' logs at this level (debug, info, warn, error)")
 	return cmd

@@ -30,6 +30,8 @@ type Options struct {
 	Mirrors   int
 	Layers    int
 	LayerSize int64
+	// SeederRate caps the tracker's seeder upload in bytes/s (0: none).
+	SeederRate int64
 	// Dir holds every node's data; a temp dir removed afterwards if empty.
 	Dir string
 	Out io.Writer
@@ -38,7 +40,7 @@ type Options struct {
 
 // Defaults is the demo a new user runs with no flags.
 func Defaults() Options {
-	return Options{Mirrors: 4, Layers: 4, LayerSize: 16 << 20, Out: os.Stdout}
+	return Options{Mirrors: 4, Layers: 4, LayerSize: 16 << 20, SeederRate: 64 << 20, Out: os.Stdout}
 }
 
 // Run performs the demo and prints one table row per mirror.
@@ -84,8 +86,13 @@ func Run(ctx context.Context, opt Options) error {
 	tcfg := tracker.Defaults()
 	tcfg.Listen = "127.0.0.1:0"
 	tcfg.Data = filepath.Join(opt.Dir, "tracker")
-	tcfg.PeerListen = "127.0.0.1:0"
+	// Each node gets its own loopback address, as hosts have their own.
+	tcfg.PeerListen = "127.0.0.2:0"
 	tcfg.Upstream = []string{"docker.io=" + originURL}
+	// A datacenter seeder's link is finite; on loopback it is not, and an
+	// unbounded seeder would simply serve everyone. Capping it shows what
+	// the swarm is for: mirrors trading pieces among themselves.
+	tcfg.UploadRate = opt.SeederRate
 	ln, err := net.Listen("tcp", tcfg.Listen)
 	if err != nil {
 		return err
@@ -108,7 +115,7 @@ func Run(ctx context.Context, opt Options) error {
 		cfg.Data = filepath.Join(opt.Dir, fmt.Sprintf("mirror-%d", i+1))
 		cfg.Upstream = []string{"docker.io=" + originURL}
 		cfg.Tracker = []string{trackerURL}
-		cfg.PeerListen = "127.0.0.1:0"
+		cfg.PeerListen = fmt.Sprintf("127.0.0.%d:0", 10+i)
 		if mirrors[i], err = mirror.New(cfg, opt.Log.With("mirror", i+1)); err != nil {
 			return err
 		}
@@ -140,15 +147,20 @@ func Run(ctx context.Context, opt Options) error {
 
 	tw := tabwriter.NewWriter(opt.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mirror\tpull time\tverified\tfrom origin\tfrom peers\tfrom seeder\t")
+	var fromPeers, fromSeeder int64
 	for i, m := range mirrors {
 		s := m.Stats()
+		fromPeers += s.BytesFromPeers
+		fromSeeder += s.BytesFromSeeder
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t\n", i+1, results[i].Duration.Round(time.Millisecond),
 			human(results[i].Bytes), human(s.BytesFromOrigin), human(s.BytesFromPeers), human(s.BytesFromSeeder))
 	}
 	tw.Flush()
 	sent := org.BlobBytesSent()
-	fmt.Fprintf(opt.Out, "\nimage %s pulled on %d mirrors in %s; the origin sent %s of blobs (%.2fx the image)\n",
+	fmt.Fprintf(opt.Out, "\nimage %s pulled on %d mirrors in %s; the origin sent %s of blobs (%.2fx the image),\n",
 		human(imageBytes), opt.Mirrors, wall.Round(time.Millisecond), human(sent), float64(sent)/float64(imageBytes))
+	fmt.Fprintf(opt.Out, "the tracker's seeder %s (%.2fx), the mirrors to each other %s\n",
+		human(fromSeeder), float64(fromSeeder)/float64(imageBytes), human(fromPeers))
 	return nil
 }
 

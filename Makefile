@@ -20,8 +20,10 @@ test:
 e2e:
 	$(GOTESTSUM) --format standard-verbose -- -tags e2e $(TESTFLAGS) -timeout 40m ./integration/e2e/...
 
+# The mirror against a distribution registry, and one swarm download against
+# plain HTTP; sizes via BENCH_BLOB_SIZE and BLOBSWARM_BENCH_SIZE (MiB).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./integration/bench/...
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./integration/bench/... ./blobswarm/swarm/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -31,7 +33,7 @@ lint:
 # No base image is pulled: the static binary is built here and copied into
 # a FROM scratch image.
 image: build
-	DOCKER_BUILDKIT=1 docker build --build-arg BINARY_FROM=prebuilt -t blobswarm:dev .
+	DOCKER_BUILDKIT=0 docker build --target prebuilt -t blobswarm:dev .
 
 clean:
 	rm -rf $(BIN)

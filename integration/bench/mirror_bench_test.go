@@ -23,7 +23,7 @@ import (
 
 func TestMain(m *testing.M) {
 	harness.ServeOriginIfChild()
-	os.Exit(m.Run())
+	harness.Main(m)
 }
 
 const benchRepo = "bench/blob"
@@ -53,7 +53,7 @@ func BenchmarkMirror(b *testing.B) {
 	res := &results{size: size}
 
 	b.Run("cached", func(b *testing.B) {
-		m := startMirror(b, o)
+		m := startMirror(b, o, b.TempDir())
 		viaMirror := m.URL() + "/v2/" + benchRepo + "/blobs/" + d.String()
 		fetch(b, viaMirror, size, 0) // the cold fill, not measured
 		fetch(b, direct, size, 0)    // the origin gets the same warm-up
@@ -79,7 +79,7 @@ func BenchmarkMirror(b *testing.B) {
 		b.ResetTimer()
 		for i := range b.N {
 			b.StopTimer()
-			m := startMirror(b, o)
+			m := startMirror(b, o, b.TempDir())
 			viaMirror := m.URL() + "/v2/" + benchRepo + "/blobs/" + d.String()
 			b.StartTimer()
 			// The mirror's CPU is what it adds; the origin works for both.
@@ -102,7 +102,7 @@ func BenchmarkMirror(b *testing.B) {
 	b.Run("rss", func(b *testing.B) {
 		var peak int64
 		for range b.N {
-			m := startMirror(b, o)
+			m := startMirror(b, o, b.TempDir())
 			viaMirror := m.URL() + "/v2/" + benchRepo + "/blobs/" + d.String()
 			fetch(b, viaMirror, size, 0)
 			fetch(b, viaMirror, size, 0)
@@ -128,11 +128,16 @@ func report(b *testing.B, mir, org transfer) {
 	b.ReportMetric(org.cpuPerGB(), "origin-CPU-s/GB")
 }
 
-// startMirror runs a mirror process with an empty store whose default
-// upstream is the origin.
-func startMirror(b *testing.B, o *harness.OriginProcess) *harness.Process {
+// upstreamHost is the registry the benchmark's blob belongs to: the mirrors'
+// default upstream, so requests need no ?ns=.
+const upstreamHost = "docker.io"
+
+// startMirror runs a mirror process with an empty store in data whose
+// default upstream is the origin, with extra flags if given.
+func startMirror(b *testing.B, o *harness.OriginProcess, data string, extra ...string) *harness.Process {
 	b.Helper()
-	return harness.Start(b, "mirror", "--data", b.TempDir(), "--upstream", "docker.io="+o.URL, "--log-level", "warn")
+	args := append([]string{"--data", data, "--upstream", upstreamHost + "=" + o.URL, "--log-level", "warn"}, extra...)
+	return harness.Start(b, "mirror", args...)
 }
 
 // blobSize reads BENCH_BLOB_SIZE: bytes, or a number with KiB, MiB or GiB.

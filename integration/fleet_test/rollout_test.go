@@ -1,0 +1,53 @@
+package fleet_test
+
+import (
+	"testing"
+)
+
+// TestRollout pulls one image through five mirrors at once: the origin
+// serves each blob once, to the tracker's seeder, and the mirrors trade
+// pieces among themselves. A sixth mirror that joins afterwards gets the
+// whole image from the fleet.
+func TestRollout(t *testing.T) {
+	f := newFleet(t, fleetOptions{mirrors: fleetSize})
+	image := f.push(t, "team/app:1", imageLayers, layerSize)
+	size := float64(imageBytes(image))
+
+	t.Run("five at once", func(t *testing.T) {
+		checkPulled(t, image, pullAll(t.Context(), image, f.mirrors))
+		defer logTraffic(t, f)
+		checkOriginServed(t, f, image, 1)
+		var uploaded, fromSeeder float64
+		for _, m := range f.mirrors {
+			checkStored(t, m, image)
+			if n := m.Metric(receivedMetric, "source", "origin"); n != 0 {
+				t.Errorf("%s received %.0f bytes from the origin; the tracker's seeder should be the only one asking it", m.name, n)
+			}
+			if n := fromSwarm(m); n < size {
+				t.Errorf("%s received %.0f bytes from the swarm, want the whole image (%.0f)", m.name, n, size)
+			}
+			if n := m.Metric(receivedMetric, "source", "peers"); n == 0 {
+				t.Errorf("%s received nothing from other mirrors, only from the seeder", m.name)
+			}
+			uploaded += m.Metric(uploadedMetric)
+			fromSeeder += m.Metric(receivedMetric, "source", "seeder")
+		}
+		if uploaded == 0 {
+			t.Error("no mirror uploaded anything: the seeder served the whole fleet alone")
+		}
+		t.Logf("the tracker's seeder sent %.1fx the image, the mirrors %.1fx", fromSeeder/size, uploaded/size)
+	})
+
+	t.Run("late joiner", func(t *testing.T) {
+		late := f.addMirror(t)
+		checkPulled(t, image, pullAll(t.Context(), image, []*mirror{late}))
+		checkStored(t, late, image)
+		checkOriginServed(t, f, image, 1)
+		if n := late.Metric(receivedMetric, "source", "origin"); n != 0 {
+			t.Errorf("the late mirror received %.0f bytes from the origin, want none", n)
+		}
+		if n := fromSwarm(late); n < size {
+			t.Errorf("the late mirror received %.0f bytes from the swarm, want the whole image (%.0f)", n, size)
+		}
+	})
+}

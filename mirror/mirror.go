@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -117,7 +118,10 @@ func (m *Mirror) joinSwarm() error {
 		return fmt.Errorf("join swarm: %w", err)
 	}
 	m.metrics.registry.MustRegister(swarmCollector{m})
-	m.trackers = trackerclient.New(m.cfg.Tracker, m.cfg.UpstreamTimeout)
+	// A tracker answers within its metainfo-wait (seconds) or says 202; a
+	// hung one must not hold a pull for the full upstream timeout twice
+	// (tag, then blob) before the origin fallback.
+	m.trackers = trackerclient.New(m.cfg.Tracker, trackerTimeout)
 	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
 		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[BlobRef][]byte{}}
 	go m.reseed()
@@ -145,6 +149,8 @@ func (m *Mirror) reseed() {
 	}
 	m.log.Info("seeding stored blobs", "count", n)
 }
+
+const trackerTimeout = 10 * time.Second
 
 // Close leaves the swarm.
 func (m *Mirror) Close() error {

@@ -400,6 +400,9 @@ func (s *Swarm) Stats() Stats {
 			st.Banned = append(st.Banned, a.Unmap())
 		}
 	}
+	// anacrolix may list one peer as both ::ffff:a.b.c.d and a.b.c.d.
+	slices.SortFunc(st.Banned, netip.Addr.Compare)
+	st.Banned = slices.Compact(st.Banned)
 	s.mu.Lock()
 	for d, e := range s.torrents {
 		st.Torrents = append(st.Torrents, TorrentStats{

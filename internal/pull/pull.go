@@ -62,9 +62,10 @@ func Image(ctx context.Context, ref string, opt Options) (Result, error) {
 		}
 		defer os.RemoveAll(hostsDir)
 	}
-	// The mirror is the only host: a pull that works did not fall back to
-	// the registry behind the client's back.
-	b, err := hoststoml.Render("", []hoststoml.Mirror{{URL: opt.MirrorURL}})
+	// The mirror is the only host: as the server entry, containerd adds no
+	// fallback to the registry itself (it does for a host-only file), yet
+	// still sends ns. A pull that works came through the mirror.
+	b, err := hoststoml.Render(opt.MirrorURL, nil)
 	if err != nil {
 		return Result{}, err
 	}

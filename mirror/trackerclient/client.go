@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,8 +44,15 @@ func New(urls []string, timeout time.Duration) *Client {
 	for i, u := range urls {
 		trimmed[i] = strings.TrimSuffix(u, "/")
 	}
-	return &Client{urls: trimmed, http: &http.Client{Timeout: timeout}}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Trackers are in the same datacenter: a replica that does not accept a
+	// connection within this is down, and the next one (or the origin)
+	// should not wait on it.
+	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	return &Client{urls: trimmed, http: &http.Client{Timeout: timeout, Transport: t}}
 }
+
+const dialTimeout = 2 * time.Second
 
 // AnnounceURLs are the trackers' announce endpoints, for torrents.
 func (c *Client) AnnounceURLs() []string {

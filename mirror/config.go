@@ -2,13 +2,13 @@ package mirror
 
 import (
 	"fmt"
-	"net/netip"
 	"net/url"
 	"runtime"
 	"time"
 
 	"github.com/containerd/platforms"
 
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -100,7 +100,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("tracker: %q is not an http(s) URL", t)
 		}
 	}
-	if _, err := c.peerCIDRs(); err != nil {
+	if _, err := swarm.ParseCIDRs(c.PeerCIDR); err != nil {
 		return fmt.Errorf("peer-cidr: %w", err)
 	}
 	if _, err := platforms.Parse(c.Platform); err != nil {
@@ -115,16 +115,4 @@ func (c Config) Validate() error {
 		return fmt.Errorf("upload-rate, download-rate: must not be negative")
 	}
 	return nil
-}
-
-func (c Config) peerCIDRs() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range c.PeerCIDR {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }

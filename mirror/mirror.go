@@ -103,7 +103,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 
 // joinSwarm makes the fleet the source of missing blobs.
 func (m *Mirror) joinSwarm() error {
-	cidrs, err := m.cfg.peerCIDRs()
+	cidrs, err := swarm.ParseCIDRs(m.cfg.PeerCIDR)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -87,7 +88,7 @@ func (c Config) Validate() error {
 	if _, err := c.announceURL(); err != nil {
 		return fmt.Errorf("announce-url: %w", err)
 	}
-	if _, err := c.peerCIDRs(); err != nil {
+	if _, err := swarm.ParseCIDRs(c.PeerCIDR); err != nil {
 		return fmt.Errorf("peer-cidr: %w", err)
 	}
 	if c.Redis != "" {
@@ -117,18 +118,4 @@ func (c Config) announceURL() (string, error) {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port) + "/announce", nil
-}
-
-// peerCIDRs is nil (the swarm's default: loopback and private ranges) when
-// nothing is configured.
-func (c Config) peerCIDRs() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range c.PeerCIDR {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }

@@ -54,7 +54,7 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 		return nil, err
 	}
 	announceURL, _ := cfg.announceURL()
-	cidrs, _ := cfg.peerCIDRs()
+	cidrs, _ := swarm.ParseCIDRs(cfg.PeerCIDR)
 	st, err := store.Open(cfg.Data)
 	if err != nil {
 		return nil, err

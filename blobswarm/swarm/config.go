@@ -51,6 +51,20 @@ const (
 	MirrorPeerIDPrefix = "-BS01M0-"
 )
 
+// ParseCIDRs parses a peer allow-list as given in configuration. An empty
+// list gives nil, which Config takes as DefaultAllowedPeers.
+func ParseCIDRs(cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // DefaultAllowedPeers are loopback and the private address ranges.
 var DefaultAllowedPeers = []netip.Prefix{
 	netip.MustParsePrefix("127.0.0.0/8"),

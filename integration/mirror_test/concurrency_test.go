@@ -68,11 +68,11 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 	if miss, joined := m.Metric(cacheMetric, "kind", "blob", "result", "miss"), m.Metric(cacheMetric, "kind", "blob", "result", "joined"); miss != 1 || joined != clients-1 {
 		t.Errorf("mirror counted %v misses and %v joins, want 1 and %d", miss, joined, clients-1)
 	}
-	eventually(t, "blob committed", func() bool { return m.Metric(inflightMetric) == 0 })
+	harness.Eventually(t, "blob committed", func() bool { return m.Metric(inflightMetric) == 0 })
 	if files := filesUnder(t, data+"/tmp"); len(files) != 0 {
 		t.Errorf("tmp/ still holds %v after the fetch finished", files)
 	}
-	f, err := digestFile(blobPath(data, d))
+	f, err := digestFile(harness.BlobPath(data, d))
 	if err != nil || f != d {
 		t.Errorf("stored blob hashes to %s (%v), want %s", f, err, d)
 	}

@@ -50,9 +50,9 @@ log-level: warn
 
 	pullImage(t, m.Host()+"/app:1", pushed.Images[0])
 	// The client has every byte slightly before the mirror commits.
-	eventually(t, "blobs stored in the data dir from the file", func() bool {
+	harness.Eventually(t, "blobs stored in the data dir from the file", func() bool {
 		for _, b := range pushed.Blobs() {
-			if _, err := os.Stat(blobPath(data, b.Digest)); err != nil {
+			if _, err := os.Stat(harness.BlobPath(data, b.Digest)); err != nil {
 				return false
 			}
 		}

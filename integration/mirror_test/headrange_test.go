@@ -64,7 +64,7 @@ func TestHead(t *testing.T) {
 	if n := o.BlobGETs(layer.Digest); n != 0 {
 		t.Errorf("a HEAD made the mirror GET the blob %d times from the origin", n)
 	}
-	if _, err := os.Stat(blobPath(data, layer.Digest)); err == nil {
+	if _, err := os.Stat(harness.BlobPath(data, layer.Digest)); err == nil {
 		t.Error("a HEAD put the blob in the store")
 	}
 	checkHead("unknown blob", v2+"blobs/"+unknown.String()+ns, http.StatusNotFound, "", 0)
@@ -72,7 +72,7 @@ func TestHead(t *testing.T) {
 	if resp, body := send(t, http.MethodGet, v2+"blobs/"+layer.Digest.String()+ns); resp.StatusCode != http.StatusOK || digest.FromBytes(body) != layer.Digest {
 		t.Fatalf("GET blob: %s, digest %s", resp.Status, digest.FromBytes(body))
 	}
-	eventually(t, "blob committed", func() bool { _, err := os.Stat(blobPath(data, layer.Digest)); return err == nil })
+	harness.Eventually(t, "blob committed", func() bool { _, err := os.Stat(harness.BlobPath(data, layer.Digest)); return err == nil })
 	checkHead("blob cached", v2+"blobs/"+layer.Digest.String()+ns, http.StatusOK, layer.Digest, layer.Size)
 	if n := m.Metric(cacheMetric, "kind", "blob", "result", "hit"); n != 1 {
 		t.Errorf("blob cache hits %v, want 1 (the cached HEAD)", n)
@@ -145,7 +145,7 @@ func TestRange(t *testing.T) {
 	if n := m.Metric(inflightMetric); n != 1 {
 		t.Fatalf("in-flight fetches %v, want 1: the blob should still be arriving", n)
 	}
-	if _, err := os.Stat(blobPath(data, d)); err == nil {
+	if _, err := os.Stat(harness.BlobPath(data, d)); err == nil {
 		t.Fatal("blob is in the store while the origin still holds most of it")
 	}
 	// These wait for bytes behind the valve: Docker's resume, and a suffix.
@@ -179,7 +179,7 @@ func TestRange(t *testing.T) {
 		t.Errorf("blob misses %v, want 1: every other request joins the download", n)
 	}
 
-	eventually(t, "blob committed", func() bool { _, err := os.Stat(blobPath(data, d)); return err == nil })
+	harness.Eventually(t, "blob committed", func() bool { _, err := os.Stat(harness.BlobPath(data, d)); return err == nil })
 	for _, c := range []rangeCase{
 		{"bytes=0-0", http.StatusPartialContent, 0, 0},
 		{"bytes=100-", http.StatusPartialContent, 100, size - 1},

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -147,29 +146,11 @@ func filesUnder(t *testing.T, dir string) []string {
 }
 
 // blobPath is where the store keeps a committed blob.
-func blobPath(data string, d digest.Digest) string {
-	return filepath.Join(data, "blobs", d.Algorithm().String(), d.Encoded())
-}
-
-// eventually polls cond until it holds; the test fails if it does not
-// within a generous bound (that catches a hang; it is not a speed check).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("gave up waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
 
 // waitMetric waits until a mirror metric reaches at least want.
 func waitMetric(t *testing.T, p *harness.Process, want float64, name string, labels ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s%v >= %v", name, labels, want), func() bool {
+	harness.Eventually(t, fmt.Sprintf("%s%v >= %v", name, labels, want), func() bool {
 		return p.Metric(name, labels...) >= want
 	})
 }

@@ -59,7 +59,7 @@ func TestRestartWithOriginDown(t *testing.T) {
 	if files := filesUnder(t, filepath.Join(data, "tmp")); len(files) != 0 {
 		t.Errorf("tmp/ holds %v", files)
 	}
-	if _, err := os.Stat(blobPath(data, uncached)); err == nil {
+	if _, err := os.Stat(harness.BlobPath(data, uncached)); err == nil {
 		t.Error("a blob the origin never sent is in the store")
 	}
 }
@@ -93,7 +93,7 @@ func TestKillMidDownload(t *testing.T) {
 	if n, err := io.Copy(io.Discard, resp.Body); err == nil || pass+n >= size {
 		t.Errorf("client read %d bytes and err %v after the kill; want a broken body", pass+n, err)
 	}
-	if _, err := os.Stat(blobPath(data, d)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(harness.BlobPath(data, d)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("half-downloaded blob in the store: %v", err)
 	}
 	if files := filesUnder(t, filepath.Join(data, "tmp")); len(files) == 0 {
@@ -118,8 +118,8 @@ func TestKillMidDownload(t *testing.T) {
 	if n := m.Metric("blobswarm_mirror_received_bytes_total", "source", "origin"); n != size {
 		t.Errorf("restarted mirror received %v bytes from the origin, want the whole %d", n, size)
 	}
-	eventually(t, "blob committed", func() bool { return m.Metric(inflightMetric) == 0 })
-	if got, err := digestFile(blobPath(data, d)); err != nil || got != d {
+	harness.Eventually(t, "blob committed", func() bool { return m.Metric(inflightMetric) == 0 })
+	if got, err := digestFile(harness.BlobPath(data, d)); err != nil || got != d {
 		t.Errorf("stored blob hashes to %s (%v), want %s", got, err, d)
 	}
 	if files := filesUnder(t, filepath.Join(data, "tmp")); len(files) != 0 {

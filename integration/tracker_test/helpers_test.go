@@ -5,14 +5,12 @@ package tracker_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/torrent/bencode"
@@ -82,7 +80,7 @@ func awaitMetainfo(t *testing.T, tr *harness.Process, registry, repo string, d d
 	t.Helper()
 	var info []byte
 	var seeder string
-	eventually(t, "metainfo of "+d.String(), func() bool {
+	harness.Eventually(t, "metainfo of "+d.String(), func() bool {
 		resp, body := get(t, metainfoURL(tr, registry, repo, d))
 		switch resp.StatusCode {
 		case http.StatusOK:
@@ -95,21 +93,6 @@ func awaitMetainfo(t *testing.T, tr *harness.Process, registry, repo string, d d
 		return false
 	})
 	return info, seeder
-}
-
-// eventually polls cond until it holds; the bound catches a hang and is
-// not a speed check.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("gave up waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // announceReply is the part of an announce answer the tests read.

@@ -61,7 +61,7 @@ func TestReplicasOnOneRedisActAsOneTracker(t *testing.T) {
 
 	// Mirrors asking B find A's seeder in the swarm.
 	blobIH := metainfo.HashBytes(info)
-	eventually(t, "A's seeder handed out by B", func() bool {
+	harness.Eventually(t, "A's seeder handed out by B", func() bool {
 		return slices.Contains(announce(t, bb, blobIH, "-TT0001-cccccccccccc", 40003), seederA)
 	})
 }

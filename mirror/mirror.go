@@ -174,15 +174,6 @@ func (m *Mirror) Drain(ctx context.Context) error {
 	}
 }
 
-// Store is the mirror's blob store.
-func (m *Mirror) Store() *store.Store { return m.store }
-
-// Upstream is the mirror's client for origin registries.
-func (m *Mirror) Upstream() *upstream.Client { return m.upstream }
-
-// SetBlobSource replaces where missing blobs come from (the swarm).
-func (m *Mirror) SetBlobSource(s BlobSource) { m.source = s }
-
 // Handler serves the registry API plus health and metrics endpoints.
 func (m *Mirror) Handler() http.Handler {
 	mux := http.NewServeMux()

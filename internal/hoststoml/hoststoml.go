@@ -53,11 +53,3 @@ func checkURL(raw string) error {
 	}
 	return nil
 }
-
-// ServerURL is the upstream URL containerd falls back to for a registry.
-func ServerURL(registry string) string {
-	if registry == "docker.io" {
-		return "https://registry-1.docker.io"
-	}
-	return "https://" + registry
-}

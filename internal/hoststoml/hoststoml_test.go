@@ -15,7 +15,7 @@ import (
 // order, with pull+resolve, then the registry itself.
 func TestContainerdReadsWhatWeWrite(t *testing.T) {
 	root := t.TempDir()
-	b, err := Render(ServerURL("docker.io"), []Mirror{
+	b, err := Render("https://registry-1.docker.io", []Mirror{
 		{URL: "http://127.0.0.1:5000", DialTimeout: 200 * time.Millisecond},
 		{URL: "http://10.0.0.2:5000"},
 	})

@@ -247,9 +247,3 @@ func (s *Seeder) download(ctx context.Context, ref Ref) error {
 	}
 	return p.Commit()
 }
-
-// Preheat fetches and seeds a blob ahead of a rollout and waits for it.
-func (s *Seeder) Preheat(ctx context.Context, ref Ref) error {
-	_, err := s.Metainfo(ctx, ref, time.Duration(1<<62))
-	return err
-}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/containerd/platforms"
 
-	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -100,7 +100,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("tracker: %q is not an http(s) URL", t)
 		}
 	}
-	if _, err := swarm.ParseCIDRs(c.PeerCIDR); err != nil {
+	if _, err := peernet.ParseCIDRs(c.PeerCIDR); err != nil {
 		return fmt.Errorf("peer-cidr: %w", err)
 	}
 	if _, err := platforms.Parse(c.Platform); err != nil {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
@@ -103,7 +104,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 
 // joinSwarm makes the fleet the source of missing blobs.
 func (m *Mirror) joinSwarm() error {
-	cidrs, err := swarm.ParseCIDRs(m.cfg.PeerCIDR)
+	cidrs, err := peernet.ParseCIDRs(m.cfg.PeerCIDR)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -88,7 +88,7 @@ func (c Config) Validate() error {
 	if _, err := c.announceURL(); err != nil {
 		return fmt.Errorf("announce-url: %w", err)
 	}
-	if _, err := swarm.ParseCIDRs(c.PeerCIDR); err != nil {
+	if _, err := peernet.ParseCIDRs(c.PeerCIDR); err != nil {
 		return fmt.Errorf("peer-cidr: %w", err)
 	}
 	if c.Redis != "" {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
@@ -18,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
-	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/mirror/route"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 	"github.com/blobswarm/blobswarm/tracker/announce"
@@ -33,7 +36,9 @@ import (
 type Tracker struct {
 	cfg      Config
 	log      *slog.Logger
-	swarm    *swarm.Swarm
+	seeds    *seedAnnouncer
+	stop     context.CancelFunc
+	done     chan struct{}
 	seeder   *seeder.Seeder
 	tags     *tags.Resolver
 	announce *announce.Handler
@@ -54,7 +59,7 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 		return nil, err
 	}
 	announceURL, _ := cfg.announceURL()
-	cidrs, _ := swarm.ParseCIDRs(cfg.PeerCIDR)
+	cidrs, _ := peernet.ParseCIDRs(cfg.PeerCIDR)
 	st, err := store.Open(cfg.Data)
 	if err != nil {
 		return nil, err
@@ -87,14 +92,40 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.swarm, err = swarm.New(swarm.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate, Seeder: true}, st, log.With("component", "seeder"))
+	srv, err := superseed.New(superseed.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate}, st, log.With("component", "seeder"))
 	if err != nil {
-		return nil, fmt.Errorf("seeder swarm: %w", err)
+		return nil, err
 	}
+	t.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "blobswarm_tracker_seeder_uploaded_bytes_total",
+			Help: "Piece bytes the seeder sent to mirrors.",
+		}, func() float64 { return float64(srv.Stats().Uploaded) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "blobswarm_tracker_seeder_piece_offers_total",
+			Help: "Pieces the seeder advertised to mirrors: about the piece count of each blob when the fleet trades the rest.",
+		}, func() float64 { return float64(srv.Stats().Offers) }),
+	)
+	t.seederAt = seederAddr(cfg.PeerListen, announceURL, srv.ListenPort())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	self, err := resolveSeeder(ctx, t.seederAt)
+	cancel()
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	t.seeds = &seedAnnouncer{Server: srv, peers: peers, ttl: t.announce.PeerTTL(), log: log,
+		self: peerstore.Peer{ID: srv.PeerID(), Addr: self}}
+	var runCtx context.Context
+	runCtx, t.stop = context.WithCancel(context.Background())
+	t.done = make(chan struct{})
+	go func() {
+		defer close(t.done)
+		t.seeds.run(runCtx)
+	}()
 	up := upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout)})
-	t.seeder = seeder.New(seeder.Config{Announce: []string{announceURL}, Shared: shared}, st, t.swarm, up, log)
+	t.seeder = seeder.New(seeder.Config{Shared: shared}, st, t.seeds, up, log)
 	t.tags = tags.New(up, cfg.TagTTL)
-	t.seederAt = seederAddr(cfg.PeerListen, announceURL, t.swarm.ListenPort())
 	log.Info("tracker ready", "announce-url", announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
 	return t, nil
 }
@@ -114,22 +145,14 @@ func seederAddr(peerListen, announceURL string, port int) string {
 // allowFilter admits announces from the configured networks; with none
 // configured, from the same loopback and private ranges the swarm allows.
 func allowFilter(cidrs []netip.Prefix) func(netip.Addr) bool {
-	if len(cidrs) == 0 {
-		cidrs = swarm.DefaultAllowedPeers
-	}
-	return func(a netip.Addr) bool {
-		for _, p := range cidrs {
-			if p.Contains(a.Unmap()) {
-				return true
-			}
-		}
-		return false
-	}
+	return func(a netip.Addr) bool { return peernet.Allowed(cidrs, a) }
 }
 
 // Close stops the seeder and releases Redis.
 func (t *Tracker) Close() error {
-	err := t.swarm.Close()
+	t.stop()
+	<-t.done
+	err := t.seeds.Close()
 	if t.redis != nil {
 		err = errors.Join(err, t.redis.Close())
 	}
@@ -252,7 +275,7 @@ const infoKeyPrefix = "blobswarm:info:"
 func (r *redisInfo) Get(ctx context.Context, d digest.Digest) ([]byte, error) {
 	b, err := r.client.Get(ctx, infoKeyPrefix+d.String()).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, swarm.ErrNoInfoBytes
+		return nil, infobytes.ErrNotFound
 	}
 	return b, err
 }

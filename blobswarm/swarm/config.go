@@ -14,6 +14,8 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
+
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 )
 
 // Config is the node's BitTorrent setup. The zero value is usable; defaults
@@ -37,42 +39,9 @@ type Config struct {
 	// MaxConnsPerTorrent caps established peer connections per blob
 	// (default 100).
 	MaxConnsPerTorrent int
-	// Seeder marks the tracker's seeder: its peer ID starts with
-	// SeederPeerIDPrefix so mirrors can count what they got from it.
-	Seeder bool
 	// ChunkSize is the size of one piece request (default 64 KiB; the
 	// protocol's usual 16 KiB costs more CPU per byte, see the benchmark).
 	ChunkSize int
-}
-
-// Peer ID prefixes (BEP 20 style) of blobswarm's two kinds of node.
-const (
-	SeederPeerIDPrefix = "-BS01S0-"
-	MirrorPeerIDPrefix = "-BS01M0-"
-)
-
-// ParseCIDRs parses a peer allow-list as given in configuration. An empty
-// list gives nil, which Config takes as DefaultAllowedPeers.
-func ParseCIDRs(cidrs []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, c := range cidrs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// DefaultAllowedPeers are loopback and the private address ranges.
-var DefaultAllowedPeers = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("::1/128"),
-	netip.MustParsePrefix("fc00::/7"),
 }
 
 func (c Config) withDefaults() Config {
@@ -80,7 +49,7 @@ func (c Config) withDefaults() Config {
 		c.ListenAddr = ":6881"
 	}
 	if c.AllowedPeers == nil {
-		c.AllowedPeers = DefaultAllowedPeers
+		c.AllowedPeers = peernet.DefaultAllowed
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 30 * time.Second
@@ -109,10 +78,7 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 		return nil, fmt.Errorf("listen address %q: bad port: %w", c.ListenAddr, err)
 	}
 	cc := torrent.NewDefaultClientConfig()
-	cc.Bep20 = MirrorPeerIDPrefix
-	if c.Seeder {
-		cc.Bep20 = SeederPeerIDPrefix
-	}
+	cc.Bep20 = peernet.MirrorPeerIDPrefix
 	cc.ListenHost = func(string) string { return host }
 	cc.ListenPort = port
 	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
@@ -190,11 +156,8 @@ func (a allowList) Lookup(ip net.IP) (iplist.Range, bool) {
 	if !ok {
 		return iplist.Range{First: ip, Last: ip, Description: "not an IP address"}, true
 	}
-	addr = addr.Unmap()
-	for _, p := range a {
-		if p.Contains(addr) {
-			return iplist.Range{}, false
-		}
+	if peernet.Allowed(a, addr) {
+		return iplist.Range{}, false
 	}
 	return iplist.Range{First: ip, Last: ip, Description: "outside the allowed peer networks"}, true
 }

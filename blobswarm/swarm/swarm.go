@@ -28,6 +28,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentstore"
@@ -323,7 +324,7 @@ func (s *Swarm) countReceived(ev torrent.ReceivedUsefulDataEvent) {
 	if e, ok := s.byHash.Load(ev.Peer.Torrent().InfoHash()); ok {
 		e.(*entry).received.Add(n)
 	}
-	if pc, ok := ev.Peer.TryAsPeerConn(); ok && bytes.HasPrefix(pc.PeerID[:], []byte(SeederPeerIDPrefix)) {
+	if pc, ok := ev.Peer.TryAsPeerConn(); ok && bytes.HasPrefix(pc.PeerID[:], []byte(peernet.SeederPeerIDPrefix)) {
 		s.fromSeeders.Add(n)
 	}
 	ip := peerIP(ev.Peer.RemoteAddr)

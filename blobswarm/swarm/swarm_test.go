@@ -21,6 +21,7 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentstore"
 )
@@ -82,7 +83,7 @@ func newSwarm(t testing.TB, ip string, cfg Config) (*Swarm, *store.Store) {
 	return s, st
 }
 
-func addr(s *Swarm, ip string) netip.AddrPort {
+func addr(s interface{ ListenPort() int }, ip string) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(s.ListenPort()))
 }
 
@@ -102,11 +103,16 @@ func putBlob(t testing.TB, st *store.Store, b testBlob) {
 }
 
 // seeder starts a tracker's seeder at ip that seeds b from its store.
-func seeder(t testing.TB, ip string, b testBlob) *Swarm {
+func seeder(t testing.TB, ip string, b testBlob) *superseed.Server {
 	t.Helper()
-	s, st := newSwarm(t, ip, Config{Seeder: true})
+	st := openStore(t)
 	putBlob(t, st, b)
-	if err := s.Seed(b.digest, b.infoBytes, nil); err != nil {
+	s, err := superseed.New(superseed.Config{ListenAddr: net.JoinHostPort(ip, "0")}, st, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Seed(b.digest, b.infoBytes); err != nil {
 		t.Fatal(err)
 	}
 	return s

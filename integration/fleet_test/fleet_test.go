@@ -34,6 +34,8 @@ const (
 	bannedMetric    = "blobswarm_mirror_banned_peers"
 	fallbacksMetric = "blobswarm_mirror_origin_fallbacks_total"
 	inflightMetric  = "blobswarm_mirror_inflight_fetches"
+
+	seederUploadedMetric = "blobswarm_tracker_seeder_uploaded_bytes_total"
 )
 
 // fleetSize is the number of mirrors a rollout pulls through.

@@ -35,7 +35,12 @@ func TestRollout(t *testing.T) {
 		if uploaded == 0 {
 			t.Error("no mirror uploaded anything: the seeder served the whole fleet alone")
 		}
-		t.Logf("the tracker's seeder sent %.1fx the image, the mirrors %.1fx", fromSeeder/size, uploaded/size)
+		t.Logf("the tracker's seeder sent %.2fx the image, the mirrors %.2fx", fromSeeder/size, uploaded/size)
+		// The seeder hands each piece to one mirror and lets the fleet
+		// trade it: what the origin's host sends is about one image.
+		if sent := f.tracker.Metric(seederUploadedMetric); sent > 1.25*size || sent < size {
+			t.Errorf("the tracker's seeder sent %.2fx the image, want about 1x", sent/size)
+		}
 	})
 
 	t.Run("late joiner", func(t *testing.T) {

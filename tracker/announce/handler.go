@@ -107,6 +107,9 @@ func New(store peerstore.Store, cfg Config) (*Handler, error) {
 	}, nil
 }
 
+// PeerTTL is how long a peer stays listed after its last announce.
+func (h *Handler) PeerTTL() time.Duration { return h.peerTTL }
+
 func seconds(d time.Duration) int32 {
 	return int32(d.Round(time.Second) / time.Second)
 }

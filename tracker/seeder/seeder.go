@@ -15,8 +15,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
-	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
@@ -31,10 +31,18 @@ type SharedInfo interface {
 	Put(ctx context.Context, d digest.Digest, info []byte) error
 }
 
+// Seeds is what serves stored blobs to the swarm (superseed.Server).
+type Seeds interface {
+	// Seed serves stored blob d under the torrent of infoBytes; seeding
+	// it again is a no-op.
+	Seed(d digest.Digest, infoBytes []byte) error
+	// InfoBytes returns what Seed was last given for d, also after a
+	// restart, or infobytes.ErrNotFound.
+	InfoBytes(d digest.Digest) ([]byte, error)
+}
+
 // Config tunes a Seeder.
 type Config struct {
-	// Announce are the announce URLs put on every torrent the seeder runs.
-	Announce []string
 	// FailureTTL is how long an origin failure is repeated to askers
 	// before the next ask tries the origin again.
 	FailureTTL time.Duration
@@ -54,7 +62,7 @@ type Ref struct {
 type Seeder struct {
 	cfg      Config
 	store    *store.Store
-	swarm    *swarm.Swarm
+	seeds    Seeds
 	upstream *upstream.Client
 	log      *slog.Logger
 
@@ -66,8 +74,7 @@ type Seeder struct {
 	// failed remembers failures per blob and repository: the origin may
 	// have a digest in one repository and not in another, and a failure
 	// in one must not answer for the others.
-	failed  map[Ref]*job
-	seeding map[digest.Digest]bool
+	failed map[Ref]*job
 }
 
 type job struct {
@@ -77,16 +84,16 @@ type job struct {
 	finished time.Time
 }
 
-// New returns a seeder that keeps blobs in st and seeds them on sw.
-func New(cfg Config, st *store.Store, sw *swarm.Swarm, up *upstream.Client, log *slog.Logger) *Seeder {
+// New returns a seeder that keeps blobs in st and serves them with seeds.
+func New(cfg Config, st *store.Store, seeds Seeds, up *upstream.Client, log *slog.Logger) *Seeder {
 	if cfg.FailureTTL == 0 {
 		cfg.FailureTTL = 5 * time.Second
 	}
 	if cfg.FetchTimeout == 0 {
 		cfg.FetchTimeout = 30 * time.Minute
 	}
-	return &Seeder{cfg: cfg, store: st, swarm: sw, upstream: up, log: log,
-		inflight: map[digest.Digest]*job{}, failed: map[Ref]*job{}, seeding: map[digest.Digest]bool{}}
+	return &Seeder{cfg: cfg, store: st, seeds: seeds, upstream: up, log: log,
+		inflight: map[digest.Digest]*job{}, failed: map[Ref]*job{}}
 }
 
 // Metainfo returns the blob's info bytes. A blob the seeder does not hold
@@ -123,27 +130,22 @@ func (s *Seeder) Metainfo(ctx context.Context, ref Ref, wait time.Duration) ([]b
 // replica published.
 func (s *Seeder) known(ctx context.Context, d digest.Digest) ([]byte, error) {
 	if _, err := s.store.Stat(d); err == nil {
-		if info, err := s.swarm.InfoBytes(d); err == nil {
+		if info, err := s.seeds.InfoBytes(d); err == nil {
 			return info, s.ensureSeeding(d, info)
 		}
 	}
 	if s.cfg.Shared != nil {
 		return s.cfg.Shared.Get(ctx, d)
 	}
-	return nil, swarm.ErrNoInfoBytes
+	return nil, infobytes.ErrNotFound
 }
 
-// ensureSeeding starts seeding a stored blob once, e.g. after a restart.
+// ensureSeeding starts seeding a stored blob, e.g. after a restart; a blob
+// already seeded costs a map lookup.
 func (s *Seeder) ensureSeeding(d digest.Digest, info []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.seeding[d] {
-		return nil
-	}
-	if err := s.swarm.Seed(d, info, s.cfg.Announce); err != nil && !errors.Is(err, swarm.ErrActive) {
+	if err := s.seeds.Seed(d, info); err != nil {
 		return fmt.Errorf("seed %s: %w", d, err)
 	}
-	s.seeding[d] = true
 	return nil
 }
 

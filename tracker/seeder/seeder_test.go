@@ -20,7 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/store"
-	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
@@ -43,7 +43,7 @@ func newEnv(t *testing.T, cfg seeder.Config, wrap func(http.Handler) http.Handle
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sw, err := swarm.New(swarm.Config{ListenAddr: "127.0.0.1:0"}, st, log)
+	sw, err := superseed.New(superseed.Config{ListenAddr: "127.0.0.1:0"}, st, log)
 	if err != nil {
 		t.Fatal(err)
 	}

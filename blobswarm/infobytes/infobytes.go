@@ -1,0 +1,97 @@
+// Package infobytes keeps the torrent info dictionary of each seeded blob
+// beside the blob store, so a restarted node seeds its stored blobs again
+// without asking the tracker or hashing them anew.
+package infobytes
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrNotFound is returned by Get for a blob that was never seeded.
+var ErrNotFound = errors.New("no info bytes for blob")
+
+// Dir holds info bytes under <root>/torrents/<alg>/<hex>, mirroring the
+// store's blob layout.
+type Dir struct{ root string }
+
+// New returns the info-bytes directory of the store rooted at root.
+func New(root string) Dir { return Dir{root: root} }
+
+func (d Dir) path(dg digest.Digest) string {
+	return filepath.Join(d.root, "torrents", dg.Algorithm().String(), dg.Encoded())
+}
+
+// Get returns the info bytes saved for blob dg.
+func (d Dir) Get(dg digest.Digest) ([]byte, error) {
+	if err := dg.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(d.path(dg))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w %s", ErrNotFound, dg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read info bytes of %s: %w", dg, err)
+	}
+	return b, nil
+}
+
+// Put writes the file through a temp file and a rename, so a crash leaves
+// either the old file or the new one, never a torn one.
+func (d Dir) Put(dg digest.Digest, b []byte) error {
+	path := d.path(dg)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create info bytes directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+dg.Encoded()+"-*")
+	if err != nil {
+		return fmt.Errorf("save info bytes of %s: %w", dg, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("save info bytes of %s: %w", dg, err)
+	}
+	return nil
+}
+
+// Delete forgets blob dg's info bytes; deleting what is not there is not
+// an error.
+func (d Dir) Delete(dg digest.Digest) error {
+	if err := os.Remove(d.path(dg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete info bytes of %s: %w", dg, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

@@ -1,0 +1,147 @@
+package superseed
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func pieces(offers []offer, peer int) []int {
+	var out []int
+	for _, o := range offers {
+		if o.peer == peer {
+			out = append(out, o.piece)
+		}
+	}
+	return out
+}
+
+// A fleet joining at once gets disjoint pieces, front first, each a window.
+func TestHandoutSpreadsPiecesOverTheFleet(t *testing.T) {
+	h := newHandout(10, 2, time.Second)
+	got := [][]int{
+		pieces(h.join(1, t0), 1),
+		pieces(h.join(2, t0), 2),
+		pieces(h.join(3, t0), 3),
+	}
+	want := [][]int{{0, 1}, {2, 3}, {4, 5}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("offers = %v, want %v", got, want)
+	}
+	// Peer 1 got piece 0 from the seeder and piece 2 from peer 2: only
+	// the one it was offered frees a slot in its window.
+	if o := pieces(h.have(1, []int{2}, t0), 1); len(o) != 0 {
+		t.Fatalf("piece from a peer freed no slot, but got offers %v", o)
+	}
+	if o := pieces(h.have(1, []int{0}, t0), 1); !slices.Equal(o, []int{6}) {
+		t.Fatalf("after piece 0, offers = %v, want [6]", o)
+	}
+}
+
+// Once every piece is somewhere in the fleet, the seeder offers nothing
+// more: each piece went out once, the peers trade the rest.
+func TestHandoutOffersEachPieceOnce(t *testing.T) {
+	const n, peers = 16, 4
+	h := newHandout(n, 2, time.Second)
+	count := make([]int, n)
+	queue := map[int][]int{}
+	for p := range peers {
+		for _, o := range h.join(p, t0) {
+			count[o.piece]++
+			queue[o.peer] = append(queue[o.peer], o.piece)
+		}
+	}
+	// Peers complete what they are offered, and tell the seeder.
+	for progress := true; progress; {
+		progress = false
+		for p := range peers {
+			if len(queue[p]) == 0 {
+				continue
+			}
+			i := queue[p][0]
+			queue[p] = queue[p][1:]
+			progress = true
+			for _, o := range h.have(p, []int{i}, t0) {
+				count[o.piece]++
+				queue[o.peer] = append(queue[o.peer], o.piece)
+			}
+		}
+	}
+	for i, c := range count {
+		if c != 1 {
+			t.Errorf("piece %d offered %d times, want once", i, c)
+		}
+	}
+	if h.offers != n {
+		t.Errorf("offers = %d, want %d", h.offers, n)
+	}
+	// Trading among peers: the seeder stays quiet.
+	for p := range peers {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		if o := h.have(p, all, t0); len(o) != 0 {
+			t.Errorf("peer %d complete, yet offered %v", p, o)
+		}
+	}
+}
+
+// A peer that leaves with pieces no one else has: those go to the others.
+func TestHandoutReoffersWhatALeavingPeerHeld(t *testing.T) {
+	h := newHandout(4, 2, time.Second)
+	h.join(1, t0) // 0, 1
+	h.join(2, t0) // 2, 3
+	h.have(1, []int{0}, t0)
+	h.have(2, []int{2, 3}, t0)
+	// Peer 1 had piece 0 and was getting 1; now it is gone.
+	o := h.leave(1)
+	if got := pieces(o, 2); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("offers to peer 2 after peer 1 left = %v, want [0 1]", got)
+	}
+	if h.offered(1, 0) {
+		t.Fatal("a gone peer may still request")
+	}
+}
+
+// A peer that gains nothing and has nothing offered is not left waiting
+// for the stall timer: after its patience it gets the least spread piece.
+func TestHandoutPatience(t *testing.T) {
+	h := newHandout(4, 2, time.Second)
+	h.join(1, t0) // 0, 1
+	h.join(2, t0) // 2, 3
+	h.have(1, []int{0, 1, 2}, t0)
+	h.have(2, []int{3}, t0)
+	h.join(3, t0) // nothing uncovered: must get pieces from peers 1 and 2
+	if o := h.tick(t0.Add(500 * time.Millisecond)); len(o) != 0 {
+		t.Fatalf("offers before patience ran out: %v", o)
+	}
+	o := h.tick(t0.Add(time.Second))
+	// Pieces 0, 1 and 3 are held by one peer, 2 by two: 0 is least spread.
+	if got := pieces(o, 3); !slices.Equal(got, []int{0}) {
+		t.Fatalf("offers to the waiting peer = %v, want [0]", got)
+	}
+	if o := h.tick(t0.Add(1500 * time.Millisecond)); len(o) != 0 {
+		t.Fatalf("a peer with an offer pending got more: %v", o)
+	}
+	if !h.offered(3, 0) || h.offered(3, 1) {
+		t.Fatal("requests must be allowed for exactly the offered pieces")
+	}
+}
+
+// Out-of-range pieces and unknown peers change nothing.
+func TestHandoutIgnoresBadInput(t *testing.T) {
+	h := newHandout(2, 1, time.Second)
+	h.join(1, t0)
+	if o := h.have(1, []int{-1, 2, 99}, t0); len(o) != 0 {
+		t.Fatalf("bad piece numbers produced offers %v", o)
+	}
+	if o := h.have(7, []int{0}, t0); o != nil {
+		t.Fatalf("unknown peer produced offers %v", o)
+	}
+	if h.offered(1, -1) || h.offered(1, 5) {
+		t.Fatal("out-of-range piece reported offered")
+	}
+}

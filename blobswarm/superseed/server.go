@@ -1,0 +1,435 @@
+// Package superseed is the tracker's seeder on the wire: an upload-only
+// BitTorrent peer that serves stored blobs and hands each piece out about
+// once (see handout), so the mirrors trade the rest among themselves and the
+// origin's host sends an image about once per rollout. It speaks the peer
+// wire protocol through anacrolix's peer_protocol package (handshake,
+// message framing); what it adds is the hand-out policy, which the
+// anacrolix client does not have.
+package superseed
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/time/rate"
+
+	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+)
+
+// Config tunes a Server. The zero value is usable; New applies defaults.
+type Config struct {
+	// ListenAddr is host:port for peer connections (default ":6881").
+	ListenAddr string
+	// AllowedPeers are the networks peers may connect from (none given:
+	// peernet.DefaultAllowed, as for the mirrors).
+	AllowedPeers []netip.Prefix
+	// UploadRate caps piece data in bytes/s; 0 is unlimited.
+	UploadRate int64
+	// Window is how many bytes of pieces a peer is offered ahead of what
+	// it has (default 8 MiB, at least two pieces): a lone peer then gets
+	// the blob at link speed, and in a fleet each piece starts at one peer.
+	Window int64
+	// Patience is how long a peer with nothing offered may gain no piece
+	// before the seeder offers it one that others have (default 3s).
+	Patience time.Duration
+	// HandshakeTimeout bounds the BitTorrent handshake (default 2s).
+	HandshakeTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.ListenAddr == "" {
+		c.ListenAddr = ":6881"
+	}
+	if c.Window <= 0 {
+		c.Window = 8 << 20
+	}
+	if c.Patience <= 0 {
+		c.Patience = 3 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 2 * time.Second
+	}
+	return c
+}
+
+// Server seeds blobs from a store.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	infos   infobytes.Dir
+	log     *slog.Logger
+	ln      net.Listener
+	peerID  [20]byte
+	limiter *rate.Limiter
+
+	uploaded, offers atomic.Int64
+
+	// mu guards the torrent maps; each torrent guards its own peers.
+	mu       sync.Mutex
+	torrents map[metainfo.Hash]*blob
+	byDigest map[digest.Digest]*blob
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New listens for peers and starts serving.
+func New(cfg Config, st *store.Store, log *slog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("seeder listen on %s: %w", cfg.ListenAddr, err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    st,
+		infos:    infobytes.New(st.Root()),
+		log:      log,
+		ln:       ln,
+		torrents: map[metainfo.Hash]*blob{},
+		byDigest: map[digest.Digest]*blob{},
+	}
+	copy(s.peerID[:], peernet.SeederPeerIDPrefix)
+	if _, err := rand.Read(s.peerID[len(peernet.SeederPeerIDPrefix):]); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("seeder peer id: %w", err)
+	}
+	if cfg.UploadRate > 0 {
+		// The burst must fit the largest request a peer may send.
+		s.limiter = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(int(cfg.UploadRate), maxRequest))
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go s.accept()
+	go s.tick()
+	return s, nil
+}
+
+// ListenPort is the port peers connect to.
+func (s *Server) ListenPort() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// PeerID is what the seeder calls itself in handshakes and announces.
+func (s *Server) PeerID() [20]byte { return s.peerID }
+
+// Close stops serving and drops every peer.
+func (s *Server) Close() error {
+	s.cancel()
+	err := s.ln.Close()
+	s.mu.Lock()
+	ts := s.byDigest
+	s.torrents, s.byDigest = map[metainfo.Hash]*blob{}, map[digest.Digest]*blob{}
+	s.mu.Unlock()
+	for _, t := range ts {
+		t.close()
+	}
+	s.wg.Wait()
+	return err
+}
+
+// Seed serves stored blob d under the torrent of infoBytes, and saves the
+// info bytes so InfoBytes answers after a restart. Seeding a blob again
+// with the same info bytes is a no-op.
+func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
+	info, err := torrentmeta.Parse(infoBytes, d)
+	if err != nil {
+		return err
+	}
+	ih := metainfo.HashBytes(infoBytes)
+	s.mu.Lock()
+	old, ok := s.byDigest[d]
+	s.mu.Unlock()
+	if ok {
+		if old.hash != ih {
+			return fmt.Errorf("seed %s: already seeded with other info bytes", d)
+		}
+		return nil
+	}
+	f, err := s.store.Open(d)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", d, err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != info.Length {
+		f.Close()
+		return fmt.Errorf("seed %s: stored blob does not match its torrent (%d bytes expected): %w", d, info.Length, err)
+	}
+	if err := s.infos.Put(d, infoBytes); err != nil {
+		f.Close()
+		return err
+	}
+	t := newBlob(d, ih, info, f, s.cfg, &s.offers)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byDigest[d]; ok || s.ctx.Err() != nil {
+		// Lost a race with another Seed, or closing.
+		f.Close()
+		return nil
+	}
+	s.byDigest[d], s.torrents[ih] = t, t
+	return nil
+}
+
+// InfoBytes returns the info bytes saved when blob d was last seeded.
+func (s *Server) InfoBytes(d digest.Digest) ([]byte, error) { return s.infos.Get(d) }
+
+// Drop stops seeding blob d, disconnects its peers and forgets its info
+// bytes. Dropping an unknown blob is a no-op.
+func (s *Server) Drop(d digest.Digest) error {
+	s.mu.Lock()
+	t, ok := s.byDigest[d]
+	delete(s.byDigest, d)
+	if ok {
+		delete(s.torrents, t.hash)
+	}
+	s.mu.Unlock()
+	if ok {
+		t.close()
+	}
+	return s.infos.Delete(d)
+}
+
+// Seeding lists the infohashes being served, for announcing them.
+func (s *Server) Seeding() []metainfo.Hash {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]metainfo.Hash, 0, len(s.torrents))
+	for ih := range s.torrents {
+		out = append(out, ih)
+	}
+	return out
+}
+
+// Stats is a snapshot for metrics and tests.
+type Stats struct {
+	// Uploaded counts piece data sent since start; Offers the pieces
+	// advertised to peers since start.
+	Uploaded, Offers int64
+	Torrents         []TorrentStats
+}
+
+// TorrentStats is one seeded blob.
+type TorrentStats struct {
+	Digest digest.Digest
+	// Pieces is the blob's piece count; Offers how many times a piece was
+	// advertised to a peer. Offers/Pieces near 1 is the point of the seeder.
+	Pieces, Offers, Peers int
+}
+
+// Stats reports counters and every torrent.
+func (s *Server) Stats() Stats {
+	st := Stats{Uploaded: s.uploaded.Load(), Offers: s.offers.Load()}
+	s.mu.Lock()
+	ts := make([]*blob, 0, len(s.byDigest))
+	for _, t := range s.byDigest {
+		ts = append(ts, t)
+	}
+	s.mu.Unlock()
+	for _, t := range ts {
+		st.Torrents = append(st.Torrents, t.stats())
+	}
+	slices.SortFunc(st.Torrents, func(a, b TorrentStats) int { return cmp.Compare(a.Digest, b.Digest) })
+	return st
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("seeder stopped accepting peers", "err", err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.serve(nc); err != nil {
+				s.log.Debug("peer connection ended", "peer", nc.RemoteAddr(), "err", err)
+			}
+		}()
+	}
+}
+
+// tick lets each torrent's policy act on time passing: a peer that waited
+// out its patience gets a piece.
+func (s *Server) tick() {
+	defer s.wg.Done()
+	tk := time.NewTicker(s.cfg.Patience / 4)
+	defer tk.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tk.C:
+			s.mu.Lock()
+			ts := make([]*blob, 0, len(s.torrents))
+			for _, t := range s.torrents {
+				ts = append(ts, t)
+			}
+			s.mu.Unlock()
+			for _, t := range ts {
+				t.tick(now)
+			}
+		}
+	}
+}
+
+func (s *Server) allowed(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && peernet.Allowed(s.cfg.AllowedPeers, tcp.AddrPort().Addr())
+}
+
+// serve runs one peer connection from handshake to close.
+func (s *Server) serve(nc net.Conn) error {
+	defer nc.Close()
+	if !s.allowed(nc.RemoteAddr()) {
+		return errors.New("peer outside the allowed networks")
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
+	// No extension bits: without the fast extension a peer learns what the
+	// seeder has from have messages only, which is what the hand-out needs.
+	res, err := pp.Handshake(ctx, nc, nil, s.peerID, pp.PeerExtensionBits{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	s.mu.Lock()
+	t, ok := s.torrents[res.Hash]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("peer asked for infohash %s, which is not seeded here", res.Hash)
+	}
+	c := newConn(s, t, nc)
+	defer c.close()
+	if !t.add(c) {
+		return errors.New("torrent dropped")
+	}
+	defer t.remove(c)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := c.write(); err != nil {
+			s.log.Debug("peer write ended", "peer", nc.RemoteAddr(), "err", err)
+		}
+		c.close()
+	}()
+	return c.read()
+}
+
+// blob is one seeded blob and its peers.
+type blob struct {
+	d    digest.Digest
+	hash metainfo.Hash
+	info metainfo.Info
+	file *os.File
+
+	// mu guards the policy and the peer set.
+	mu     sync.Mutex
+	policy *handout
+	conns  map[int]*conn
+	nextID int
+	closed bool
+	// offers is the server's count of pieces advertised.
+	offers *atomic.Int64
+}
+
+func newBlob(d digest.Digest, ih metainfo.Hash, info metainfo.Info, f *os.File, cfg Config, offers *atomic.Int64) *blob {
+	window := int(max(2, cfg.Window/info.PieceLength))
+	return &blob{
+		d: d, hash: ih, info: info, file: f,
+		policy: newHandout(info.NumPieces(), window, cfg.Patience),
+		conns:  map[int]*conn{},
+		offers: offers,
+	}
+}
+
+// add registers a connected peer and queues its first offers.
+func (t *blob) add(c *conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	c.id = t.nextID
+	t.nextID++
+	t.conns[c.id] = c
+	t.deliver(t.policy.join(c.id, time.Now()))
+	return true
+}
+
+func (t *blob) remove(c *conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.conns[c.id]; !ok {
+		return
+	}
+	delete(t.conns, c.id)
+	t.deliver(t.policy.leave(c.id))
+}
+
+func (t *blob) have(c *conn, pieces []int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.deliver(t.policy.have(c.id, pieces, time.Now()))
+}
+
+func (t *blob) mayRequest(c *conn, piece int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.policy.offered(c.id, piece)
+}
+
+func (t *blob) tick(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.deliver(t.policy.tick(now))
+}
+
+// deliver queues have messages; t.mu is held.
+func (t *blob) deliver(offers []offer) {
+	t.offers.Add(int64(len(offers)))
+	for _, o := range offers {
+		if c, ok := t.conns[o.peer]; ok {
+			c.queueHave(o.piece)
+		}
+	}
+}
+
+func (t *blob) stats() TorrentStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return TorrentStats{Digest: t.d, Pieces: t.info.NumPieces(), Offers: t.policy.offers, Peers: len(t.conns)}
+}
+
+// close disconnects every peer and releases the file.
+func (t *blob) close() {
+	t.mu.Lock()
+	t.closed = true
+	conns := make([]*conn, 0, len(t.conns))
+	for _, c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	t.file.Close()
+}

@@ -1,0 +1,268 @@
+package superseed
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+)
+
+type seeded struct {
+	s         *Server
+	data      []byte
+	d         digest.Digest
+	infoBytes []byte
+}
+
+// seed stores a random blob and serves it.
+func seed(t *testing.T, size int, cfg Config) seeded {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	rand.Read(data)
+	d := digest.FromBytes(data)
+	p, err := st.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	info, _, err := torrentmeta.Build(d, bytes.NewReader(data), int64(size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	s, err := New(cfg, st, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Seed(d, info); err != nil {
+		t.Fatal(err)
+	}
+	return seeded{s, data, d, info}
+}
+
+func (sd seeded) addr() netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sd.s.ListenPort()))
+}
+
+// leecher is a stock anacrolix client, as the mirrors run, on its own
+// loopback address.
+func leecher(t *testing.T, ip, dir string) *torrent.Client {
+	t.Helper()
+	cc := torrent.NewDefaultClientConfig()
+	cc.DataDir = dir
+	cc.DefaultStorage = storage.NewFile(cc.DataDir)
+	cc.ListenHost = func(string) string { return ip }
+	cc.ListenPort = 0
+	cc.DisableIPv6 = true
+	cc.NoDHT, cc.DisablePEX, cc.DisableUTP, cc.DisableWebtorrent, cc.DisableWebseeds = true, true, true, true, true
+	cc.NoDefaultPortForwarding = true
+	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{RequirePreferred: true}
+	cc.Seed = true
+	cc.KeepAliveTimeout = time.Second
+	cc.Slogger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c, err := torrent.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A fleet of stock clients gets the blob intact, and the seeder offers
+// and sends each piece about once: the rest travels between the clients.
+func TestFleetGetsBlobWithEachPieceSentOnce(t *testing.T) {
+	const size, n = 24 << 20, 5
+	start := time.Now()
+	// A small window spreads the pieces over all five; the seeder is
+	// slower than the leechers' links, as an origin's host is.
+	sd := seed(t, size, Config{Window: 1 << 20, UploadRate: 64 << 20})
+	var clients []*torrent.Client
+	var ts []*torrent.Torrent
+	var dirs []string
+	for i := range n {
+		dirs = append(dirs, t.TempDir())
+		c := leecher(t, fmt.Sprintf("127.0.0.%d", 10+i), dirs[i])
+		tt, _ := c.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: metainfo.HashBytes(sd.infoBytes), InfoBytes: sd.infoBytes})
+		clients = append(clients, c)
+		ts = append(ts, tt)
+	}
+	for i, tt := range ts {
+		peers := []torrent.PeerInfo{{Addr: net.TCPAddrFromAddrPort(sd.addr()), Source: torrent.PeerSourceDirect}}
+		for j, c := range clients {
+			if j != i {
+				peers = append(peers, torrent.PeerInfo{Addr: c.ListenAddrs()[0], Source: torrent.PeerSourceDirect})
+			}
+		}
+		tt.AddPeers(peers)
+		tt.DownloadAll()
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for i, tt := range ts {
+		select {
+		case <-tt.Complete().On():
+		case <-ctx.Done():
+			t.Fatalf("leecher %d: %d of %d bytes after 2 minutes", i, tt.BytesCompleted(), int64(size))
+		}
+		t.Logf("leecher %d done after %v", i, time.Since(start))
+		path := filepath.Join(dirs[i], sd.d.Encoded())
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest.FromBytes(got) != sd.d {
+			t.Fatalf("leecher %d: blob has digest %s, want %s", i, digest.FromBytes(got), sd.d)
+		}
+	}
+	st := sd.s.Stats()
+	ts0 := st.Torrents[0]
+	t.Logf("seeder sent %.2fx the blob; %d offers for %d pieces", float64(st.Uploaded)/size, ts0.Offers, ts0.Pieces)
+	if st.Uploaded > size*5/4 {
+		t.Errorf("seeder sent %d bytes for a %d-byte blob to %d leechers: more than 1.25x", st.Uploaded, size, n)
+	}
+	if st.Uploaded < size {
+		t.Errorf("seeder sent %d bytes, less than the blob (%d): where did the rest come from?", st.Uploaded, size)
+	}
+}
+
+// dial completes a handshake for ih and returns the connection.
+func dial(t *testing.T, to netip.AddrPort, ih metainfo.Hash) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", to.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	var id [20]byte
+	copy(id[:], "-TEST00-")
+	if _, err := pp.Handshake(t.Context(), nc, &ih, id, pp.PeerExtensionBits{}); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// closed reports whether the seeder hung up, reading whatever it sent.
+func closed(nc net.Conn) bool {
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, nc)
+	return err == nil // EOF: the seeder closed the connection
+}
+
+func send(t *testing.T, nc net.Conn, m pp.Message) {
+	t.Helper()
+	w := bufio.NewWriter(nc)
+	if err := m.WriteTo(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Peers that break the rules are dropped, and get nothing.
+func TestMisbehavingPeersAreDropped(t *testing.T) {
+	sd := seed(t, 4<<20, Config{Window: 256 << 10}) // 16 pieces, 2 offered at a time
+	ih := metainfo.HashBytes(sd.infoBytes)
+	cases := map[string]pp.Message{
+		"request for a piece not offered": {Type: pp.Request, Index: 9, Begin: 0, Length: 16 << 10},
+		"request past the piece's end":    {Type: pp.Request, Index: 0, Begin: 256<<10 - 1, Length: 16 << 10},
+		"oversized request":               {Type: pp.Request, Index: 0, Begin: 0, Length: 1 << 20},
+		"a piece sent to the seeder":      {Type: pp.Piece, Index: 0, Begin: 0, Piece: []byte("x")},
+	}
+	for name, m := range cases {
+		t.Run(name, func(t *testing.T) {
+			nc := dial(t, sd.addr(), ih)
+			send(t, nc, m)
+			if !closed(nc) {
+				t.Fatal("connection still open")
+			}
+		})
+	}
+	t.Run("unknown infohash", func(t *testing.T) {
+		nc, err := net.DialTimeout("tcp", sd.addr().String(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		var id [20]byte
+		res, err := pp.Handshake(t.Context(), nc, &metainfo.Hash{1}, id, pp.PeerExtensionBits{})
+		if err == nil && res.Hash == (metainfo.Hash{1}) && !closed(nc) {
+			t.Fatal("seeder kept a connection for a torrent it does not have")
+		}
+	})
+	sd.s.Stats()
+	if up := sd.s.Stats().Uploaded; up != 0 {
+		t.Fatalf("misbehaving peers were sent %d bytes", up)
+	}
+}
+
+// A peer outside the allowed networks is hung up on before the handshake.
+func TestPeerOutsideAllowedNetworks(t *testing.T) {
+	sd := seed(t, 1<<20, Config{AllowedPeers: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	nc, err := net.DialTimeout("tcp", sd.addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var ih metainfo.Hash = metainfo.HashBytes(sd.infoBytes)
+	var id [20]byte
+	if _, err := pp.Handshake(t.Context(), nc, &ih, id, pp.PeerExtensionBits{}); err == nil {
+		t.Fatal("handshake with a peer outside the allowed networks succeeded")
+	}
+}
+
+// A well-behaved peer gets what it was offered, byte for byte.
+func TestOfferedPieceIsServed(t *testing.T) {
+	sd := seed(t, 1<<20, Config{})
+	nc := dial(t, sd.addr(), metainfo.HashBytes(sd.infoBytes))
+	send(t, nc, pp.Message{Type: pp.Interested})
+	send(t, nc, pp.Message{Type: pp.Request, Index: 1, Begin: 100, Length: 1000})
+	dec := pp.Decoder{R: bufio.NewReader(nc), MaxLength: 1 << 20, Pool: &sync.Pool{New: func() any { b := make([]byte, 1<<17); return &b }}}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var m pp.Message
+		if err := dec.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != pp.Piece || m.Keepalive {
+			continue
+		}
+		off := 1*256<<10 + 100
+		if m.Index != 1 || m.Begin != 100 || !bytes.Equal(m.Piece, sd.data[off:off+1000]) {
+			t.Fatalf("got piece %d at %d (%d bytes), not the bytes asked for", m.Index, m.Begin, len(m.Piece))
+		}
+		return
+	}
+}

@@ -1,0 +1,88 @@
+package tracker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/superseed"
+	"github.com/blobswarm/blobswarm/tracker/peerstore"
+)
+
+// seedAnnouncer lists the tracker's seeder in the swarm of every blob it
+// serves, straight in the peer store: the seeder speaks the peer wire
+// protocol itself and has no client that would announce over HTTP. With
+// Redis every replica's seeder is listed, so a mirror asking one replica
+// also finds the blob at another.
+type seedAnnouncer struct {
+	*superseed.Server
+	peers peerstore.Store
+	self  peerstore.Peer
+	ttl   time.Duration
+	log   *slog.Logger
+}
+
+// Seed serves the blob and lists the seeder in its swarm at once, before a
+// mirror given the metainfo announces.
+func (a *seedAnnouncer) Seed(d digest.Digest, infoBytes []byte) error {
+	if err := a.Server.Seed(d, infoBytes); err != nil {
+		return err
+	}
+	a.announce(context.Background(), metainfo.HashBytes(infoBytes))
+	return nil
+}
+
+func (a *seedAnnouncer) announce(ctx context.Context, ih metainfo.Hash) {
+	if err := a.peers.Announce(ctx, ih, a.self, a.ttl); err != nil {
+		a.log.Warn("listing the seeder in a swarm", "infohash", ih, "err", err)
+	}
+}
+
+// run renews the listings well within their TTL until ctx ends, then
+// withdraws them so mirrors stop dialing a seeder that is gone.
+func (a *seedAnnouncer) run(ctx context.Context) {
+	tk := time.NewTicker(a.ttl / 3)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			for _, ih := range a.Seeding() {
+				if err := a.peers.Remove(wctx, ih, a.self.ID); err != nil {
+					a.log.Warn("withdrawing the seeder from a swarm", "infohash", ih, "err", err)
+				}
+			}
+			return
+		case <-tk.C:
+			for _, ih := range a.Seeding() {
+				a.announce(ctx, ih)
+			}
+		}
+	}
+}
+
+// resolveSeeder turns the seeder's address as mirrors see it (host:port,
+// the host possibly a name) into the address listed in swarms.
+func resolveSeeder(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("seeder port %q: %w", portStr, err)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("seeder address %s: cannot resolve %q (set --peer-listen to an IP or --announce-url to a host peers reach): %w", hostport, host, err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(port)), nil
+}

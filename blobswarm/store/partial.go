@@ -17,16 +17,18 @@ import (
 var ErrDigestMismatch = errors.New("content does not match digest")
 
 // Partial is a blob being received. Bytes arrive either in order (Write,
-// hashed on the way) or at any offset (WriteAt, as torrent pieces do; then
-// the file is hashed once at Commit). Concurrent ReadAt is safe.
+// hashed on the way) or at any offset (WriteAt, as torrent pieces do; the
+// caller then hashes the prefix it knows is final with HashPrefix as it
+// grows, and Commit hashes whatever is left). Concurrent ReadAt is safe.
 type Partial struct {
 	store  *Store
 	digest digest.Digest
 	f      *os.File
 
 	mu       sync.Mutex
-	hash     hash.Hash // nil once bytes were written out of order
-	written  int64     // next offset for Write
+	hash     hash.Hash // covers bytes [0, hashed)
+	hashed   int64
+	written  int64 // next offset for Write
 	finished bool
 }
 
@@ -45,24 +47,44 @@ func (p *Partial) Digest() digest.Digest { return p.digest }
 // File exposes the temp file for readers and for storage that writes pieces.
 func (p *Partial) File() *os.File { return p.f }
 
-// Write appends in order and hashes on the way.
+// Write appends in order and hashes on the way. Writing again from an
+// offset already hashed (the origin taking over from the swarm) starts the
+// hash over: the bytes hashed must be the bytes stored.
 func (p *Partial) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n, err := p.f.WriteAt(b, p.written)
-	if p.hash != nil {
+	if p.written < p.hashed {
+		p.hash.Reset()
+		p.hashed = 0
+	}
+	if p.written == p.hashed {
 		p.hash.Write(b[:n])
+		p.hashed += int64(n)
 	}
 	p.written += int64(n)
 	return n, err
 }
 
-// WriteAt writes at any offset; the whole file will be re-hashed at Commit.
-func (p *Partial) WriteAt(b []byte, off int64) (int, error) {
+// WriteAt writes at any offset, beyond what HashPrefix was told is final.
+func (p *Partial) WriteAt(b []byte, off int64) (int, error) { return p.f.WriteAt(b, off) }
+
+// HashPrefix hashes the file up to n bytes, which the caller knows are
+// final (verified torrent pieces), so that Commit only hashes the rest:
+// the blob's hash is computed while it downloads, not after.
+func (p *Partial) HashPrefix(n int64) error {
 	p.mu.Lock()
-	p.hash = nil
-	p.mu.Unlock()
-	return p.f.WriteAt(b, off)
+	defer p.mu.Unlock()
+	if n <= p.hashed {
+		return nil
+	}
+	if _, err := io.Copy(p.hash, io.NewSectionReader(p.f, p.hashed, n-p.hashed)); err != nil {
+		p.hash.Reset()
+		p.hashed = 0
+		return fmt.Errorf("hash %s: %w", p.digest, err)
+	}
+	p.hashed = n
+	return nil
 }
 
 // ReadAt reads what has been written so far.
@@ -83,12 +105,9 @@ func (p *Partial) Commit() error {
 	}
 	p.finished = true
 	h := p.hash
-	if h == nil {
-		h = p.digest.Algorithm().Hash()
-		if _, err := io.Copy(h, io.NewSectionReader(p.f, 0, 1<<62)); err != nil {
-			os.Remove(p.f.Name())
-			return fmt.Errorf("hash %s: %w", p.digest, err)
-		}
+	if _, err := io.Copy(h, io.NewSectionReader(p.f, p.hashed, 1<<62)); err != nil {
+		os.Remove(p.f.Name())
+		return fmt.Errorf("hash %s: %w", p.digest, err)
 	}
 	if got := digest.NewDigest(p.digest.Algorithm(), h); got != p.digest {
 		os.Remove(p.f.Name())

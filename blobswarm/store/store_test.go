@@ -74,6 +74,55 @@ func TestCommitOutOfOrder(t *testing.T) {
 	}
 }
 
+// Pieces land anywhere; the verified prefix is hashed while the rest
+// arrives, and the commit hashes only the tail.
+func TestCommitWithHashedPrefix(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	data := []byte("0123456789abcdef")
+	d := digest.FromBytes(data)
+	p, _ := s.NewPartial(d)
+	p.Truncate(int64(len(data)))
+	p.WriteAt(data[:6], 0)
+	if err := p.HashPrefix(6); err != nil {
+		t.Fatal(err)
+	}
+	p.WriteAt(data[6:], 6)
+	if err := p.HashPrefix(4); err != nil { // shrinking is a no-op
+		t.Fatal(err)
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if size, err := s.Stat(d); err != nil || size != int64(len(data)) {
+		t.Fatalf("Stat = %d, %v", size, err)
+	}
+}
+
+// When the origin takes over from the swarm it writes from the start
+// again. If it sends other bytes than the swarm had hashed, the stored
+// file would not be what was hashed: the commit must judge the new bytes.
+func TestRewriteAfterHashedPrefixIsJudgedOnTheNewBytes(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	data := []byte("0123456789abcdef")
+	d := digest.FromBytes(data)
+	p, _ := s.NewPartial(d)
+	p.Truncate(int64(len(data)))
+	p.WriteAt(data, 0)
+	if err := p.HashPrefix(8); err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte("XXXXXXXX")
+	p.Write(bad) // overwrites the hashed prefix
+	if err := p.Commit(); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("Commit after a different rewrite = %v, want ErrDigestMismatch", err)
+	}
+	p.Close()
+	if _, err := s.Stat(d); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("blob with rewritten bytes stored: %v", err)
+	}
+}
+
 func TestMismatchIsDiscarded(t *testing.T) {
 	s, _ := Open(t.TempDir())
 	d := digest.FromString("what was asked for")

@@ -139,7 +139,7 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 		return err
 	}
 	start := time.Now()
-	if err := s.await(ctx, e, &info); err != nil {
+	if err := s.await(ctx, e, &info, fl.Partial()); err != nil {
 		s.remove(d)
 		return fmt.Errorf("download %s from swarm: %w", d, err)
 	}
@@ -147,8 +147,9 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 	return nil
 }
 
-// await drives one download to its end.
-func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info) error {
+// await drives one download to its end, hashing the verified prefix for
+// the commit as it grows.
+func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *store.Partial) error {
 	t := e.t
 	changes := t.SubscribePieceStateChanges()
 	defer changes.Close()
@@ -169,7 +170,11 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info) error 
 			if !ok {
 				return errors.New("torrent closed")
 			}
-			front.advance(e.blob.VerifiedPrefix())
+			verified := e.blob.VerifiedPrefix()
+			front.advance(verified)
+			if err := p.HashPrefix(min(int64(verified)*info.PieceLength, info.Length)); err != nil {
+				return err
+			}
 		case now := <-tick.C:
 			if n := e.received.Load(); n != last {
 				last, lastAt = n, now

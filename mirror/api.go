@@ -8,6 +8,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
+	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/mirror/route"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
@@ -82,6 +83,9 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		oci = errcode.ErrorCodeTagInvalid.WithMessage(err.Error())
 	case errors.Is(err, route.ErrNotAPI):
 		oci = errcode.ErrorCodeUnsupported.WithMessage(err.Error())
+	case errors.As(err, new(*store.NoSpaceError)):
+		m.log.Error("request failed", "err", err)
+		oci = errcode.ErrorCodeUnavailable.WithMessage(err.Error())
 	default:
 		oci = m.upstreamError(err, unknownCode(r))
 	}

@@ -21,6 +21,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 	ref := BlobRef{Registry: req.registry, Repo: req.Name, Digest: req.Digest}
 	if f, err := m.store.Open(req.Digest); err == nil {
 		defer f.Close()
+		defer m.cache.Use(req.Digest)()
 		m.metrics.cache.WithLabelValues("blob", "hit").Inc()
 		m.serveFile(w, r, f, ref)
 		return
@@ -166,6 +167,7 @@ func (m *Mirror) fetch(ref BlobRef, fl *flight.Flight) {
 	} else {
 		p.Abort()
 	}
+	m.stored(ref.Digest, err)
 	if h, ok := m.source.(interface{ Stored(BlobRef, error) }); ok {
 		h.Stored(ref, err)
 	}
@@ -214,6 +216,9 @@ func (o *originSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight
 		return err
 	}
 	defer body.Close()
+	if err := fl.Partial().Reserve(size); err != nil {
+		return err
+	}
 	fl.SetSize(size)
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)

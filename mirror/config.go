@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/platforms"
 
+	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
@@ -50,6 +51,13 @@ type Config struct {
 	StallTimeout time.Duration `yaml:"stall-timeout"`
 	UploadRate   int64         `yaml:"upload-rate"`
 	DownloadRate int64         `yaml:"download-rate"`
+	// CacheSize is the quota for stored blobs: bytes ("50GiB") or percent
+	// of the data filesystem ("80%"); empty is unlimited. Eviction starts
+	// above the high watermark and goes down to the low one (percent of
+	// the quota).
+	CacheSize          string `yaml:"cache-size"`
+	CacheHighWatermark int    `yaml:"cache-high-watermark"`
+	CacheLowWatermark  int    `yaml:"cache-low-watermark"`
 }
 
 // Defaults returns the configuration a mirror runs with when told nothing.
@@ -66,6 +74,8 @@ func Defaults() Config {
 		Platform:             runtime.GOOS + "/" + runtime.GOARCH,
 		MetainfoTimeout:      10 * time.Minute,
 		StallTimeout:         30 * time.Second,
+		CacheHighWatermark:   95,
+		CacheLowWatermark:    85,
 	}
 }
 
@@ -99,6 +109,12 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(t); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("tracker: %q is not an http(s) URL", t)
 		}
+	}
+	if _, err := cache.ParseQuota(c.CacheSize, c.Data); err != nil {
+		return fmt.Errorf("cache-size: %w", err)
+	}
+	if err := (cache.Config{High: c.CacheHighWatermark, Low: c.CacheLowWatermark}).Validate(); err != nil {
+		return fmt.Errorf("cache-high-watermark, cache-low-watermark: %w", err)
 	}
 	if _, err := peernet.ParseCIDRs(c.PeerCIDR); err != nil {
 		return fmt.Errorf("peer-cidr: %w", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
@@ -45,6 +46,8 @@ type Mirror struct {
 	cfg       Config
 	log       *slog.Logger
 	store     *store.Store
+	cache     *cache.Cache
+	stop      context.CancelFunc
 	manifests *manifestcache.Cache
 	upstream  *upstream.Client
 	source    BlobSource
@@ -94,6 +97,12 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		flights:    map[digest.Digest]*flight.Flight{},
 	}
 	m.source = &originSource{m: m}
+	var ctx context.Context
+	ctx, m.stop = context.WithCancel(context.Background())
+	if err := m.openCache(ctx); err != nil {
+		m.stop()
+		return nil, err
+	}
 	if len(cfg.Tracker) > 0 {
 		if err := m.joinSwarm(); err != nil {
 			return nil, err
@@ -153,8 +162,9 @@ func (m *Mirror) reseed() {
 
 const trackerTimeout = 10 * time.Second
 
-// Close leaves the swarm.
+// Close stops evicting and leaves the swarm.
 func (m *Mirror) Close() error {
+	m.stop()
 	if m.swarm != nil {
 		return m.swarm.Close()
 	}

@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -127,12 +128,23 @@ func (c *Cache) Remove(d digest.Digest) {
 	}
 }
 
-// Squeeze asks for n bytes of room now, whatever the quota: the disk ran
-// out of space. The least recently used blobs not in use go first.
+// Squeeze frees n bytes now, whatever the quota: the disk ran out of
+// space. The least recently used blobs not in use go first; if evicting
+// every one of them would not free n bytes, nothing is evicted, since the
+// blob that did not fit would not fit anyway.
 func (c *Cache) Squeeze(ctx context.Context, n int64, evict func(digest.Digest) error) error {
 	c.mu.Lock()
-	target := max(c.total-n, 0)
+	var evictable int64
+	for _, it := range c.items {
+		if it.pins == 0 {
+			evictable += it.size
+		}
+	}
+	target := c.total - n
 	c.mu.Unlock()
+	if evictable < n {
+		return fmt.Errorf("cannot free %d bytes: only %d bytes of blobs can be evicted", n, evictable)
+	}
 	return c.evictTo(ctx, target, evict)
 }
 

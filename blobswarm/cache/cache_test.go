@@ -99,6 +99,10 @@ func TestSqueezeFreesRoomBelowQuota(t *testing.T) {
 	if !slices.Equal(ev.got, []digest.Digest{blob("a")}) {
 		t.Fatalf("squeezed %v, want the older blob only", ev.got)
 	}
+	// More than all that is left: keep what there is.
+	if err := c.Squeeze(context.Background(), 1000, ev.evict); err == nil || len(ev.got) != 1 {
+		t.Fatalf("impossible squeeze: err %v, evicted %v", err, ev.got)
+	}
 }
 
 func TestParseQuota(t *testing.T) {

@@ -40,6 +40,15 @@ func ParseQuota(spec, dir string) (int64, error) {
 	return int64(n), nil
 }
 
+// Available is the space left for unprivileged use on dir's filesystem.
+func Available(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("free space on %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
 // filesystemSize is the size of the filesystem dir is on, or will be on
 // once created (its nearest existing parent's).
 func filesystemSize(dir string) (int64, error) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -90,8 +91,32 @@ func (p *Partial) HashPrefix(n int64) error {
 // ReadAt reads what has been written so far.
 func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
 
-// Truncate sets the final size up front so pieces can land anywhere.
-func (p *Partial) Truncate(size int64) error { return p.f.Truncate(size) }
+// NoSpaceError says the disk has no room for a blob; nothing of it stays.
+type NoSpaceError struct {
+	Digest digest.Digest
+	Size   int64
+	Err    error
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("no disk space left for blob %s (%d bytes): %v", e.Digest, e.Size, e.Err)
+}
+
+func (e *NoSpaceError) Unwrap() error { return e.Err }
+
+// Reserve gives the partial its final size and, where the filesystem can,
+// allocates the blocks now: a full disk then fails the fetch before a
+// client is told the blob is coming, not in the middle of its body.
+func (p *Partial) Reserve(size int64) error {
+	err := allocate(p.f, size)
+	if errors.Is(err, syscall.ENOSPC) {
+		return &NoSpaceError{Digest: p.digest, Size: size, Err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("reserve %d bytes for %s: %w", size, p.digest, err)
+	}
+	return nil
+}
 
 // Commit verifies the content against the digest, makes it durable and moves
 // it into the store. On a mismatch the partial is discarded and

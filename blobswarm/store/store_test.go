@@ -62,7 +62,7 @@ func TestCommitOutOfOrder(t *testing.T) {
 	data := []byte("0123456789abcdef")
 	d := digest.FromBytes(data)
 	p, _ := s.NewPartial(d)
-	p.Truncate(int64(len(data)))
+	p.Reserve(int64(len(data)))
 	p.WriteAt(data[8:], 8)
 	p.WriteAt(data[:8], 0)
 	if err := p.Commit(); err != nil {
@@ -81,7 +81,7 @@ func TestCommitWithHashedPrefix(t *testing.T) {
 	data := []byte("0123456789abcdef")
 	d := digest.FromBytes(data)
 	p, _ := s.NewPartial(d)
-	p.Truncate(int64(len(data)))
+	p.Reserve(int64(len(data)))
 	p.WriteAt(data[:6], 0)
 	if err := p.HashPrefix(6); err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestRewriteAfterHashedPrefixIsJudgedOnTheNewBytes(t *testing.T) {
 	data := []byte("0123456789abcdef")
 	d := digest.FromBytes(data)
 	p, _ := s.NewPartial(d)
-	p.Truncate(int64(len(data)))
+	p.Reserve(int64(len(data)))
 	p.WriteAt(data, 0)
 	if err := p.HashPrefix(8); err != nil {
 		t.Fatal(err)

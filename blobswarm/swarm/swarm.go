@@ -126,10 +126,10 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 	if err != nil {
 		return err
 	}
-	fl.SetSize(info.Length)
-	if err := fl.Partial().Truncate(info.Length); err != nil {
-		return fmt.Errorf("size partial for %s: %w", d, err)
+	if err := fl.Partial().Reserve(info.Length); err != nil {
+		return err
 	}
+	fl.SetSize(info.Length)
 	blob, err := torrentstore.InFlight(s.store, d, fl)
 	if err != nil {
 		return err

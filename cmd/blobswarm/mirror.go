@@ -34,6 +34,9 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout, "fall back to the origin when the swarm delivers nothing for this long")
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "upload cap to peers in bytes/s (0: unlimited)")
 	fs.Int64Var(&c.DownloadRate, "download-rate", c.DownloadRate, "download cap from peers in bytes/s (0: unlimited)")
+	fs.StringVar(&c.CacheSize, "cache-size", c.CacheSize, "quota for cached blobs: bytes (50GiB) or percent of the data filesystem (80%); empty: unlimited")
+	fs.IntVar(&c.CacheHighWatermark, "cache-high-watermark", c.CacheHighWatermark, "percent of the quota above which least recently used blobs are evicted")
+	fs.IntVar(&c.CacheLowWatermark, "cache-low-watermark", c.CacheLowWatermark, "percent of the quota eviction brings the cache down to")
 }
 
 func mirrorCmd() *cobra.Command {

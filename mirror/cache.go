@@ -1,0 +1,108 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/blobswarm/blobswarm/blobswarm/cache"
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+)
+
+// openCache accounts what the store holds, last used as of its file's
+// modification time, and starts evicting past the quota.
+func (m *Mirror) openCache(ctx context.Context) error {
+	quota, err := cache.ParseQuota(m.cfg.CacheSize, m.cfg.Data)
+	if err != nil {
+		return fmt.Errorf("cache-size: %w", err)
+	}
+	m.cache = cache.New(cache.Config{Quota: quota, High: m.cfg.CacheHighWatermark, Low: m.cfg.CacheLowWatermark})
+	err = m.store.Walk(func(d digest.Digest, size int64) error {
+		used := time.Now()
+		if fi, err := os.Stat(m.store.Path(d)); err == nil {
+			used = fi.ModTime()
+		}
+		m.cache.Add(d, size, used)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("account the cache: %w", err)
+	}
+	m.metrics.registry.MustRegister(cacheCollector{m.cache})
+	go m.cache.Run(ctx, m.evict)
+	return nil
+}
+
+// evict removes a blob from the swarm first, which tells the tracker the
+// node no longer has it, then from disk. A client still reading it keeps
+// its open file.
+func (m *Mirror) evict(d digest.Digest) error {
+	if m.swarm != nil {
+		if err := m.swarm.Drop(d); err != nil {
+			m.log.Warn("evict: leaving the swarm", "digest", d, "err", err)
+		}
+	}
+	if err := m.store.Delete(d); err != nil && !errors.Is(err, store.ErrNotFound) {
+		m.log.Warn("evict", "digest", d, "err", err)
+		return err
+	}
+	m.log.Info("evicted blob", "digest", d)
+	return nil
+}
+
+// stored accounts a fetch that ended: a new blob in the store, or a disk
+// that ran out of room, which makes room for the next try at once.
+func (m *Mirror) stored(d digest.Digest, err error) {
+	var full *store.NoSpaceError
+	switch {
+	case err == nil:
+		if size, err := m.store.Stat(d); err == nil {
+			m.cache.Add(d, size, time.Now())
+		}
+	case errors.As(err, &full):
+		// Free what the blob lacked, plus a margin for the metadata that
+		// goes with it.
+		avail, aerr := cache.Available(m.cfg.Data)
+		if aerr != nil {
+			m.log.Warn("disk full", "err", aerr)
+			return
+		}
+		need := full.Size - avail + 1<<20
+		m.log.Error("disk full: evicting least recently used blobs", "need", need, "err", err)
+		if err := m.cache.Squeeze(context.Background(), need, m.evict); err != nil {
+			m.log.Warn("disk full and no room can be made", "err", err)
+		}
+	}
+}
+
+type cacheCollector struct{ c *cache.Cache }
+
+var (
+	cacheBytesDesc     = prometheus.NewDesc("blobswarm_mirror_cache_bytes", "Bytes of blobs in the store.", nil, nil)
+	cacheQuotaDesc     = prometheus.NewDesc("blobswarm_mirror_cache_quota_bytes", "Configured cache quota; 0 is unlimited.", nil, nil)
+	cacheBlobsDesc     = prometheus.NewDesc("blobswarm_mirror_cache_blobs", "Blobs in the store.", nil, nil)
+	cacheEvictionsDesc = prometheus.NewDesc("blobswarm_mirror_cache_evictions_total", "Blobs evicted to stay under the quota or make room on a full disk.", nil, nil)
+	cacheEvictedDesc   = prometheus.NewDesc("blobswarm_mirror_cache_evicted_bytes_total", "Bytes of evicted blobs.", nil, nil)
+)
+
+func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cacheBytesDesc
+	ch <- cacheQuotaDesc
+	ch <- cacheBlobsDesc
+	ch <- cacheEvictionsDesc
+	ch <- cacheEvictedDesc
+}
+
+func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.c.Stats()
+	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(cacheQuotaDesc, prometheus.GaugeValue, float64(st.Quota))
+	ch <- prometheus.MustNewConstMetric(cacheBlobsDesc, prometheus.GaugeValue, float64(st.Blobs))
+	ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(st.Evictions))
+	ch <- prometheus.MustNewConstMetric(cacheEvictedDesc, prometheus.CounterValue, float64(st.EvictedBytes))
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -58,6 +59,9 @@ type Config struct {
 	CacheSize          string `yaml:"cache-size"`
 	CacheHighWatermark int    `yaml:"cache-high-watermark"`
 	CacheLowWatermark  int    `yaml:"cache-low-watermark"`
+	// AdminToken, when set, is the bearer token every admin API request
+	// (mirrorctl) must carry.
+	AdminToken string `yaml:"admin-token"`
 }
 
 // Defaults returns the configuration a mirror runs with when told nothing.
@@ -129,6 +133,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stall-timeout: must be positive")
 	case c.UploadRate < 0 || c.DownloadRate < 0:
 		return fmt.Errorf("upload-rate, download-rate: must not be negative")
+	case strings.ContainsFunc(c.AdminToken, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("admin-token: must not contain spaces or control characters")
 	}
 	return nil
 }

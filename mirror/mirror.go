@@ -21,6 +21,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/mirror/adminapi"
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
 	"github.com/blobswarm/blobswarm/mirror/trackerclient"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
@@ -193,6 +194,7 @@ func (m *Mirror) Handler() http.Handler {
 	mux.Handle("/metrics", promhttp.HandlerFor(m.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/v2/", m.serveAPI)
 	mux.HandleFunc("/v2", m.serveAPI)
+	mux.Handle(adminapi.Prefix, m.adminHandler())
 	return mux
 }
 

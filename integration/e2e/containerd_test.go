@@ -1,0 +1,223 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/origin/testimage"
+)
+
+// TestContainerdPullThroughMirror pulls an image with `ctr image pull
+// --hosts-dir` from the test's own containerd, with hosts.toml written by
+// `mirrorctl configure containerd`, and checks that the image unpacked and
+// that every blob came through the mirror: the origin served each blob
+// once, to the mirror, and never to containerd.
+func TestContainerdPullThroughMirror(t *testing.T) {
+	if os.Geteuid() != 0 {
+		harness.Missing(t, "containerd end-to-end test needs root (it runs its own containerd, which mounts snapshots)")
+	}
+	for _, prog := range []string{"containerd", "ctr"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			harness.Missing(t, "%s not found: install the Debian package containerd", prog)
+		}
+	}
+	ctr := startContainerd(t)
+
+	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
+	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
+	pushed, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/app:v1", 2, 512<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Reset()
+	agents.reset()
+
+	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--upstream", o.Host()+"="+o.Server.URL)
+	root := t.TempDir()
+	conf := exec.CommandContext(t.Context(), harness.MirrorctlBinary(t), "--mirror", m.URL(), "configure", "containerd", "--root", root)
+	if out, err := conf.CombinedOutput(); err != nil {
+		t.Fatalf("mirrorctl configure containerd: %v\n%s", err, out)
+	}
+	hostsDir := filepath.Join(root, "etc", "containerd", "certs.d")
+	if b, err := os.ReadFile(filepath.Join(hostsDir, o.Host(), "hosts.toml")); err != nil {
+		t.Fatalf("mirrorctl wrote no hosts.toml for %s: %v", o.Host(), err)
+	} else {
+		t.Logf("hosts.toml for %s:\n%s", o.Host(), b)
+	}
+
+	ctr.run(t, "image", "pull", "--hosts-dir", hostsDir, pushed.Ref)
+
+	if out := ctr.run(t, "image", "ls", "-q"); !strings.Contains(out, pushed.Ref) {
+		t.Errorf("ctr image ls does not list %s:\n%s", pushed.Ref, out)
+	}
+	// Unpacked: one committed snapshot per layer, and containerd's own
+	// check finds every blob of the image in its content store.
+	if out := ctr.run(t, "snapshot", "ls"); strings.Count(out, "Committed") != len(pushed.Images[0].Layers) {
+		t.Errorf("snapshots after the pull, want %d committed:\n%s", len(pushed.Images[0].Layers), out)
+	}
+	if out := ctr.run(t, "image", "check"); !strings.Contains(out, "complete") {
+		t.Errorf("ctr image check:\n%s", out)
+	}
+
+	served := m.Metric("blobswarm_mirror_requests_total", "kind", "blob", "method", "GET", "code", "200")
+	if want := float64(len(pushed.Blobs())); served < want {
+		t.Errorf("mirror served %v blob GETs, want at least %v (every blob of the image)", served, want)
+	}
+	for _, b := range pushed.Blobs() {
+		t.Logf("blob %s (%d bytes): origin GETs by %q", b.Digest, b.Size, agents.get(b.Digest))
+		if n := o.BlobGETs(b.Digest); n != 1 {
+			t.Errorf("origin served blob %s %d times, want once (to the mirror)", b.Digest, n)
+		}
+		for _, ua := range agents.get(b.Digest) {
+			if strings.Contains(ua, "containerd") {
+				t.Errorf("origin served blob %s to containerd directly (User-Agent %q)", b.Digest, ua)
+			}
+		}
+	}
+}
+
+// blobAgents records the User-Agent of every blob GET the origin gets, to
+// tell the mirror's fetches from containerd's.
+type blobAgents struct {
+	mu       sync.Mutex
+	byDigest map[digest.Digest][]string
+}
+
+func (a *blobAgents) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, tail, ok := strings.Cut(r.URL.Path, "/blobs/"); ok && r.Method == http.MethodGet {
+			if d, err := digest.Parse(tail); err == nil {
+				a.mu.Lock()
+				a.byDigest[d] = append(a.byDigest[d], r.UserAgent())
+				a.mu.Unlock()
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *blobAgents) get(d digest.Digest) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.byDigest[d]
+}
+
+func (a *blobAgents) reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(a.byDigest)
+}
+
+// testContainerd is the test's own containerd daemon.
+type testContainerd struct {
+	socket string
+}
+
+// startContainerd runs a containerd with its own root, state and sockets
+// under a temp dir, and no CRI plugin, so whatever containerd the machine
+// runs is left alone. It is stopped and its files removed when the test
+// ends.
+func startContainerd(t *testing.T) *testContainerd {
+	t.Helper()
+	// Unix socket paths are limited to 108 bytes; t.TempDir's can be long.
+	dir, err := os.MkdirTemp("", "ctd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testContainerd{socket: filepath.Join(dir, "containerd.sock")}
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, c.socket+".ttrpc", filepath.Join(dir, "opt"))
+	configPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command("containerd", "--config", configPath)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// Its own process group, so a stop reaches any shim it started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("containerd logs:\n%s", logs.String())
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove containerd's files: %v", err)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		err := exec.CommandContext(ctx, "ctr", "--address", c.socket, "version").Run()
+		cancel()
+		if err == nil {
+			return c
+		}
+		select {
+		case <-exited:
+			t.Fatalf("containerd exited: %s", logs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd not answering on %s after 30s: %v\n%s", c.socket, err, logs.String())
+		}
+	}
+}
+
+// run runs ctr against the test's containerd and returns its output.
+func (c *testContainerd) run(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}

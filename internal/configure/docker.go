@@ -1,0 +1,121 @@
+package configure
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+)
+
+const mirrorsKey = "registry-mirrors"
+
+// Docker puts mirrorURL first in daemon.json's registry-mirrors, keeping
+// the mirrors already listed after it and every other key as it was, in
+// its place. Docker uses registry-mirrors for Docker Hub images only;
+// other registries are pulled directly.
+func Docker(o Options, mirrorURL string) (Result, error) {
+	path := o.DaemonJSON()
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Result{Path: path}, fmt.Errorf("read %s: %w", path, err)
+	}
+	content, err := mergeMirrors(old, mirrorURL)
+	if err != nil {
+		return Result{Path: path}, fmt.Errorf("%s: %w; nothing was written", path, err)
+	}
+	res, err := o.apply([]pending{{path: path, content: content}})
+	if err != nil {
+		return Result{Path: path}, err
+	}
+	return res[0], nil
+}
+
+// member is one top-level key of daemon.json with its value as written.
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// mergeMirrors returns daemon.json with mirrorURL added. The object is read
+// member by member, so key order and every other value's bytes survive;
+// only the indentation is made uniform.
+func mergeMirrors(old []byte, mirrorURL string) ([]byte, error) {
+	members, err := parseObject(old)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(members, func(m member) bool { return m.key == mirrorsKey })
+	var mirrors []string
+	if i >= 0 {
+		if err := json.Unmarshal(members[i].value, &mirrors); err != nil {
+			return nil, fmt.Errorf("%s is not a list of URLs: %w", mirrorsKey, err)
+		}
+	}
+	mirrors = append([]string{mirrorURL}, slices.DeleteFunc(mirrors, func(s string) bool { return s == mirrorURL })...)
+	value, err := json.Marshal(mirrors)
+	if err != nil {
+		return nil, err
+	}
+	if i >= 0 {
+		members[i].value = value
+	} else {
+		members = append(members, member{key: mirrorsKey, value: value})
+	}
+	var b bytes.Buffer
+	b.WriteString("{")
+	for n, m := range members {
+		if n > 0 {
+			b.WriteString(",")
+		}
+		key, _ := json.Marshal(m.key)
+		b.WriteString("\n  ")
+		b.Write(key)
+		b.WriteString(": ")
+		if err := json.Indent(&b, m.value, "  ", "  "); err != nil {
+			return nil, err
+		}
+	}
+	b.WriteString("\n}\n")
+	return b.Bytes(), nil
+}
+
+// parseObject splits a JSON object into its members in file order. An
+// empty file is an empty object, as dockerd reads it.
+func parseObject(data []byte) ([]member, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	var members []member
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("invalid JSON: %w", err)
+		}
+		key, _ := t.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, fmt.Errorf("invalid JSON at key %q: %w", key, err)
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		members = append(members, member{key: key, value: value})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("invalid JSON: data after the object")
+	}
+	return members, nil
+}

@@ -9,6 +9,8 @@
 
 FROM scratch AS prebuilt
 COPY bin/blobswarm /blobswarm
+# mirrorctl, for the Kubernetes init container that writes hosts.toml.
+COPY bin/mirrorctl /mirrorctl
 # Non-root; the mirror needs root only to bind ports below 1024.
 USER 65532:65532
 ENTRYPOINT ["/blobswarm"]
@@ -19,8 +21,10 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -o /out/blobswarm ./cmd/blobswarm
+RUN CGO_ENABLED=0 go build -trimpath -o /out/mirrorctl ./cmd/mirrorctl
 
 FROM scratch AS image
 COPY --from=build /out/blobswarm /blobswarm
+COPY --from=build /out/mirrorctl /mirrorctl
 USER 65532:65532
 ENTRYPOINT ["/blobswarm"]

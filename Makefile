@@ -7,7 +7,7 @@ GOTESTSUM := $(GO) run gotest.tools/gotestsum@v1.13.0
 TESTFLAGS ?= -count=1 -timeout 15m
 BENCHTIME ?= 1x
 
-.PHONY: build test e2e bench lint image clean
+.PHONY: build test e2e bench bench-fleet lint image clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
@@ -24,6 +24,14 @@ e2e:
 # plain HTTP; sizes via BENCH_BLOB_SIZE and BLOBSWARM_BENCH_SIZE (MiB).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./integration/bench/... ./blobswarm/swarm/
+
+# The fleet benchmark (issue 5), as root: hosts in network namespaces on a
+# tc-shaped bridge, a rollout through per-host caching mirrors and one
+# through the swarm. Flags: -nodes -size -layers -link -origin-link
+# -latency -mtu -runs -out -concurrency -bin (see integration/fleetbench).
+FLEET ?= -nodes 8 -size 64MiB -layers 2 -link 100mbit
+bench-fleet:
+	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 120m ./integration/fleetbench/ -args $(FLEET) -out $(CURDIR)/$(BIN)/fleet
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

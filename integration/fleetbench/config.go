@@ -1,0 +1,128 @@
+// Package fleetbench measures an image rollout to a fleet of hosts on an
+// emulated datacenter network (see integration/netlab), once through a
+// plain caching mirror per host pulling from the origin (central) and once
+// through the swarm (mirrors with a tracker), against the physical limit:
+// no host can receive the image faster than its own link allows.
+//
+// The benchmark itself is BenchmarkFleet (make bench-fleet); this package
+// holds its configuration, the child processes it runs inside the hosts,
+// and what it measures and reports.
+package fleetbench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/blobswarm/blobswarm/integration/netlab"
+)
+
+// Config is one benchmark invocation.
+type Config struct {
+	Nodes  int   // mirror hosts, besides the origin host
+	Size   int64 // image bytes, split evenly into Layers
+	Layers int
+	Link   netlab.Rate // every mirror host's link, each direction
+	// OriginLink is the origin host's link; Link when zero.
+	OriginLink netlab.Rate
+	Latency    time.Duration // one-way delay between hosts (needs sch_netem)
+	MTU        int           // every link's; 1500 (Ethernet) when zero
+	Runs       int           // rollouts per mode, alternating which mode goes first
+	Out        string        // directory for the plot; none when empty
+	// Concurrency is how many blobs each client fetches at once: 1 fetches
+	// the layers one after the other, as the Kraken comparison did;
+	// containerd's default is 3.
+	Concurrency int
+	// Bin is a blobswarm binary to measure instead of one built from this
+	// working tree, e.g. an older commit's for a before/after comparison.
+	Bin string
+}
+
+// Defaults is the small shape that runs in about a minute.
+func Defaults() Config {
+	return Config{Nodes: 4, Size: 32 << 20, Layers: 2, Link: 100e6, Runs: 1, Concurrency: 1}
+}
+
+// Bind registers the flags that set c.
+func (c *Config) Bind(fs *flag.FlagSet) {
+	fs.IntVar(&c.Nodes, "nodes", c.Nodes, "mirror hosts pulling the image")
+	fs.Func("size", "image size (bytes, KiB, MiB or GiB; default 32MiB)", func(s string) (err error) {
+		c.Size, err = ParseSize(s)
+		return err
+	})
+	fs.IntVar(&c.Layers, "layers", c.Layers, "layers the image is split into")
+	fs.Func("link", "every host's link rate, tc syntax (default 100mbit)", func(s string) (err error) {
+		c.Link, err = netlab.ParseRate(s)
+		return err
+	})
+	fs.Func("origin-link", "the origin host's link rate (default: -link)", func(s string) (err error) {
+		c.OriginLink, err = netlab.ParseRate(s)
+		return err
+	})
+	fs.DurationVar(&c.Latency, "latency", c.Latency, "one-way delay between hosts (needs the sch_netem kernel module)")
+	fs.IntVar(&c.MTU, "mtu", c.MTU, "every link's MTU (default 1500; 9000 for jumbo frames)")
+	fs.IntVar(&c.Runs, "runs", c.Runs, "rollouts per mode")
+	fs.StringVar(&c.Out, "out", c.Out, "directory for fleet.png (none when empty)")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "blobs each client fetches at once (containerd's default is 3)")
+	fs.StringVar(&c.Bin, "bin", c.Bin, "blobswarm binary to measure (default: built from this working tree)")
+}
+
+// WithDefaults fills what was left to follow other settings.
+func (c Config) WithDefaults() Config {
+	if c.OriginLink == 0 {
+		c.OriginLink = c.Link
+	}
+	if c.MTU == 0 {
+		c.MTU = 1500
+	}
+	return c
+}
+
+// Validate says what is wrong with c, if anything.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Nodes < 1 || c.Nodes > 200 {
+		errs = append(errs, fmt.Errorf("-nodes %d: want 1 to 200", c.Nodes))
+	}
+	if c.Layers < 1 || c.Size < int64(c.Layers)<<10 {
+		errs = append(errs, fmt.Errorf("-size %d -layers %d: want at least one layer of at least 1 KiB", c.Size, c.Layers))
+	}
+	if c.Link <= 0 || c.OriginLink <= 0 {
+		errs = append(errs, errors.New("-link and -origin-link must be positive"))
+	}
+	if c.Runs < 1 {
+		errs = append(errs, fmt.Errorf("-runs %d: want at least 1", c.Runs))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("-concurrency %d: want at least 1", c.Concurrency))
+	}
+	if c.MTU < 576 || c.MTU > 65535 {
+		errs = append(errs, fmt.Errorf("-mtu %d: want 576 to 65535", c.MTU))
+	}
+	if c.Latency < 0 {
+		errs = append(errs, fmt.Errorf("-latency %s: must not be negative", c.Latency))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseSize reads a byte count: 1048576, 512KiB, 64MiB, 1GiB.
+func ParseSize(s string) (int64, error) {
+	v, unit := strings.TrimSpace(s), int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, unit = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, KiB, MiB or GiB", s)
+	}
+	return n * unit, nil
+}

@@ -1,0 +1,404 @@
+package fleetbench_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/blobswarm/blobswarm/integration/fleetbench"
+	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/integration/netlab"
+	"github.com/blobswarm/blobswarm/origin/testimage"
+)
+
+// cfg is set by the flags after -args: -nodes, -size, -layers, -link,
+// -origin-link, -latency, -mtu, -runs, -out, -concurrency, -bin.
+var cfg = fleetbench.Defaults()
+
+func init() { cfg.Bind(flag.CommandLine) }
+
+func TestMain(m *testing.M) {
+	fleetbench.RunChildIfAsked()
+	harness.Main(m)
+}
+
+// labPrefix names the benchmark's namespaces; a crashed run's leftovers
+// with it are removed when the next run starts.
+const labPrefix = "bsfleet"
+
+// Ports inside the hosts; every host has its own address.
+const (
+	registryPort = "5000"
+	trackerPort  = "7070"
+	mirrorPort   = "5000"
+	peerPort     = "6881"
+)
+
+// Metrics the mirrors export.
+const (
+	receivedMetric  = "blobswarm_mirror_received_bytes_total"
+	fallbacksMetric = "blobswarm_mirror_origin_fallbacks_total"
+)
+
+// BenchmarkFleet rolls a fresh image out to every host of an emulated
+// datacenter at the same moment, once per mode and run: central (a plain
+// caching mirror per host, all pulling from the origin) and swarm (the
+// same mirrors with the tracker). The origin registry and the tracker
+// share the origin host, whose link is the one whose bytes are counted.
+// It needs root; run it with `make bench-fleet`.
+func BenchmarkFleet(b *testing.B) {
+	if err := netlab.Available(); err != nil {
+		b.Skipf("the fleet benchmark builds a network of namespaces: %v", err)
+	}
+	c := cfg.WithDefaults()
+	if err := c.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	f := newFleet(b, c, log)
+	report := fleetbench.Report{Config: c}
+	for run := 1; run <= c.Runs; run++ {
+		// Alternate which mode goes first, so neither always follows the other.
+		modes := []string{fleetbench.Central, fleetbench.Swarm}
+		if run%2 == 0 {
+			modes[0], modes[1] = modes[1], modes[0]
+		}
+		for _, mode := range modes {
+			res := f.rollout(b, mode, run)
+			log.Info("rollout done", "mode", mode, "run", run, "all_done", res.AllDone().Round(time.Millisecond),
+				"origin_sent_MiB", res.OriginTx>>20, "cpu_pct", int(res.CPU))
+			report.Results = append(report.Results, res)
+		}
+	}
+	report.WriteTable(os.Stdout)
+	report.WriteHosts(os.Stdout)
+	if c.Out != "" {
+		if err := os.MkdirAll(c.Out, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		path := filepath.Join(c.Out, "fleet.png")
+		if err := report.Plot(path); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Println("plot:", path)
+	}
+	fmt.Println(report.FleetLine())
+	swarm, central := report.Median(fleetbench.Swarm), report.Median(fleetbench.Central)
+	b.ReportMetric(swarm.AllDone, "swarm-s")
+	b.ReportMetric(central.AllDone, "central-s")
+	b.ReportMetric(swarm.OriginTimesImage, "swarm-origin-x-image")
+	b.ReportMetric(central.OriginTimesImage, "central-origin-x-image")
+}
+
+// fleet is the lab with its origin registry running.
+type fleet struct {
+	cfg        fleetbench.Config
+	log        *slog.Logger
+	bin        string
+	lab        *netlab.Lab
+	origin     *netlab.Host
+	mirrors    []*netlab.Host
+	registry   string // host:port, as in image references
+	originProc *proc
+	root       string // every file the benchmark writes
+	logs       string // every process's output, kept for a failure
+}
+
+func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
+	b.Helper()
+	root, err := os.MkdirTemp("", "blobswarm-fleet-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(root) })
+	f := &fleet{cfg: c, log: log, bin: c.Bin, root: root, logs: filepath.Join(root, "logs")}
+	built := f.bin == ""
+	if built {
+		f.bin = harness.Binary(b)
+	}
+	if err := os.Mkdir(f.logs, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	specs := []netlab.HostSpec{{Name: "origin", Rate: c.OriginLink}}
+	for i := 1; i <= c.Nodes; i++ {
+		specs = append(specs, netlab.HostSpec{Name: "h" + strconv.Itoa(i), Rate: c.Link})
+	}
+	lab, err := netlab.New(b.Context(), netlab.Config{Prefix: labPrefix, Hosts: specs, Latency: c.Latency, MTU: c.MTU}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Killed, the benchmark removes its files too; harness.Main would
+	// remove the binary's directory on a normal exit.
+	stop := lab.CloseOnSignal(func() {
+		os.RemoveAll(root)
+		if built {
+			os.RemoveAll(filepath.Dir(f.bin))
+		}
+	})
+	b.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			b.Error(err)
+		}
+		stop()
+	})
+	f.lab, f.origin, f.mirrors = lab, lab.Host("origin"), lab.Hosts()[1:]
+	f.registry = net.JoinHostPort(f.origin.Addr.String(), registryPort)
+	f.originProc = f.start(b, "origin", fleetbench.OriginCommand(context.Background(), f.origin, filepath.Join(root, "origin"), f.registry))
+	f.waitReady(b, f.origin, "http://"+f.registry+"/v2/", f.originProc)
+	return f
+}
+
+// rollout pushes a fresh image, starts fresh mirrors (and, for the swarm,
+// a fresh tracker), pulls the image on every host at the same moment and
+// measures it.
+func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResult {
+	b.Helper()
+	ctx := b.Context()
+	c := f.cfg
+	image, err := testimage.PushImage(ctx, fmt.Sprintf("%s/fleet/app:%s-%d", f.registry, mode, run),
+		c.Layers, c.Size/int64(c.Layers), remote.WithTransport(f.origin.Transport()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := fleetbench.ModeResult{Mode: mode, Run: run}
+	for _, blob := range image.Blobs() {
+		res.ImageBytes += blob.Size
+	}
+	data, err := os.MkdirTemp(f.root, mode+"-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(data)
+
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	upstream := f.registry + "=http://" + f.registry
+	var swarmArgs []string
+	if mode == fleetbench.Swarm {
+		addr := f.origin.Addr.String()
+		tr := f.start(b, "tracker", f.origin.Command(context.Background(), f.bin, "tracker",
+			"--listen", net.JoinHostPort(addr, trackerPort), "--peer-listen", net.JoinHostPort(addr, peerPort),
+			"--data", filepath.Join(data, "tracker"), "--upstream", upstream, "--log-level", "warn"))
+		procs = append(procs, tr)
+		trackerURL := "http://" + net.JoinHostPort(addr, trackerPort)
+		f.waitReady(b, f.origin, trackerURL+"/readyz", tr)
+		swarmArgs = []string{"--tracker", trackerURL}
+	}
+	mirrorURLs := make([]string, len(f.mirrors))
+	for i, h := range f.mirrors {
+		addr := h.Addr.String()
+		args := []string{"mirror", "--listen", net.JoinHostPort(addr, mirrorPort), "--data", filepath.Join(data, h.Name),
+			"--upstream", upstream, "--log-level", "warn"}
+		if swarmArgs != nil {
+			args = append(append(args, swarmArgs...), "--peer-listen", net.JoinHostPort(addr, peerPort))
+		}
+		p := f.start(b, h.Name+"-mirror", h.Command(context.Background(), f.bin, args...))
+		procs = append(procs, p)
+		mirrorURLs[i] = "http://" + net.JoinHostPort(addr, mirrorPort)
+		f.waitReady(b, h, mirrorURLs[i]+"/readyz", p)
+	}
+
+	originBefore := f.counters(b, f.origin)
+	rxBefore := make([]netlab.Counters, len(f.mirrors))
+	for i, h := range f.mirrors {
+		rxBefore[i] = f.counters(b, h)
+	}
+	// Far enough ahead that every client process is up and waiting.
+	t0 := time.Now().Add(time.Second + time.Duration(len(f.mirrors))*100*time.Millisecond)
+	reports := make([]fleetbench.PullReport, len(f.mirrors))
+	errs := make([]error, len(f.mirrors))
+	clientCPU := make([]time.Duration, len(f.mirrors))
+	var wg sync.WaitGroup
+	for i, h := range f.mirrors {
+		cmd := fleetbench.PullCommand(ctx, h, image.Ref, mirrorURLs[i], t0, c.Concurrency)
+		wg.Go(func() {
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if cmd.ProcessState != nil {
+				clientCPU[i] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("client on %s: %w: %s", h.Name, err, stderr.String())
+				return
+			}
+			reports[i], errs[i] = fleetbench.ReadPullReport(out)
+		})
+	}
+	daemons := append([]*proc{f.originProc}, procs...)
+	time.Sleep(time.Until(t0))
+	cpu0, err := fleetbench.ReadCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	daemonCPU0 := cpuOf(b, daemons)
+	wg.Wait()
+	cpu1, err := fleetbench.ReadCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	wall := time.Since(t0)
+	res.CPU = fleetbench.BusyPercent(cpu0, cpu1)
+	used := cpuOf(b, daemons) - daemonCPU0
+	for _, c := range clientCPU {
+		used += c
+	}
+	res.FleetCPU = 100 * used.Seconds() / (wall.Seconds() * float64(runtime.NumCPU()))
+	res.OriginTx = f.counters(b, f.origin).TxBytes - originBefore.TxBytes
+
+	want := len(image.Blobs()) + 1 // and the manifest
+	for i, h := range f.mirrors {
+		rep := reports[i]
+		switch {
+		case errs[i] != nil:
+			f.fail(b, procs, "%s rollout: %v", mode, errs[i])
+		case rep.Error != "":
+			f.fail(b, procs, "%s rollout: client on %s: %s", mode, h.Name, rep.Error)
+		case rep.Digest != image.Top.Digest.String() || rep.Blobs != want:
+			f.fail(b, procs, "%s rollout: client on %s got %s with %d blobs, want %s with %d", mode, h.Name, rep.Digest, rep.Blobs, image.Top.Digest, want)
+		}
+		if late := rep.Start.Sub(t0); late > 100*time.Millisecond {
+			f.log.Warn("a client started late: the machine is overloaded", "host", h.Name, "late", late)
+		}
+		m, err := fleetbench.Scrape(ctx, h.HTTPClient(), mirrorURLs[i]+"/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Hosts = append(res.Hosts, fleetbench.HostResult{
+			Name:       h.Name,
+			Done:       rep.End.Sub(t0),
+			FromPeers:  m.Sum(receivedMetric, "source", "peers"),
+			FromSeeder: m.Sum(receivedMetric, "source", "seeder"),
+			FromOrigin: m.Sum(receivedMetric, "source", "origin"),
+			Fallbacks:  m.Sum(fallbacksMetric),
+			WireRx:     f.counters(b, h).RxBytes - rxBefore[i].RxBytes,
+		})
+	}
+	return res
+}
+
+// cpuOf sums the CPU time the processes used so far.
+func cpuOf(b *testing.B, procs []*proc) time.Duration {
+	b.Helper()
+	var sum time.Duration
+	for _, p := range procs {
+		d, err := harness.CPUTime(p.cmd.Process.Pid)
+		if err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+		sum += d
+	}
+	return sum
+}
+
+func (f *fleet) counters(b *testing.B, h *netlab.Host) netlab.Counters {
+	b.Helper()
+	c, err := h.Counters(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// fail ends the benchmark with the logs of the processes involved.
+func (f *fleet) fail(b *testing.B, procs []*proc, format string, args ...any) {
+	b.Helper()
+	for _, p := range procs {
+		b.Logf("%s logs (tail):\n%s", p.name, p.tail())
+	}
+	b.Fatalf(format, args...)
+}
+
+// proc is a process running inside a host, its output in a file.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func (f *fleet) start(b *testing.B, name string, cmd *exec.Cmd) *proc {
+	b.Helper()
+	p := &proc{name: name, cmd: cmd, log: filepath.Join(f.logs, name+".log"), done: make(chan struct{})}
+	out, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		b.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		cmd.Wait()
+		out.Close()
+		close(p.done)
+	}()
+	b.Cleanup(p.stop)
+	return p
+}
+
+// stop ends the process with SIGTERM, and SIGKILL if it lingers.
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) tail() string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b[max(0, len(b)-4096):])
+}
+
+// waitReady polls url from inside h until it answers 200.
+func (f *fleet) waitReady(b *testing.B, h *netlab.Host, url string, p *proc) {
+	b.Helper()
+	client := h.HTTPClient()
+	client.Timeout = 2 * time.Second
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = errors.New(resp.Status)
+		}
+		select {
+		case <-p.done:
+			b.Fatalf("%s exited before it was ready: %s", p.name, p.tail())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s not ready at %s after 30s (%v): %s", p.name, url, err, p.tail())
+		}
+	}
+}

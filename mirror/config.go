@@ -11,6 +11,7 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -59,6 +60,12 @@ type Config struct {
 	CacheSize          string `yaml:"cache-size"`
 	CacheHighWatermark int    `yaml:"cache-high-watermark"`
 	CacheLowWatermark  int    `yaml:"cache-low-watermark"`
+	// CA adds an authority to trust for upstream registries and https
+	// trackers.
+	CA string `yaml:"ca"`
+	// TrackerSecretFile holds the fleet's shared secret, when the tracker
+	// requires one.
+	TrackerSecretFile string `yaml:"tracker-secret-file"`
 	// AdminToken, when set, is the bearer token every admin API request
 	// (mirrorctl) must carry.
 	AdminToken string `yaml:"admin-token"`
@@ -119,6 +126,12 @@ func (c Config) Validate() error {
 	}
 	if err := (cache.Config{High: c.CacheHighWatermark, Low: c.CacheLowWatermark}).Validate(); err != nil {
 		return fmt.Errorf("cache-high-watermark, cache-low-watermark: %w", err)
+	}
+	if _, err := tlsfiles.Roots(c.CA); err != nil {
+		return err
+	}
+	if _, err := tlsfiles.Secret(c.TrackerSecretFile); err != nil {
+		return fmt.Errorf("tracker-%w", err)
 	}
 	if _, err := peernet.ParseCIDRs(c.PeerCIDR); err != nil {
 		return fmt.Errorf("peer-cidr: %w", err)

@@ -5,6 +5,7 @@ package mirror
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
 	"github.com/blobswarm/blobswarm/mirror/trackerclient"
@@ -79,6 +81,10 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
+	roots, err := tlsfiles.Roots(cfg.CA)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(cfg.Data)
 	if err != nil {
 		return nil, err
@@ -92,7 +98,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		log:        log,
 		store:      st,
 		manifests:  mc,
-		upstream:   upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout)}),
+		upstream:   upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, roots)}),
 		metrics:    newMetrics(),
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},
@@ -105,7 +111,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		return nil, err
 	}
 	if len(cfg.Tracker) > 0 {
-		if err := m.joinSwarm(); err != nil {
+		if err := m.joinSwarm(roots); err != nil {
 			return nil, err
 		}
 	}
@@ -113,7 +119,11 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 }
 
 // joinSwarm makes the fleet the source of missing blobs.
-func (m *Mirror) joinSwarm() error {
+func (m *Mirror) joinSwarm(roots *x509.CertPool) error {
+	secret, err := tlsfiles.Secret(m.cfg.TrackerSecretFile)
+	if err != nil {
+		return fmt.Errorf("tracker-%w", err)
+	}
 	cidrs, err := peernet.ParseCIDRs(m.cfg.PeerCIDR)
 	if err != nil {
 		return err
@@ -132,7 +142,7 @@ func (m *Mirror) joinSwarm() error {
 	// A tracker answers within its metainfo-wait (seconds) or says 202; a
 	// hung one must not hold a pull for the full upstream timeout twice
 	// (tag, then blob) before the origin fallback.
-	m.trackers = trackerclient.New(m.cfg.Tracker, trackerTimeout)
+	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: roots, Secret: secret})
 	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
 		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[BlobRef][]byte{}}
 	go m.reseed()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
@@ -42,6 +43,14 @@ type Config struct {
 	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
 	UploadRate      int64         `yaml:"upload-rate"`
 	LogLevel        string        `yaml:"log-level"`
+	// TLSCert and TLSKey make the HTTP endpoints HTTPS; CA adds an
+	// authority to trust for upstream registries.
+	TLSCert string `yaml:"tls-cert"`
+	TLSKey  string `yaml:"tls-key"`
+	CA      string `yaml:"ca"`
+	// SecretFile holds the fleet's shared secret: without it in their
+	// requests, strangers can neither announce nor fetch metainfo or tags.
+	SecretFile string `yaml:"secret-file"`
 }
 
 // Defaults is the tracker's configuration when told nothing.
@@ -99,6 +108,15 @@ func (c Config) Validate() error {
 	if _, err := upstream.ParseEndpoints(c.Upstream, c.Credentials); err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
+	if _, err := tlsfiles.Server(c.TLSCert, c.TLSKey); err != nil {
+		return err
+	}
+	if _, err := tlsfiles.Roots(c.CA); err != nil {
+		return err
+	}
+	if _, err := tlsfiles.Secret(c.SecretFile); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -117,5 +135,9 @@ func (c Config) announceURL() (string, error) {
 	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/announce", nil
+	scheme := "http://"
+	if c.TLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + "/announce", nil
 }

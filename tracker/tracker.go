@@ -23,6 +23,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
+	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/mirror/route"
 	"github.com/blobswarm/blobswarm/mirror/upstream"
 	"github.com/blobswarm/blobswarm/tracker/announce"
@@ -45,6 +46,7 @@ type Tracker struct {
 	redis    *redis.Client
 	registry *prometheus.Registry
 	seederAt string
+	secret   string
 
 	metainfoReqs *prometheus.CounterVec
 }
@@ -123,7 +125,14 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 		defer close(t.done)
 		t.seeds.run(runCtx)
 	}()
-	up := upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout)})
+	roots, err := tlsfiles.Roots(cfg.CA)
+	if err != nil {
+		return nil, err
+	}
+	if t.secret, err = tlsfiles.Secret(cfg.SecretFile); err != nil {
+		return nil, err
+	}
+	up := upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, roots)})
 	t.seeder = seeder.New(seeder.Config{Shared: shared}, st, t.seeds, up, log)
 	t.tags = tags.New(up, cfg.TagTTL)
 	log.Info("tracker ready", "announce-url", announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
@@ -162,9 +171,9 @@ func (t *Tracker) Close() error {
 // Handler serves announces, metainfo, tag resolution, health and metrics.
 func (t *Tracker) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET "+api.AnnouncePath, t.announce)
-	mux.HandleFunc("GET "+api.MetainfoPath, t.serveMetainfo)
-	mux.HandleFunc("GET "+api.ManifestPath, t.serveManifest)
+	mux.Handle("GET "+api.AnnouncePath, t.requireSecret(t.announce))
+	mux.Handle("GET "+api.MetainfoPath, t.requireSecret(http.HandlerFunc(t.serveMetainfo)))
+	mux.Handle("GET "+api.ManifestPath, t.requireSecret(http.HandlerFunc(t.serveManifest)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", t.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{}))

@@ -37,6 +37,8 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.StringVar(&c.CacheSize, "cache-size", c.CacheSize, "quota for cached blobs: bytes (50GiB) or percent of the data filesystem (80%); empty: unlimited")
 	fs.IntVar(&c.CacheHighWatermark, "cache-high-watermark", c.CacheHighWatermark, "percent of the quota above which least recently used blobs are evicted")
 	fs.IntVar(&c.CacheLowWatermark, "cache-low-watermark", c.CacheLowWatermark, "percent of the quota eviction brings the cache down to")
+	fs.StringVar(&c.CA, "ca", c.CA, "PEM file of an extra certificate authority to trust for upstreams and https trackers")
+	fs.StringVar(&c.TrackerSecretFile, "tracker-secret-file", c.TrackerSecretFile, "file holding the fleet's shared secret, if the tracker requires one")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token the admin API (mirrorctl) requires; empty: no token (set it in the config file to keep it out of process listings)")
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/blobswarm/blobswarm/internal/cliconfig"
+	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/tracker"
 )
 
@@ -26,6 +28,10 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "seeder upload cap in bytes/s (0: unlimited)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate: serve the HTTP endpoints over HTTPS (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&c.CA, "ca", c.CA, "PEM file of an extra certificate authority to trust for upstreams")
+	fs.StringVar(&c.SecretFile, "secret-file", c.SecretFile, "file holding the fleet's shared secret: announces, metainfo and tags require it")
 }
 
 func trackerCmd() *cobra.Command {
@@ -47,9 +53,16 @@ func trackerCmd() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			tlsConfig, err := tlsfiles.Server(cfg.TLSCert, cfg.TLSKey)
+			if err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				return fmt.Errorf("listen: %w", err)
+			}
+			if tlsConfig != nil {
+				ln = tls.NewListener(ln, tlsConfig)
 			}
 			t, err := tracker.New(cfg, log)
 			if err != nil {

@@ -7,6 +7,7 @@ package fleet_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -71,6 +72,9 @@ type fleetOptions struct {
 	mirrors     int
 	trackerArgs []string
 	mirrorArgs  []string
+	// trackerTLS, when set, is a client trusting the tracker's HTTPS
+	// certificate (trackerArgs must then give --tls-cert and --tls-key).
+	trackerTLS *http.Client
 }
 
 // newFleet starts an origin, a tracker and the mirrors.
@@ -84,7 +88,11 @@ func newFleet(t *testing.T, opt fleetOptions) *fleet {
 		"--peer-listen", "127.0.0.1:0",
 		"--upstream", upstream,
 	}, opt.trackerArgs...)
-	f.tracker = harness.Start(t, "tracker", f.trackerArgs...)
+	if opt.trackerTLS != nil {
+		f.tracker = harness.StartTLS(t, opt.trackerTLS, "tracker", f.trackerArgs...)
+	} else {
+		f.tracker = harness.Start(t, "tracker", f.trackerArgs...)
+	}
 	f.mirrorArgs = append([]string{
 		"--tracker", f.tracker.URL(),
 		"--peer-listen", "127.0.0.1:0",

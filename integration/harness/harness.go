@@ -87,6 +87,10 @@ type Process struct {
 	cmd  *exec.Cmd
 	logs *syncBuffer
 	done chan struct{}
+	// scheme and client are how the test reaches it: https and a client
+	// trusting its certificate for StartTLS.
+	scheme string
+	client *http.Client
 }
 
 // Start runs `blobswarm <sub> --listen ADDR args...` and waits until its
@@ -100,7 +104,18 @@ func Start(t testing.TB, sub string, args ...string) *Process {
 // StartAt is Start on a given listen address (to restart on the same one).
 func StartAt(t testing.TB, addr, sub string, args ...string) *Process {
 	t.Helper()
-	p := &Process{t: t, Addr: addr, logs: &syncBuffer{}, done: make(chan struct{})}
+	return start(t, addr, "http", http.DefaultClient, sub, args...)
+}
+
+// StartTLS is Start for a process serving HTTPS; client trusts it.
+func StartTLS(t testing.TB, client *http.Client, sub string, args ...string) *Process {
+	t.Helper()
+	return start(t, FreeAddr(t), "https", client, sub, args...)
+}
+
+func start(t testing.TB, addr, scheme string, client *http.Client, sub string, args ...string) *Process {
+	t.Helper()
+	p := &Process{t: t, Addr: addr, logs: &syncBuffer{}, done: make(chan struct{}), scheme: scheme, client: client}
 	p.cmd = exec.Command(Binary(t), append([]string{sub, "--listen", addr}, args...)...)
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs
@@ -119,7 +134,7 @@ func StartAt(t testing.TB, addr, sub string, args ...string) *Process {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(p.URL() + "/readyz")
+		resp, err := p.client.Get(p.URL() + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -138,7 +153,7 @@ func StartAt(t testing.TB, addr, sub string, args ...string) *Process {
 }
 
 // URL is the process's HTTP base URL.
-func (p *Process) URL() string { return "http://" + p.Addr }
+func (p *Process) URL() string { return p.scheme + "://" + p.Addr }
 
 // Host is the listen address, as a registry host name.
 func (p *Process) Host() string { return p.Addr }
@@ -166,13 +181,18 @@ func (p *Process) Stop() {
 // include the given ones (name=value pairs), read from /metrics.
 func (p *Process) Metric(name string, labels ...string) float64 {
 	p.t.Helper()
-	return ScrapeMetric(p.t, p.URL()+"/metrics", name, labels...)
+	return scrape(p.t, p.client, p.URL()+"/metrics", name, labels...)
 }
 
 // ScrapeMetric reads one metric from a Prometheus endpoint; see Metric.
 func ScrapeMetric(t testing.TB, url, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	return scrape(t, http.DefaultClient, url, name, labels...)
+}
+
+func scrape(t testing.TB, client *http.Client, url, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ package trackerclient
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,15 +33,27 @@ var ErrUnavailable = errors.New("no tracker reachable")
 // Client talks to one or more tracker replicas, preferring the last one
 // that answered.
 type Client struct {
-	urls []string
-	http *http.Client
+	urls   []string
+	http   *http.Client
+	secret string
 
 	mu        sync.Mutex
 	preferred int
 }
 
+// Options tune a Client.
+type Options struct {
+	// Timeout bounds one request, body included.
+	Timeout time.Duration
+	// Roots, when set, are the authorities trusted for https trackers.
+	Roots *x509.CertPool
+	// Secret is the fleet's shared secret, sent with every request and
+	// put in announce URLs; empty when the tracker has none.
+	Secret string
+}
+
 // New returns a client for the given tracker base URLs.
-func New(urls []string, timeout time.Duration) *Client {
+func New(urls []string, opt Options) *Client {
 	trimmed := make([]string, len(urls))
 	for i, u := range urls {
 		trimmed[i] = strings.TrimSuffix(u, "/")
@@ -49,7 +63,10 @@ func New(urls []string, timeout time.Duration) *Client {
 	// connection within this is down, and the next one (or the origin)
 	// should not wait on it.
 	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
-	return &Client{urls: trimmed, http: &http.Client{Timeout: timeout, Transport: t}}
+	if opt.Roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: opt.Roots, MinVersion: tls.VersionTLS12}
+	}
+	return &Client{urls: trimmed, http: &http.Client{Timeout: opt.Timeout, Transport: t}, secret: opt.Secret}
 }
 
 const dialTimeout = 2 * time.Second
@@ -59,6 +76,11 @@ func (c *Client) AnnounceURLs() []string {
 	out := make([]string, len(c.urls))
 	for i, u := range c.urls {
 		out[i] = u + api.AnnouncePath
+		if c.secret != "" {
+			// BitTorrent clients keep an announce URL's query and add
+			// their parameters after it, as private trackers' passkeys.
+			out[i] += "?" + url.Values{api.SecretParam: {c.secret}}.Encode()
+		}
 	}
 	return out
 }
@@ -139,14 +161,24 @@ func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*htt
 		for k, v := range h {
 			req.Header[k] = v
 		}
+		if c.secret != "" {
+			req.Header.Set("Authorization", "Bearer "+c.secret)
+		}
 		resp, err := c.http.Do(req)
-		if err == nil && resp.StatusCode < 500 {
+		refused := err == nil && resp.StatusCode == http.StatusUnauthorized
+		if err == nil && resp.StatusCode < 500 && !refused {
 			c.mu.Lock()
 			c.preferred = n
 			c.mu.Unlock()
 			return resp, nil
 		}
-		if err == nil {
+		switch {
+		case refused:
+			// A tracker that refuses this mirror is as good as down
+			// for it: the origin serves instead.
+			resp.Body.Close()
+			err = fmt.Errorf("HTTP %d: refused; does tracker-secret-file hold the fleet's secret?", resp.StatusCode)
+		case err == nil:
 			resp.Body.Close()
 			err = fmt.Errorf("HTTP %d", resp.StatusCode)
 		}

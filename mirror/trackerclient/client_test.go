@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,7 +95,7 @@ func TestFailsOverToALiveReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := trackerclient.New([]string{deadURL(t), failingURL(t), live + "/"}, 10*time.Second)
+	c := trackerclient.New([]string{deadURL(t), failingURL(t), live + "/"}, trackerclient.Options{Timeout: 10 * time.Second})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -118,7 +119,7 @@ func TestFailsOverToALiveReplica(t *testing.T) {
 }
 
 func TestNoLiveReplicaIsUnavailable(t *testing.T) {
-	c := trackerclient.New([]string{deadURL(t), failingURL(t)}, 10*time.Second)
+	c := trackerclient.New([]string{deadURL(t), failingURL(t)}, trackerclient.Options{Timeout: 10 * time.Second})
 	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
 	if !errors.Is(err, trackerclient.ErrUnavailable) {
 		t.Fatalf("Metainfo with no live replica: %v, want ErrUnavailable", err)
@@ -133,7 +134,7 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
 	live := startTracker(t, o, 0)
 	b, d := pushBlob(t, o, "app", 1<<20)
-	c := trackerclient.New([]string{live}, 10*time.Second)
+	c := trackerclient.New([]string{live}, trackerclient.Options{Timeout: 10 * time.Second})
 
 	type result struct {
 		info []byte
@@ -176,7 +177,7 @@ func TestWaitingEndsWithTheContext(t *testing.T) {
 	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
 	live := startTracker(t, o, 0)
 	_, d := pushBlob(t, o, "app", 1000)
-	c := trackerclient.New([]string{live}, 10*time.Second)
+	c := trackerclient.New([]string{live}, trackerclient.Options{Timeout: 10 * time.Second})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
@@ -189,7 +190,7 @@ func TestReturnsTheTrackersOCIErrorCode(t *testing.T) {
 	o := harness.NewOrigin(t, origin.Config{})
 	live := startTracker(t, o, time.Minute)
 	pushBlob(t, o, "app", 1000)
-	c := trackerclient.New([]string{deadURL(t), live}, 10*time.Second)
+	c := trackerclient.New([]string{deadURL(t), live}, trackerclient.Options{Timeout: 10 * time.Second})
 
 	check := func(what string, err error, want errcode.ErrorCode) {
 		t.Helper()
@@ -218,10 +219,33 @@ func TestBareErrorCodeKeepsItsCode(t *testing.T) {
 		errcode.ServeJSON(w, errcode.ErrorCodeDenied)
 	}))
 	t.Cleanup(srv.Close)
-	c := trackerclient.New([]string{srv.URL}, 10*time.Second)
+	c := trackerclient.New([]string{srv.URL}, trackerclient.Options{Timeout: 10 * time.Second})
 	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
 	var oci errcode.Error
 	if !errors.As(err, &oci) || oci.Code != errcode.ErrorCodeDenied {
 		t.Fatalf("Metainfo refused with DENIED: %v", err)
+	}
+}
+
+// With a secret, every request carries it and announce URLs embed it; a
+// tracker that still refuses counts as unavailable, so the mirror goes to
+// the origin rather than failing its client.
+func TestSecret(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized)
+	}))
+	t.Cleanup(srv.Close)
+	c := trackerclient.New([]string{srv.URL}, trackerclient.Options{Timeout: 10 * time.Second, Secret: "s3cret"})
+	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
+	if !errors.Is(err, trackerclient.ErrUnavailable) || !strings.Contains(err.Error(), "tracker-secret-file") {
+		t.Fatalf("refused metainfo: %v, want ErrUnavailable naming tracker-secret-file", err)
+	}
+	if len(got) != 1 || got[0] != "Bearer s3cret" {
+		t.Fatalf("Authorization headers sent: %q", got)
+	}
+	if u := c.AnnounceURLs(); len(u) != 1 || u[0] != srv.URL+"/announce?auth=s3cret" {
+		t.Fatalf("announce URLs = %q", u)
 	}
 }

@@ -6,6 +6,8 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -239,8 +241,11 @@ func drain(resp *http.Response) {
 
 // HTTPClient bounds connecting and waiting for headers, never the body: a
 // layer of gigabytes may take minutes and still be healthy.
-func HTTPClient(timeout time.Duration) *http.Client {
+func HTTPClient(timeout time.Duration, roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	t.ResponseHeaderTimeout = timeout
 	t.TLSHandshakeTimeout = timeout

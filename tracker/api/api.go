@@ -14,4 +14,7 @@ const (
 	// SeederHeader on a metainfo answer names the seeder's peer address,
 	// so mirrors can tell bytes from the seeder from bytes from peers.
 	SeederHeader = "Blobswarm-Seeder"
+	// SecretParam carries the fleet's shared secret in announce URLs; the
+	// other endpoints take it as "Authorization: Bearer <secret>".
+	SecretParam = "auth"
 )

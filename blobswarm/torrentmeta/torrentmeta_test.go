@@ -76,7 +76,7 @@ func TestBuildDescribesTheBlob(t *testing.T) {
 
 func TestPieceLengthTable(t *testing.T) {
 	prev := int64(0)
-	for _, size := range []int64{1, 1 << 20, 64 << 20, 64<<20 + 1, 256 << 20, 1 << 30, 1<<30 + 1, 4 << 30, 50 << 30} {
+	for _, size := range []int64{1, 1 << 20, 16 << 20, 16<<20 + 1, 64 << 20, 256 << 20, 1 << 30, 1<<30 + 1, 4 << 30, 50 << 30} {
 		pl := PieceLength(size)
 		if pl < 16<<10 || pl&(pl-1) != 0 {
 			t.Errorf("size %d: piece length %d is not a power of two of at least one 16 KiB chunk", size, pl)
@@ -86,8 +86,8 @@ func TestPieceLengthTable(t *testing.T) {
 		}
 		prev = pl
 	}
-	if PieceLength(64<<20) == PieceLength(64<<20+1) {
-		t.Error("64 MiB boundary does not change the table entry")
+	if PieceLength(16<<20) == PieceLength(16<<20+1) {
+		t.Error("16 MiB boundary does not change the table entry")
 	}
 	if got := PieceLength(8 << 30); got != 4<<20 {
 		t.Errorf("GiB blobs get %d pieces, want 4 MiB", got)

@@ -39,6 +39,8 @@ type Config struct {
 	// Bin is a blobswarm binary to measure instead of one built from this
 	// working tree, e.g. an older commit's for a before/after comparison.
 	Bin string
+	// SwarmOnly skips the central rollout, for tuning runs.
+	SwarmOnly bool
 }
 
 // Defaults is the small shape that runs in about a minute.
@@ -68,6 +70,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Out, "out", c.Out, "directory for fleet.png (none when empty)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "blobs each client fetches at once (containerd's default is 3)")
 	fs.StringVar(&c.Bin, "bin", c.Bin, "blobswarm binary to measure (default: built from this working tree)")
+	fs.BoolVar(&c.SwarmOnly, "swarm-only", c.SwarmOnly, "skip the central rollout (tuning runs)")
 }
 
 // WithDefaults fills what was left to follow other settings.

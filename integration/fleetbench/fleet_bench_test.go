@@ -79,6 +79,9 @@ func BenchmarkFleet(b *testing.B) {
 		if run%2 == 0 {
 			modes[0], modes[1] = modes[1], modes[0]
 		}
+		if c.SwarmOnly {
+			modes = []string{fleetbench.Swarm}
+		}
 		for _, mode := range modes {
 			res := f.rollout(b, mode, run)
 			log.Info("rollout done", "mode", mode, "run", run, "all_done", res.AllDone().Round(time.Millisecond),

@@ -192,8 +192,10 @@ func (l *Lab) build(ctx context.Context) error {
 // shape caps what leaves dev at rate, after an optional delay.
 func shape(ns, dev string, rate Rate, delay time.Duration, mtu int) [][]string {
 	// The bucket must hold a few milliseconds of traffic at the rate (the
-	// kernel refills it per tick) and at least a few full-size frames.
-	burst := max(int64(rate.BytesPerSecond()*0.004), 32<<10, int64(4*mtu))
+	// kernel refills it per tick) and a whole GSO super-packet (64 KiB):
+	// tbf splits a packet larger than its bucket in software, CPU the
+	// emulation should not spend on these 2 cores.
+	burst := max(int64(rate.BytesPerSecond()*0.004), 128<<10, int64(4*mtu))
 	tbf := []string{"tbf", "rate", strconv.FormatInt(int64(rate), 10) + "bit",
 		"burst", strconv.FormatInt(burst, 10), "latency", "50ms"}
 	if delay <= 0 {

@@ -42,7 +42,10 @@ type Config struct {
 	MetainfoWait    time.Duration `yaml:"metainfo-wait"`
 	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
 	UploadRate      int64         `yaml:"upload-rate"`
-	LogLevel        string        `yaml:"log-level"`
+	// SeedWindow is how many bytes of pieces the seeder offers each peer
+	// ahead of what it has (superseed.Config.Window).
+	SeedWindow int64  `yaml:"seed-window"`
+	LogLevel   string `yaml:"log-level"`
 	// TLSCert and TLSKey make the HTTP endpoints HTTPS; CA adds an
 	// authority to trust for upstream registries.
 	TLSCert string `yaml:"tls-cert"`
@@ -90,6 +93,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("upstream-timeout: must be positive")
 	case c.UploadRate < 0:
 		return fmt.Errorf("upload-rate: must not be negative")
+	case c.SeedWindow < 0:
+		return fmt.Errorf("seed-window: must not be negative")
 	}
 	if _, err := net.ResolveTCPAddr("tcp", c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -94,7 +94,7 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := superseed.New(superseed.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate}, st, log.With("component", "seeder"))
+	srv, err := superseed.New(superseed.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow}, st, log.With("component", "seeder"))
 	if err != nil {
 		return nil, err
 	}

@@ -150,16 +150,26 @@ func (c *conn) cancel(r pp.RequestSpec) {
 	}
 }
 
-// next takes the queued offers and the next request.
+// next takes the queued offers and the next request: the earliest asked
+// for of the lowest piece, so that pieces complete one after the other
+// and the peer can pass each on as soon as possible, rather than all of
+// them growing together and none being tradable until the end.
 func (c *conn) next() (haves []int, r pp.RequestSpec, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	haves, c.haves = c.haves, nil
-	if len(c.reqs) > 0 {
-		r, ok = c.reqs[0], true
-		c.reqs = c.reqs[1:]
+	if len(c.reqs) == 0 {
+		return haves, r, false
 	}
-	return haves, r, ok
+	best := 0
+	for i, q := range c.reqs {
+		if q.Index < c.reqs[best].Index {
+			best = i
+		}
+	}
+	r = c.reqs[best]
+	c.reqs = append(c.reqs[:best], c.reqs[best+1:]...)
+	return haves, r, true
 }
 
 // write sends offers, then chunks, flushing when there is nothing left to

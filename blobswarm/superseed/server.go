@@ -43,8 +43,10 @@ type Config struct {
 	// UploadRate caps piece data in bytes/s; 0 is unlimited.
 	UploadRate int64
 	// Window is how many bytes of pieces a peer is offered ahead of what
-	// it has (default 8 MiB, at least two pieces): a lone peer then gets
-	// the blob at link speed, and in a fleet each piece starts at one peer.
+	// it has (default 2 MiB, at least two pieces). Small, so the seeder's
+	// link carries few pieces at a time and each completes, and can be
+	// passed on, early: on the fleet bench 2 MiB beat 8 MiB (4 hosts
+	// 7.4-7.7 s against 8.2 s, 8 hosts 9.7-10.0 s against 10.3-10.9 s).
 	Window int64
 	// Patience is how long a peer with nothing offered may gain no piece
 	// before the seeder offers it one that others have (default 3s).
@@ -58,7 +60,7 @@ func (c Config) withDefaults() Config {
 		c.ListenAddr = ":6881"
 	}
 	if c.Window <= 0 {
-		c.Window = 8 << 20
+		c.Window = 2 << 20
 	}
 	if c.Patience <= 0 {
 		c.Patience = 3 * time.Second

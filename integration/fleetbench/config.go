@@ -41,6 +41,9 @@ type Config struct {
 	Bin string
 	// SwarmOnly skips the central rollout, for tuning runs.
 	SwarmOnly bool
+	// TrackerFlags and MirrorFlags are added to every tracker's and
+	// mirror's command line (space-separated), for tuning runs.
+	TrackerFlags, MirrorFlags string
 }
 
 // Defaults is the small shape that runs in about a minute.
@@ -71,6 +74,8 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "blobs each client fetches at once (containerd's default is 3)")
 	fs.StringVar(&c.Bin, "bin", c.Bin, "blobswarm binary to measure (default: built from this working tree)")
 	fs.BoolVar(&c.SwarmOnly, "swarm-only", c.SwarmOnly, "skip the central rollout (tuning runs)")
+	fs.StringVar(&c.TrackerFlags, "tracker-flags", c.TrackerFlags, "extra flags for the tracker, space-separated (tuning runs)")
+	fs.StringVar(&c.MirrorFlags, "mirror-flags", c.MirrorFlags, "extra flags for every mirror, space-separated (tuning runs)")
 }
 
 // WithDefaults fills what was left to follow other settings.

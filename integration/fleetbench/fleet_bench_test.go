@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -199,9 +200,11 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	var swarmArgs []string
 	if mode == fleetbench.Swarm {
 		addr := f.origin.Addr.String()
-		tr := f.start(b, "tracker", f.origin.Command(context.Background(), f.bin, "tracker",
+		args := append([]string{"tracker",
 			"--listen", net.JoinHostPort(addr, trackerPort), "--peer-listen", net.JoinHostPort(addr, peerPort),
-			"--data", filepath.Join(data, "tracker"), "--upstream", upstream, "--log-level", "warn"))
+			"--data", filepath.Join(data, "tracker"), "--upstream", upstream, "--log-level", "warn"},
+			strings.Fields(f.cfg.TrackerFlags)...)
+		tr := f.start(b, "tracker", f.origin.Command(context.Background(), f.bin, args...))
 		procs = append(procs, tr)
 		trackerURL := "http://" + net.JoinHostPort(addr, trackerPort)
 		f.waitReady(b, f.origin, trackerURL+"/readyz", tr)
@@ -212,6 +215,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		addr := h.Addr.String()
 		args := []string{"mirror", "--listen", net.JoinHostPort(addr, mirrorPort), "--data", filepath.Join(data, h.Name),
 			"--upstream", upstream, "--log-level", "warn"}
+		args = append(args, strings.Fields(f.cfg.MirrorFlags)...)
 		if swarmArgs != nil {
 			args = append(append(args, swarmArgs...), "--peer-listen", net.JoinHostPort(addr, peerPort))
 		}

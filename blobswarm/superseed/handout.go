@@ -1,6 +1,10 @@
 package superseed
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"time"
+)
 
 // handout is the super-seeding policy for one blob: which pieces the seeder
 // advertises to which peer. A peer can only ask for what it was offered, so
@@ -109,7 +113,9 @@ func (h *handout) offered(peer, piece int) bool {
 // with nothing offered and nothing gained.
 func (h *handout) tick(now time.Time) []offer {
 	var out []offer
-	for id, p := range h.peers {
+	// In peer order, so the outcome does not depend on map iteration.
+	for _, id := range slices.Sorted(maps.Keys(h.peers)) {
+		p := h.peers[id]
 		if p.missing == 0 || p.pending > 0 || now.Sub(p.lastGain) < h.patience {
 			continue
 		}

@@ -196,7 +196,7 @@ func TestMisbehavingPeersAreDropped(t *testing.T) {
 	sd := seed(t, 4<<20, Config{Window: 256 << 10}) // 16 pieces, 2 offered at a time
 	ih := metainfo.HashBytes(sd.infoBytes)
 	cases := map[string]pp.Message{
-		"request for a piece not offered": {Type: pp.Request, Index: 9, Begin: 0, Length: 16 << 10},
+		"request for a piece not offered": {Type: pp.Request, Index: 40, Begin: 0, Length: 16 << 10},
 		"request past the piece's end":    {Type: pp.Request, Index: 0, Begin: 256<<10 - 1, Length: 16 << 10},
 		"oversized request":               {Type: pp.Request, Index: 0, Begin: 0, Length: 1 << 20},
 		"a piece sent to the seeder":      {Type: pp.Piece, Index: 0, Begin: 0, Piece: []byte("x")},

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"runtime"
 	"strings"
@@ -100,6 +101,14 @@ func (c Config) Endpoints() (map[string]upstream.Endpoint, error) {
 func (c Config) Validate() error {
 	if c.Listen == "" {
 		return fmt.Errorf("listen: must not be empty")
+	}
+	// Checked here, not first at net.Listen, which comes after the data
+	// dir is created.
+	if _, err := net.ResolveTCPAddr("tcp", c.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if _, err := net.ResolveTCPAddr("tcp", c.PeerListen); err != nil {
+		return fmt.Errorf("peer-listen: %w", err)
 	}
 	if c.Data == "" {
 		return fmt.Errorf("data: must not be empty")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -202,10 +203,17 @@ func (m *Mirror) Handler() http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", m.ready)
 	mux.Handle("/metrics", promhttp.HandlerFor(m.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/v2/", m.serveAPI)
-	mux.HandleFunc("/v2", m.serveAPI)
 	mux.Handle(adminapi.Prefix, m.adminHandler())
-	return mux
+	// ServeMux would redirect /v2/a/../b/... to /v2/b/... and /v2//x to
+	// /v2/x: another repository, or no API path at all. Such a name is
+	// invalid, and the API says so with NAME_INVALID.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
+			m.serveAPI(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (m *Mirror) ready(w http.ResponseWriter, _ *http.Request) {

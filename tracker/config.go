@@ -99,6 +99,10 @@ func (c Config) Validate() error {
 	if _, err := net.ResolveTCPAddr("tcp", c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The seeder listens only after the data dir is created.
+	if _, err := net.ResolveTCPAddr("tcp", c.PeerListen); err != nil {
+		return fmt.Errorf("peer-listen: %w", err)
+	}
 	if _, err := c.announceURL(); err != nil {
 		return fmt.Errorf("announce-url: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -28,7 +29,7 @@ func Load[T any](cmd *cobra.Command, path string, cfg *T, bind func(*pflag.FlagS
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("config file %s: %w", path, err)
+			return fmt.Errorf("config file %s: %w", path, nameKeys(b, err))
 		}
 	}
 	fs := pflag.NewFlagSet(cmd.Name(), pflag.ContinueOnError)
@@ -49,4 +50,38 @@ func Load[T any](cmd *cobra.Command, path string, cfg *T, bind func(*pflag.FlagS
 		}
 	})
 	return err
+}
+
+// nameKeys puts the top-level key in front of each of a decode error's
+// messages: yaml.v3 says only "line 3: cannot unmarshal !!str `lots` into
+// time.Duration", and a user looks for the key, not the Go type.
+func nameKeys(b []byte, err error) error {
+	var te *yaml.TypeError
+	var doc yaml.Node
+	if !errors.As(err, &te) || yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return err
+	}
+	if doc.Content[0].Kind != yaml.MappingNode {
+		return fmt.Errorf("want a mapping of flag names to values: %w", err)
+	}
+	pairs := doc.Content[0].Content
+	msgs := make([]string, len(te.Errors))
+	for i, msg := range te.Errors {
+		msgs[i] = msg
+		var line int
+		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr != nil {
+			continue
+		}
+		// A key's value spans the lines up to the next key.
+		key := ""
+		for j := 0; j+1 < len(pairs); j += 2 {
+			if pairs[j].Line <= line {
+				key = pairs[j].Value
+			}
+		}
+		if key != "" && !strings.Contains(msg, key) {
+			msgs[i] = key + ": " + msg
+		}
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }

@@ -32,10 +32,17 @@ func Render(server string, mirrors []Mirror) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "server = %s\n", strconv.Quote(server))
 	}
+	// A repeated [host."URL"] table makes the file invalid TOML, and
+	// containerd then ignores all of it: pulls would skip every mirror.
+	seen := map[string]bool{}
 	for _, m := range mirrors {
 		if err := checkURL(m.URL); err != nil {
 			return nil, fmt.Errorf("mirror: %w", err)
 		}
+		if seen[m.URL] {
+			return nil, fmt.Errorf("mirror: %q given twice", m.URL)
+		}
+		seen[m.URL] = true
 		fmt.Fprintf(&b, "\n[host.%s]\n  capabilities = [\"pull\", \"resolve\"]\n", strconv.Quote(m.URL))
 		if m.DialTimeout > 0 {
 			fmt.Fprintf(&b, "  dial_timeout = %s\n", strconv.Quote(m.DialTimeout.String()))

@@ -65,9 +65,11 @@ func Parse(path string) (Route, error) {
 			continue
 		}
 		name, ref := rest[:i], rest[i+len(kw):]
-		if name == "" || ref == "" || strings.Contains(ref, "/") {
+		if ref == "" || strings.Contains(ref, "/") {
 			continue
 		}
+		// An empty name (/v2//manifests/x) falls to ParseName: it is an
+		// invalid name, not some other API.
 		if err := ParseName(name); err != nil {
 			return Route{}, err
 		}

@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
 )
@@ -67,6 +69,26 @@ func (a *seedAnnouncer) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// mirrorHasAll reports whether a mirror listed in the swarm has the whole
+// blob. Mirrors that finish drop their connection to the seeder, so only
+// the tracker still knows they are there.
+func mirrorHasAll(peers peerstore.Store, ih metainfo.Hash) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	// Seeders are handed out first; besides the tracker replicas' own,
+	// a few more are enough to find a mirror among them.
+	ps, err := peers.Peers(ctx, ih, 8)
+	if err != nil {
+		return false
+	}
+	for _, p := range ps {
+		if p.Seeder() && !bytes.HasPrefix(p.ID[:], []byte(peernet.SeederPeerIDPrefix)) {
+			return true
+		}
+	}
+	return false
 }
 
 // resolveSeeder turns the seeder's address as mirrors see it (host:port,

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,7 +95,10 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := superseed.New(superseed.Config{ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow}, st, log.With("component", "seeder"))
+	srv, err := superseed.New(superseed.Config{
+		ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow,
+		CompleteElsewhere: func(ih metainfo.Hash) bool { return mirrorHasAll(peers, ih) },
+	}, st, log.With("component", "seeder"))
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,10 @@ type handout struct {
 	// offers counts every piece advertised, for the seeder's metrics.
 	offers int
 	peers  map[int]*peerState
+	// elsewhere says a peer the seeder is not connected to has the whole
+	// blob (a mirror that finished drops its connection to the seeder):
+	// then nothing is uncovered, and newcomers get it from the fleet.
+	elsewhere bool
 }
 
 type peerState struct {
@@ -131,6 +135,9 @@ func (h *handout) tick(now time.Time) []offer {
 // client streams the blob from the start), until its window is full.
 func (h *handout) topUp(peer int, out []offer) []offer {
 	p := h.peers[peer]
+	if h.elsewhere {
+		return out
+	}
 	for i := 0; i < len(h.avail) && p.pending < h.window; i++ {
 		if !p.has[i] && !p.offered[i] && h.avail[i] == 0 && h.inflight[i] == 0 {
 			out = append(out, h.give(peer, p, i))

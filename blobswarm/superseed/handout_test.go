@@ -133,6 +133,19 @@ func TestHandoutPatience(t *testing.T) {
 	}
 }
 
+// With the whole blob somewhere in the fleet, a newcomer is offered
+// nothing but what its patience earns: the seeder is not its source.
+func TestHandoutCompleteElsewhere(t *testing.T) {
+	h := newHandout(4, 2, time.Second)
+	h.elsewhere = true
+	if o := h.join(1, t0); len(o) != 0 {
+		t.Fatalf("offers with a complete peer elsewhere: %v", o)
+	}
+	if o := pieces(h.tick(t0.Add(time.Second)), 1); !slices.Equal(o, []int{0}) {
+		t.Fatalf("after its patience the newcomer got %v, want [0]", o)
+	}
+}
+
 // Out-of-range pieces and unknown peers change nothing.
 func TestHandoutIgnoresBadInput(t *testing.T) {
 	h := newHandout(2, 1, time.Second)

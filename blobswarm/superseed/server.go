@@ -53,6 +53,10 @@ type Config struct {
 	Patience time.Duration
 	// HandshakeTimeout bounds the BitTorrent handshake (default 2s).
 	HandshakeTimeout time.Duration
+	// CompleteElsewhere, when set, reports whether a peer other than the
+	// seeder has the whole blob of an infohash (the tracker's peer store
+	// knows); the seeder then leaves newcomers to the fleet.
+	CompleteElsewhere func(metainfo.Hash) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -288,10 +292,17 @@ func (s *Server) tick() {
 			}
 			s.mu.Unlock()
 			for _, t := range ts {
+				if t.peers() > 0 {
+					t.setElsewhere(s.completeElsewhere(t.hash))
+				}
 				t.tick(now)
 			}
 		}
 	}
+}
+
+func (s *Server) completeElsewhere(ih metainfo.Hash) bool {
+	return s.cfg.CompleteElsewhere != nil && s.cfg.CompleteElsewhere(ih)
 }
 
 func (s *Server) allowed(a net.Addr) bool {
@@ -321,6 +332,7 @@ func (s *Server) serve(nc net.Conn) error {
 	}
 	c := newConn(s, t, nc)
 	defer c.close()
+	t.setElsewhere(s.completeElsewhere(t.hash))
 	if !t.add(c) {
 		return errors.New("torrent dropped")
 	}
@@ -397,6 +409,18 @@ func (t *blob) mayRequest(c *conn, piece int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.policy.offered(c.id, piece)
+}
+
+func (t *blob) peers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+func (t *blob) setElsewhere(v bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.policy.elsewhere = v
 }
 
 func (t *blob) tick(now time.Time) {

@@ -54,5 +54,10 @@ func TestRollout(t *testing.T) {
 		if n := fromSwarm(late); n < size {
 			t.Errorf("the late mirror received %.0f bytes from the swarm, want the whole image (%.0f)", n, size)
 		}
+		// The fleet has it all: the seeder leaves the newcomer to them
+		// (a piece or two if it waited out its patience at most).
+		if n := late.Metric(receivedMetric, "source", "seeder"); n > size/10 {
+			t.Errorf("the late mirror received %.0f bytes from the tracker's seeder, want them from the other mirrors", n)
+		}
 	})
 }

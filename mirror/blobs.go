@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
@@ -60,8 +61,8 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 	if status == http.StatusRequestedRangeNotSatisfiable {
 		return
 	}
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
+	buf, release := streamBuffer()
+	defer release()
 	n, err := io.CopyBuffer(writerOnly{w}, fl.NewReader(r.Context(), rng.Start, rng.Length()), *buf)
 	m.metrics.bytesServed.Add(float64(n))
 	if err != nil {
@@ -254,6 +255,29 @@ func (a *advancingWriter) Write(b []byte) (int, error) {
 // reader wake-up, and at 32 KiB that overhead held a cold miss to a quarter
 // of the origin's throughput (see BENCHMARKS.md).
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// bigStreams counts the client streams of a miss reading through a 1 MiB
+// copy buffer. There is one stream per client, not per fetch: 500 clients
+// of one cold blob held 500 such buffers, 550 MiB of RSS. Past
+// maxBigStreams a stream gets a small buffer instead: more CPU per byte
+// (BENCHMARKS.md, Load), but memory that grows by 64 KiB per client.
+var bigStreams atomic.Int64
+
+const maxBigStreams = 32
+
+var smallBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// streamBuffer returns the buffer one client stream copies through and
+// the function that gives it back.
+func streamBuffer() (*[]byte, func()) {
+	if bigStreams.Add(1) <= maxBigStreams {
+		buf := copyBuffers.Get().(*[]byte)
+		return buf, func() { copyBuffers.Put(buf); bigStreams.Add(-1) }
+	}
+	bigStreams.Add(-1)
+	buf := smallBuffers.Get().(*[]byte)
+	return buf, func() { smallBuffers.Put(buf) }
+}
 
 // writerOnly hides the ResponseWriter's ReadFrom, which would otherwise
 // copy in its own 32 KiB chunks and ignore our buffer.

@@ -1,14 +1,9 @@
 package mirror_test
 
 import (
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
 )
@@ -18,7 +13,6 @@ import (
 // neither listen nor create its data dir.
 func TestBadConfig(t *testing.T) {
 	t.Parallel()
-	bin := harness.Binary(t)
 	for _, c := range []struct {
 		what    string
 		args    []string
@@ -69,29 +63,7 @@ func TestBadConfig(t *testing.T) {
 				args = append(args, "--config", cfg)
 			}
 			args = append(args, c.args...)
-			runBadConfig(t, bin, args, data, c.mention)
+			harness.RejectsConfig(t, args, data, c.mention)
 		})
-	}
-}
-
-// runBadConfig runs the binary, which must exit non-zero before it
-// starts anything, saying what was wrong.
-func runBadConfig(t *testing.T, bin string, args []string, data, mention string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	var exit *exec.ExitError
-	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() == 0 {
-		t.Fatalf("%v: %v (%v), want a quick non-zero exit\n%s", args, err, ctx.Err(), out)
-	}
-	if !strings.Contains(string(out), mention) {
-		t.Errorf("%v said %q, which does not name %s", args, out, mention)
-	}
-	if strings.Contains(string(out), "listening") {
-		t.Errorf("%v started listening before rejecting its config:\n%s", args, out)
-	}
-	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("%v created its data dir %s (%v)", args, data, err)
 	}
 }

@@ -1,14 +1,10 @@
 package tracker_test
 
 import (
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
 )
@@ -18,7 +14,6 @@ import (
 // neither listen nor create its data dir.
 func TestBadConfig(t *testing.T) {
 	t.Parallel()
-	bin := harness.Binary(t)
 	for _, c := range []struct {
 		what    string
 		args    []string
@@ -62,22 +57,7 @@ func TestBadConfig(t *testing.T) {
 				args = append(args, "--config", cfg)
 			}
 			args = append(args, c.args...)
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-			var exit *exec.ExitError
-			if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() == 0 {
-				t.Fatalf("%v: %v (%v), want a quick non-zero exit\n%s", args, err, ctx.Err(), out)
-			}
-			if !strings.Contains(string(out), c.mention) {
-				t.Errorf("%v said %q, which does not name %s", args, out, c.mention)
-			}
-			if strings.Contains(string(out), "listening") {
-				t.Errorf("%v started listening before rejecting its config:\n%s", args, out)
-			}
-			if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("%v created its data dir %s (%v)", args, data, err)
-			}
+			harness.RejectsConfig(t, args, data, c.mention)
 		})
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,7 +103,7 @@ func newFaultLab(t *testing.T) *faultLab {
 	f := &faultLab{bin: bin, lab: lab, origin: lab.Host("origin"), mirrors: lab.Hosts()[1:], root: root}
 	f.registry = net.JoinHostPort(f.origin.Addr.String(), faultRegistryPort)
 	o := f.start(t, f.origin, "origin", "origin", "--listen", f.registry, "--data", filepath.Join(root, "origin"))
-	f.waitReady(t, f.origin, "http://"+f.registry+"/v2/", o)
+	f.origin.WaitReady(t, "http://"+f.registry+"/v2/", o)
 	return f
 }
 
@@ -127,7 +126,7 @@ func (f *faultLab) url(r replica) string {
 }
 
 // startTracker runs a tracker (and its seeder) on the origin host.
-func (f *faultLab) startTracker(t *testing.T, r replica) *daemon {
+func (f *faultLab) startTracker(t *testing.T, r replica) *netlab.Proc {
 	t.Helper()
 	addr := f.origin.Addr.String()
 	args := []string{"tracker", "--listen", net.JoinHostPort(addr, r.port), "--peer-listen", net.JoinHostPort(addr, r.peerPort),
@@ -136,7 +135,7 @@ func (f *faultLab) startTracker(t *testing.T, r replica) *daemon {
 		args = append(args, "--redis", r.redis)
 	}
 	d := f.start(t, f.origin, r.name, args...)
-	f.waitReady(t, f.origin, f.url(r)+"/readyz", d)
+	f.origin.WaitReady(t, f.url(r)+"/readyz", d)
 	return d
 }
 
@@ -145,7 +144,7 @@ type faultMirror struct {
 	host *netlab.Host
 	url  string
 	data string
-	proc *daemon
+	proc *netlab.Proc
 }
 
 // startMirrors runs a mirror on every mirror host, with the given
@@ -163,7 +162,7 @@ func (f *faultLab) startMirrors(t *testing.T, trackers []replica, extra ...strin
 		}
 		args = append(args, extra...)
 		m.proc = f.start(t, h, h.Name+"-mirror", args...)
-		f.waitReady(t, h, m.url+"/readyz", m.proc)
+		h.WaitReady(t, m.url+"/readyz", m.proc)
 		ms = append(ms, m)
 	}
 	return ms
@@ -295,7 +294,7 @@ func checkPulled(t *testing.T, ms []*faultMirror, errs []error) {
 	}
 	if t.Failed() {
 		for _, m := range ms {
-			t.Logf("%s logs (tail):\n%s", m.host.Name, m.proc.tail())
+			t.Logf("%s logs (tail):\n%s", m.host.Name, m.proc.Tail())
 		}
 		t.FailNow()
 	}
@@ -437,7 +436,7 @@ func TestTrackerKilledMidRollout(t *testing.T) {
 		}
 		return got >= total/4
 	})
-	tracker.kill()
+	tracker.Kill()
 	t.Log("tracker killed")
 	select {
 	case <-done:
@@ -464,82 +463,10 @@ func TestTrackerKilledMidRollout(t *testing.T) {
 	checkOriginServedOnce(t, f, before, next)
 }
 
-// daemon is a process running inside a host, its output in a file.
-type daemon struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
 // start runs the blobswarm binary inside h.
-func (f *faultLab) start(t *testing.T, h *netlab.Host, name string, args ...string) *daemon {
+func (f *faultLab) start(t *testing.T, h *netlab.Host, name string, args ...string) *netlab.Proc {
 	t.Helper()
-	return f.startProgram(t, h, name, f.bin, args...)
-}
-
-func (f *faultLab) startProgram(t *testing.T, h *netlab.Host, name, program string, args ...string) *daemon {
-	t.Helper()
-	d := &daemon{name: name, cmd: h.Command(context.Background(), program, args...),
-		log: filepath.Join(f.root, name+".log"), done: make(chan struct{})}
-	out, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd.Stdout, d.cmd.Stderr = out, out
-	if err := d.cmd.Start(); err != nil {
-		out.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		d.cmd.Wait()
-		out.Close()
-		close(d.done)
-	}()
-	t.Cleanup(d.kill)
-	return d
-}
-
-// kill ends the process with SIGKILL (`ip netns exec` execs it, so the
-// pid is its own) and waits for it.
-func (d *daemon) kill() {
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
-}
-
-func (d *daemon) tail() string {
-	b, err := os.ReadFile(d.log)
-	if err != nil {
-		return err.Error()
-	}
-	return string(b[max(0, len(b)-4096):])
-}
-
-// waitReady polls url from inside h until it answers 200.
-func (f *faultLab) waitReady(t *testing.T, h *netlab.Host, url string, d *daemon) {
-	t.Helper()
-	client := h.HTTPClient()
-	client.Timeout = 2 * time.Second
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = errors.New(resp.Status)
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("%s exited before it was ready: %s", d.name, d.tail())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready at %s after 30s (%v): %s", d.name, url, err, d.tail())
-		}
-	}
+	return netlab.Start(t, name, f.root, h.Command(context.Background(), f.bin, args...))
 }
 
 // TestReplicaKilledMidRollout runs two tracker replicas on one Redis, both
@@ -552,7 +479,7 @@ func TestReplicaKilledMidRollout(t *testing.T) {
 	r1 := f.newReplica("tracker1", faultTrackerPort, faultPeerPort)
 	r2 := f.newReplica("tracker2", "7071", "6882")
 	replicas := []replica{r1, r2}
-	procs := make([]*daemon, len(replicas))
+	procs := make([]*netlab.Proc, len(replicas))
 	for i := range replicas {
 		replicas[i].redis = redisURL
 		procs[i] = f.startTracker(t, replicas[i])
@@ -583,7 +510,7 @@ func TestReplicaKilledMidRollout(t *testing.T) {
 	if most <= 0 {
 		t.Fatal("neither replica's seeder sent anything; the test proves nothing")
 	}
-	procs[victim].kill()
+	procs[victim].Kill()
 	t.Logf("killed %s after its seeder sent %.1f MiB", replicas[victim].name, most/(1<<20))
 	select {
 	case <-done:
@@ -610,17 +537,17 @@ func (f *faultLab) startRedis(t *testing.T) string {
 		t.Fatal(err)
 	}
 	const addr = "127.0.0.1:6379"
-	d := f.startProgram(t, f.origin, "redis", bin, "--bind", "127.0.0.1", "--port", "6379",
-		"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no")
+	d := netlab.Start(t, "redis", f.root, f.origin.Command(context.Background(), bin, "--bind", "127.0.0.1", "--port", "6379",
+		"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no"))
 	deadline := time.Now().Add(30 * time.Second)
 	for !redisAnswers(t.Context(), f.origin, addr) {
 		select {
-		case <-d.done:
-			t.Fatalf("redis-server exited before it was ready: %s", d.tail())
+		case <-d.Done():
+			t.Fatalf("redis-server exited before it was ready: %s", d.Tail())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server not ready at %s after 30s: %s", addr, d.tail())
+			t.Fatalf("redis-server not ready at %s after 30s: %s", addr, d.Tail())
 		}
 	}
 	return "redis://" + addr + "/0"

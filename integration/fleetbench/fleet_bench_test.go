@@ -3,20 +3,16 @@ package fleetbench_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -119,7 +115,7 @@ type fleet struct {
 	origin     *netlab.Host
 	mirrors    []*netlab.Host
 	registry   string // host:port, as in image references
-	originProc *proc
+	originProc *netlab.Proc
 	root       string // every file the benchmark writes
 	logs       string // every process's output, kept for a failure
 }
@@ -163,8 +159,8 @@ func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
 	})
 	f.lab, f.origin, f.mirrors = lab, lab.Host("origin"), lab.Hosts()[1:]
 	f.registry = net.JoinHostPort(f.origin.Addr.String(), registryPort)
-	f.originProc = f.start(b, "origin", fleetbench.OriginCommand(context.Background(), f.origin, filepath.Join(root, "origin"), f.registry))
-	f.waitReady(b, f.origin, "http://"+f.registry+"/v2/", f.originProc)
+	f.originProc = netlab.Start(b, "origin", f.logs, fleetbench.OriginCommand(context.Background(), f.origin, filepath.Join(root, "origin"), f.registry))
+	f.origin.WaitReady(b, "http://"+f.registry+"/v2/", f.originProc)
 	return f
 }
 
@@ -190,10 +186,10 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	}
 	defer os.RemoveAll(data)
 
-	var procs []*proc
+	var procs []*netlab.Proc
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			p.Stop()
 		}
 	}()
 	upstream := f.registry + "=http://" + f.registry
@@ -204,10 +200,10 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 			"--listen", net.JoinHostPort(addr, trackerPort), "--peer-listen", net.JoinHostPort(addr, peerPort),
 			"--data", filepath.Join(data, "tracker"), "--upstream", upstream, "--log-level", "warn"},
 			strings.Fields(f.cfg.TrackerFlags)...)
-		tr := f.start(b, "tracker", f.origin.Command(context.Background(), f.bin, args...))
+		tr := netlab.Start(b, "tracker", f.logs, f.origin.Command(context.Background(), f.bin, args...))
 		procs = append(procs, tr)
 		trackerURL := "http://" + net.JoinHostPort(addr, trackerPort)
-		f.waitReady(b, f.origin, trackerURL+"/readyz", tr)
+		f.origin.WaitReady(b, trackerURL+"/readyz", tr)
 		swarmArgs = []string{"--tracker", trackerURL}
 	}
 	mirrorURLs := make([]string, len(f.mirrors))
@@ -219,10 +215,10 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		if swarmArgs != nil {
 			args = append(append(args, swarmArgs...), "--peer-listen", net.JoinHostPort(addr, peerPort))
 		}
-		p := f.start(b, h.Name+"-mirror", h.Command(context.Background(), f.bin, args...))
+		p := netlab.Start(b, h.Name+"-mirror", f.logs, h.Command(context.Background(), f.bin, args...))
 		procs = append(procs, p)
 		mirrorURLs[i] = "http://" + net.JoinHostPort(addr, mirrorPort)
-		f.waitReady(b, h, mirrorURLs[i]+"/readyz", p)
+		h.WaitReady(b, mirrorURLs[i]+"/readyz", p)
 	}
 
 	originBefore := f.counters(b, f.origin)
@@ -252,7 +248,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 			reports[i], errs[i] = fleetbench.ReadPullReport(out)
 		})
 	}
-	daemons := append([]*proc{f.originProc}, procs...)
+	daemons := append([]*netlab.Proc{f.originProc}, procs...)
 	time.Sleep(time.Until(t0))
 	cpu0, err := fleetbench.ReadCPU()
 	if err != nil {
@@ -305,13 +301,13 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 }
 
 // cpuOf sums the CPU time the processes used so far.
-func cpuOf(b *testing.B, procs []*proc) time.Duration {
+func cpuOf(b *testing.B, procs []*netlab.Proc) time.Duration {
 	b.Helper()
 	var sum time.Duration
 	for _, p := range procs {
-		d, err := harness.CPUTime(p.cmd.Process.Pid)
+		d, err := harness.CPUTime(p.Pid())
 		if err != nil {
-			b.Fatalf("%s: %v", p.name, err)
+			b.Fatalf("%s: %v", p.Name, err)
 		}
 		sum += d
 	}
@@ -328,84 +324,10 @@ func (f *fleet) counters(b *testing.B, h *netlab.Host) netlab.Counters {
 }
 
 // fail ends the benchmark with the logs of the processes involved.
-func (f *fleet) fail(b *testing.B, procs []*proc, format string, args ...any) {
+func (f *fleet) fail(b *testing.B, procs []*netlab.Proc, format string, args ...any) {
 	b.Helper()
 	for _, p := range procs {
-		b.Logf("%s logs (tail):\n%s", p.name, p.tail())
+		b.Logf("%s logs (tail):\n%s", p.Name, p.Tail())
 	}
 	b.Fatalf(format, args...)
-}
-
-// proc is a process running inside a host, its output in a file.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-func (f *fleet) start(b *testing.B, name string, cmd *exec.Cmd) *proc {
-	b.Helper()
-	p := &proc{name: name, cmd: cmd, log: filepath.Join(f.logs, name+".log"), done: make(chan struct{})}
-	out, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		b.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	b.Cleanup(p.stop)
-	return p
-}
-
-// stop ends the process with SIGTERM, and SIGKILL if it lingers.
-func (p *proc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) tail() string {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return err.Error()
-	}
-	return string(b[max(0, len(b)-4096):])
-}
-
-// waitReady polls url from inside h until it answers 200.
-func (f *fleet) waitReady(b *testing.B, h *netlab.Host, url string, p *proc) {
-	b.Helper()
-	client := h.HTTPClient()
-	client.Timeout = 2 * time.Second
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = errors.New(resp.Status)
-		}
-		select {
-		case <-p.done:
-			b.Fatalf("%s exited before it was ready: %s", p.name, p.tail())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s not ready at %s after 30s (%v): %s", p.name, url, err, p.tail())
-		}
-	}
 }

@@ -210,23 +210,29 @@ func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref Bl
 // originSource fetches blobs straight from their upstream registry.
 type originSource struct{ m *Mirror }
 
+// When the swarm fell short, the bytes it verified stay: only the rest is
+// asked for, with a Range request.
 func (o *originSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight) error {
 	m := o.m
-	body, size, err := m.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
+	p := fl.Partial()
+	body, start, size, err := m.upstream.GetBlobFrom(ctx, ref.Registry, ref.Repo, ref.Digest, p.Resume())
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	if err := fl.Partial().Reserve(size); err != nil {
+	if start == 0 {
+		p.Rewind()
+	}
+	if err := p.Reserve(size); err != nil {
 		return err
 	}
 	fl.SetSize(size)
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	n, err := io.CopyBuffer(&advancingWriter{p: fl.Partial(), fl: fl}, body, *buf)
+	n, err := io.CopyBuffer(&advancingWriter{p: p, fl: fl, off: start}, body, *buf)
 	m.metrics.originBytes.Add(float64(n))
-	if err == nil && n != size {
-		err = fmt.Errorf("got %d of %d bytes", n, size)
+	if err == nil && start+n != size {
+		err = fmt.Errorf("got %d of %d bytes", start+n, size)
 	}
 	if err != nil {
 		return m.upstream.StatusError(ref.Registry, http.StatusBadGateway, fmt.Sprintf("reading blob %s: %v", ref.Digest, err))

@@ -67,6 +67,24 @@ func (p *Partial) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Resume makes the next Write append right after the hashed prefix (the
+// verified bytes a swarm download left) and returns its length, so another
+// source can fetch only the rest.
+func (p *Partial) Resume() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.written = p.hashed
+	return p.hashed
+}
+
+// Rewind makes the next Write start at the beginning again, for a source
+// that can only send the whole blob.
+func (p *Partial) Rewind() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.written = 0
+}
+
 // WriteAt writes at any offset, beyond what HashPrefix was told is final.
 func (p *Partial) WriteAt(b []byte, off int64) (int, error) { return p.f.WriteAt(b, off) }
 

@@ -200,14 +200,24 @@ func checkOriginServed(t *testing.T, f *fleet, image testimage.Pushed, n int) {
 // digest, and nothing half-written is left behind.
 func checkStored(t *testing.T, m *mirror, image testimage.Pushed) {
 	t.Helper()
+	var ds []digest.Digest
+	for _, b := range image.Blobs() {
+		ds = append(ds, b.Digest)
+	}
+	checkStoredBlobs(t, m, ds...)
+}
+
+// checkStoredBlobs is checkStored for the given blobs.
+func checkStoredBlobs(t *testing.T, m *mirror, ds ...digest.Digest) {
+	t.Helper()
 	harness.Eventually(t, m.name+" done fetching", func() bool { return m.Metric(inflightMetric) == 0 })
 	if partial, err := os.ReadDir(filepath.Join(m.data, "tmp")); err != nil || len(partial) != 0 {
 		t.Errorf("%s: tmp/ holds %d partial files (%v) after every fetch ended", m.name, len(partial), err)
 	}
 	stored := harness.StoredBlobs(t, m.data)
-	for _, b := range image.Blobs() {
-		if !slices.Contains(stored, b.Digest) {
-			t.Errorf("%s did not store %s", m.name, b.Digest)
+	for _, d := range ds {
+		if !slices.Contains(stored, d) {
+			t.Errorf("%s did not store %s", m.name, d)
 		}
 	}
 }

@@ -428,14 +428,7 @@ func TestTrackerKilledMidRollout(t *testing.T) {
 	defer cancel()
 	done := rollout(ctx, ms, f.registry, image)
 
-	total := float64(imageSize(image)) * float64(len(ms))
-	harness.Eventually(t, "the hosts to be a quarter through", func() bool {
-		var got float64
-		for _, m := range ms {
-			got += m.metric(t, faultReceivedMetric)
-		}
-		return got >= total/4
-	})
+	awaitQuarterThrough(t, ms, image)
 	tracker.Kill()
 	t.Log("tracker killed")
 	select {
@@ -469,6 +462,20 @@ func (f *faultLab) start(t *testing.T, h *netlab.Host, name string, args ...stri
 	return netlab.Start(t, name, f.root, h.Command(context.Background(), f.bin, args...))
 }
 
+// awaitQuarterThrough waits until the hosts together hold a quarter of
+// what the rollout brings them, so a fault lands in its middle.
+func awaitQuarterThrough(t *testing.T, ms []*faultMirror, image testimage.Pushed) {
+	t.Helper()
+	total := float64(imageSize(image)) * float64(len(ms))
+	harness.Eventually(t, "the hosts to be a quarter through", func() bool {
+		var got float64
+		for _, m := range ms {
+			got += m.metric(t, faultReceivedMetric)
+		}
+		return got >= total/4
+	})
+}
+
 // TestReplicaKilledMidRollout runs two tracker replicas on one Redis, both
 // in every mirror's tracker list, and kills the one seeding (SIGKILL) while
 // the hosts are part way through an image: the rollout completes, every
@@ -491,14 +498,7 @@ func TestReplicaKilledMidRollout(t *testing.T) {
 	defer cancel()
 	done := rollout(ctx, ms, f.registry, image)
 
-	total := float64(imageSize(image)) * float64(len(ms))
-	harness.Eventually(t, "the hosts to be a quarter through", func() bool {
-		var got float64
-		for _, m := range ms {
-			got += m.metric(t, faultReceivedMetric)
-		}
-		return got >= total/4
-	})
+	awaitQuarterThrough(t, ms, image)
 	// The replica whose seeder has sent the most is the one the fleet
 	// counts on.
 	victim, most := 0, -1.0

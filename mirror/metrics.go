@@ -61,7 +61,7 @@ func newMetrics() *metrics {
 	f(m.staleManifests)
 	f(m.fetchesBySource)
 	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "blobswarm_mirror_origin_fallbacks_total", Help: "Blob fetches that went to the origin because the tracker (reason=tracker) or the swarm (reason=swarm) failed.",
+		Name: "blobswarm_mirror_origin_fallbacks_total", Help: "Blob fetches that went to the origin: all of the blob because the tracker (reason=tracker) or the swarm (reason=swarm) failed, or the pieces a stalled swarm lacked (reason=pieces).",
 	}, []string{"reason"})
 	f(m.fallbacks)
 	return m

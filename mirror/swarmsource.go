@@ -3,10 +3,12 @@ package mirror
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
@@ -43,7 +45,7 @@ func (s *swarmSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight)
 		}
 		return s.fallback(ctx, ref, fl, "tracker", err)
 	}
-	if err := s.swarm.Download(ctx, ref.Digest, info, s.trackers.AnnounceURLs(), fl); err != nil {
+	if err := s.swarm.Download(ctx, ref.Digest, info, s.trackers.AnnounceURLs(), fl, s.pieces(ref)); err != nil {
 		return s.fallback(ctx, ref, fl, "swarm", err)
 	}
 	s.mu.Lock()
@@ -51,6 +53,32 @@ func (s *swarmSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight)
 	s.mu.Unlock()
 	s.m.metrics.fetchesBySource.WithLabelValues("swarm", "ok").Inc()
 	return nil
+}
+
+// pieces reads the spans of ref a stalled swarm download lacks from the
+// origin, counted as a fallback once per blob.
+func (s *swarmSource) pieces(ref BlobRef) swarm.RangeSource {
+	var once sync.Once
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		once.Do(func() { s.m.metrics.fallbacks.WithLabelValues("pieces").Inc() })
+		body, err := s.m.upstream.GetBlobRange(ctx, ref.Registry, ref.Repo, ref.Digest, off, n)
+		if err != nil {
+			return nil, err
+		}
+		return countingBody{body, s.m.metrics.originBytes}, nil
+	}
+}
+
+// countingBody adds what is read to a counter.
+type countingBody struct {
+	io.ReadCloser
+	c prometheus.Counter
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.c.Add(float64(n))
+	return n, err
 }
 
 // fallback fetches from the origin after the swarm path failed. Bytes the

@@ -182,7 +182,7 @@ func fetchSwarm(ctx context.Context, s *Swarm, st *store.Store, d digest.Digest,
 	}
 	fl := flight.New(p)
 	defer fl.Release()
-	if err := s.Download(ctx, d, infoBytes, nil, fl); err != nil {
+	if err := s.Download(ctx, d, infoBytes, nil, fl, nil); err != nil {
 		p.Abort()
 		return err
 	}

@@ -115,13 +115,18 @@ func (s *Swarm) ListenPort() int { return s.client.LocalPort() }
 // prefix; pieces near the front come first so readers stream while the
 // rest arrives. The node uploads what it has from its first verified piece.
 //
+// When no piece data arrives for the stall timeout, the pieces still
+// missing come from fill (if not nil) while the torrent keeps trading;
+// without fill the download ends with ErrStalled.
+//
 // It returns nil once every piece is verified; the caller then commits the
 // partial, finishes the flight and calls Seed so the torrent keeps seeding
 // from the stored file (or Drop if the commit failed). Until then the
 // torrent holds a reference on the flight. On any error (ctx, ErrStalled,
-// bad info bytes) the torrent is gone and the flight released, and the
-// caller aborts the partial and may fall back to the origin.
-func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, fl *flight.Flight) error {
+// a failed fill, bad info bytes) the torrent is gone and the flight
+// released, and the caller aborts the partial and may fall back to the
+// origin.
+func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, fl *flight.Flight, fill RangeSource) error {
 	info, err := s.scheme.Parse(infoBytes, d)
 	if err != nil {
 		return err
@@ -139,7 +144,7 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 		return err
 	}
 	start := time.Now()
-	if err := s.await(ctx, e, &info, fl.Partial()); err != nil {
+	if err := s.await(ctx, e, &info, fl.Partial(), fill); err != nil {
 		s.remove(d)
 		return fmt.Errorf("download %s from swarm: %w", d, err)
 	}
@@ -149,8 +154,17 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 
 // await drives one download to its end, hashing the verified prefix for
 // the commit as it grows.
-func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *store.Partial) error {
+func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *store.Partial, fill RangeSource) error {
 	t := e.t
+	ctx, cancel := context.WithCancel(ctx)
+	var filled chan error // set while the filler runs
+	defer func() {
+		// No write from the filler may land after the caller commits.
+		cancel()
+		if filled != nil {
+			<-filled
+		}
+	}()
 	changes := t.SubscribePieceStateChanges()
 	defer changes.Close()
 	t.DownloadAll()
@@ -175,12 +189,29 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *sto
 			if err := p.HashPrefix(min(int64(verified)*info.PieceLength, info.Length)); err != nil {
 				return err
 			}
+		case err := <-filled:
+			filled = nil
+			if err != nil {
+				return err
+			}
+			// Every piece was verified; Complete fires next.
 		case now := <-tick.C:
 			if n := e.received.Load(); n != last {
 				last, lastAt = n, now
-			} else if now.Sub(lastAt) >= s.cfg.StallTimeout {
-				return fmt.Errorf("%w: nothing received for %s from %d peers", ErrStalled, now.Sub(lastAt).Round(time.Second), len(t.PeerConns()))
+				continue
 			}
+			stalled := now.Sub(lastAt)
+			if stalled < s.cfg.StallTimeout || filled != nil {
+				continue
+			}
+			if fill == nil {
+				return fmt.Errorf("%w: nothing received for %s from %d peers", ErrStalled, stalled.Round(time.Second), len(t.PeerConns()))
+			}
+			s.log.Warn("swarm stalled: taking the missing pieces from the origin", "infohash", t.InfoHash(),
+				"missing_bytes", t.BytesMissing(), "peers", len(t.PeerConns()), "stalled", stalled.Round(time.Millisecond))
+			filled = make(chan error, 1)
+			f := newFiller(t, info, fill)
+			go func() { filled <- f.run(ctx) }()
 		}
 	}
 }

@@ -137,6 +137,13 @@ func storedBytes(t testing.TB, st *store.Store, d digest.Digest) []byte {
 // download's error.
 func download(t testing.TB, s *Swarm, st *store.Store, b testBlob) (*flight.Flight, <-chan error) {
 	t.Helper()
+	return downloadFilling(t, s, st, b, nil)
+}
+
+// downloadFilling is download with a source for the pieces the swarm does
+// not deliver.
+func downloadFilling(t testing.TB, s *Swarm, st *store.Store, b testBlob, fill RangeSource) (*flight.Flight, <-chan error) {
+	t.Helper()
 	p, err := st.NewPartial(b.digest)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +152,7 @@ func download(t testing.TB, s *Swarm, st *store.Store, b testBlob) (*flight.Flig
 	done := make(chan error, 1)
 	go func() {
 		defer fl.Release()
-		err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl)
+		err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl, fill)
 		if err == nil {
 			err = p.Commit()
 		}
@@ -159,6 +166,22 @@ func download(t testing.TB, s *Swarm, st *store.Store, b testBlob) (*flight.Flig
 		done <- s.Seed(b.digest, b.infoBytes, nil)
 	}()
 	return fl, done
+}
+
+// checkStreamed reads the blob from the flight as a client would and waits
+// for the download: both must succeed and the bytes be the blob's.
+func checkStreamed(t testing.TB, fl *flight.Flight, done <-chan error, b testBlob) {
+	t.Helper()
+	streamed, err := io.ReadAll(fl.NewReader(t.Context(), 0, int64(len(b.data))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(streamed, b.data) {
+		t.Fatal("a reader saw bytes that are not the blob")
+	}
 }
 
 // waitFor polls a condition that the swarm reaches on its own.
@@ -254,20 +277,24 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 	}
 }
 
-// corrupt serves a stored blob with every byte flipped.
-type corrupt struct{ *torrentstore.Blob }
+// wrapped serves a stored blob through wrap's pieces.
+type wrapped struct {
+	*torrentstore.Blob
+	wrap func(metainfo.Piece, storage.PieceImpl) storage.PieceImpl
+}
 
-func (c corrupt) OpenTorrent(ctx context.Context, info *metainfo.Info, ih metainfo.Hash) (storage.TorrentImpl, error) {
-	ti, err := c.Blob.OpenTorrent(ctx, info, ih)
+func (w wrapped) OpenTorrent(ctx context.Context, info *metainfo.Info, ih metainfo.Hash) (storage.TorrentImpl, error) {
+	ti, err := w.Blob.OpenTorrent(ctx, info, ih)
 	if err != nil {
 		return ti, err
 	}
 	piece := ti.Piece
-	ti.Piece = func(p metainfo.Piece) storage.PieceImpl { return flipped{piece(p)} }
+	ti.Piece = func(p metainfo.Piece) storage.PieceImpl { return w.wrap(p, piece(p)) }
 	ti.NewReader = nil // read through the pieces
 	return ti, nil
 }
 
+// flipped serves a piece with every byte flipped.
 type flipped struct{ storage.PieceImpl }
 
 func (f flipped) ReadAt(b []byte, off int64) (int, error) {
@@ -280,6 +307,15 @@ func (f flipped) ReadAt(b []byte, off int64) (int, error) {
 
 // corruptPeer runs a plain client at ip whose storage lies about b.
 func corruptPeer(t *testing.T, ip string, b testBlob) netip.AddrPort {
+	t.Helper()
+	return plainPeer(t, ip, b, func(blob *torrentstore.Blob) storage.ClientImpl {
+		return wrapped{blob, func(_ metainfo.Piece, p storage.PieceImpl) storage.PieceImpl { return flipped{p} }}
+	})
+}
+
+// plainPeer runs a plain client at ip that offers b from the storage wrap
+// makes of the stored blob.
+func plainPeer(t *testing.T, ip string, b testBlob, wrap func(*torrentstore.Blob) storage.ClientImpl) netip.AddrPort {
 	t.Helper()
 	st := openStore(t)
 	putBlob(t, st, b)
@@ -301,7 +337,7 @@ func corruptPeer(t *testing.T, ip string, b testBlob) netip.AddrPort {
 	cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  metainfo.HashBytes(b.infoBytes),
 		InfoBytes: b.infoBytes,
-		Storage:   corrupt{blob},
+		Storage:   wrap(blob),
 	})
 	return netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(cl.LocalPort()))
 }
@@ -325,16 +361,7 @@ func TestCorruptPeerIsBannedAndBlobStillCompletes(t *testing.T) {
 	if err := leecher.addPeers(b.digest, addr(honest, seederIP)); err != nil {
 		t.Fatal(err)
 	}
-	streamed, err := io.ReadAll(fl.NewReader(t.Context(), 0, int64(len(b.data))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(streamed, b.data) {
-		t.Fatal("a reader saw bytes that are not the blob")
-	}
+	checkStreamed(t, fl, done, b)
 	st := leecher.Stats()
 	if st.ReceivedFrom[liar.Addr()] == 0 {
 		t.Fatal("the corrupt peer never sent anything; the test proves nothing")
@@ -446,7 +473,7 @@ func TestDownloadGivesUp(t *testing.T) {
 	fl := flight.New(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := s.Download(ctx, b.digest, b.infoBytes, nil, fl); !errors.Is(err, context.Canceled) {
+	if err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled download: %v", err)
 	}
 	// The torrent let go of the flight: the caller's release is the last.
@@ -459,7 +486,7 @@ func TestDownloadGivesUp(t *testing.T) {
 		t.Fatalf("%d torrents left after failed downloads", n)
 	}
 
-	if err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl); err == nil {
+	if err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl, nil); err == nil {
 		t.Fatal("download with garbage info bytes started")
 	}
 }

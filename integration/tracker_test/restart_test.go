@@ -89,7 +89,7 @@ func fetchFromSwarm(t *testing.T, tr *harness.Process, d digest.Digest, info []b
 	}
 	fl := flight.New(p)
 	defer fl.Release()
-	if err := sw.Download(t.Context(), d, info, []string{tr.URL() + api.AnnouncePath}, fl); err != nil {
+	if err := sw.Download(t.Context(), d, info, []string{tr.URL() + api.AnnouncePath}, fl, nil); err != nil {
 		p.Abort()
 		t.Fatalf("download %s through the tracker: %v", d, err)
 	}

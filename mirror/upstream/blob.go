@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/mirror/byterange"
 )
 
 // ErrNotFound is an upstream's 404 for the resource asked for.
@@ -25,9 +28,30 @@ func (c *Client) GetBlob(ctx context.Context, host, repo string, d digest.Digest
 // already has the ones before. The body starts at start: offset when the
 // upstream honoured the range, 0 when it sent the whole blob instead.
 func (c *Client) GetBlobFrom(ctx context.Context, host, repo string, d digest.Digest, offset int64) (body io.ReadCloser, start, size int64, err error) {
+	if offset == 0 {
+		return c.getBlob(ctx, host, repo, d, nil, true)
+	}
+	return c.getBlob(ctx, host, repo, d, &byterange.Range{Start: offset, End: -1}, true)
+}
+
+// GetBlobRange reads bytes [off, off+n) of a blob: the pieces a stalled
+// swarm download lacks. An upstream that ignores the range is an error
+// here, since taking the whole blob for one piece is what this avoids.
+func (c *Client) GetBlobRange(ctx context.Context, host, repo string, d digest.Digest, off, n int64) (io.ReadCloser, error) {
+	body, _, _, err := c.getBlob(ctx, host, repo, d, &byterange.Range{Start: off, End: off + n - 1}, false)
+	return body, err
+}
+
+// getBlob GETs a blob, or the span rng of it (End -1: to the end). A 200
+// answer to a range request is accepted only if whole is set.
+func (c *Client) getBlob(ctx context.Context, host, repo string, d digest.Digest, rng *byterange.Range, whole bool) (body io.ReadCloser, start, size int64, err error) {
 	var h http.Header
-	if offset > 0 {
-		h = http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}
+	if rng != nil {
+		spec := fmt.Sprintf("bytes=%d-", rng.Start)
+		if rng.End >= 0 {
+			spec += strconv.FormatInt(rng.End, 10)
+		}
+		h = http.Header{"Range": {spec}}
 	}
 	resp, err := c.Do(ctx, http.MethodGet, host, repo, "/v2/"+repo+"/blobs/"+d.String(), h)
 	if err != nil {
@@ -35,20 +59,27 @@ func (c *Client) GetBlobFrom(ctx context.Context, host, repo string, d digest.Di
 	}
 	what := fmt.Sprintf("blob %s in %s", d, repo)
 	switch {
-	case resp.StatusCode == http.StatusPartialContent && offset > 0:
+	case resp.StatusCode == http.StatusPartialContent && rng != nil:
 		var first, last int64
 		_, perr := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &first, &last, &size)
-		if perr != nil || first != offset || last != size-1 || resp.ContentLength != size-offset {
-			drain(resp)
-			return nil, 0, 0, c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: Content-Range %q does not answer bytes=%d-", what, resp.Header.Get("Content-Range"), offset))
+		end := rng.End
+		if end < 0 {
+			end = size - 1
 		}
-		return resp.Body, offset, size, nil
+		if perr != nil || first != rng.Start || last != end || last >= size || resp.ContentLength != last-first+1 {
+			drain(resp)
+			return nil, 0, 0, c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: Content-Range %q does not answer %s", what, resp.Header.Get("Content-Range"), h.Get("Range")))
+		}
+		return resp.Body, rng.Start, size, nil
 	case resp.StatusCode != http.StatusOK:
 		drain(resp)
 		return nil, 0, 0, c.StatusError(host, resp.StatusCode, what)
 	case resp.ContentLength < 0:
 		drain(resp)
 		return nil, 0, 0, c.StatusError(host, http.StatusBadGateway, what+": no Content-Length")
+	case rng != nil && !whole:
+		drain(resp)
+		return nil, 0, 0, c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: the upstream ignored %s", what, h.Get("Range")))
 	}
 	return resp.Body, 0, resp.ContentLength, nil
 }

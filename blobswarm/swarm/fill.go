@@ -1,0 +1,140 @@
+package swarm
+
+import (
+	"context"
+	"crypto/sha1"
+	"fmt"
+	"io"
+	"math/rand/v2"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// RangeSource reads bytes [off, off+n) of a blob from outside the swarm:
+// the origin. A download that stalls takes the pieces no peer gives it
+// from there, one at a time, and keeps trading with its peers meanwhile;
+// falling back to the whole blob instead would throw away what the peers
+// gave and make every host of a fleet that lost its seeder fetch the
+// blob again.
+type RangeSource func(ctx context.Context, off, n int64) (io.ReadCloser, error)
+
+// missingPiece is what the choice of the next piece to fill looks at.
+type missingPiece struct {
+	index int
+	// held by connected peers: the swarm may still deliver it.
+	held bool
+	// arriving: part of it came from a peer already.
+	arriving bool
+}
+
+// pickFill chooses the piece to take from the origin: one that no
+// connected peer holds, else one nobody has started to send, else any.
+// Within the best class the choice is random, so hosts that stalled
+// together fetch different pieces and then trade them.
+func pickFill(missing []missingPiece, r *rand.Rand) (int, bool) {
+	rank := func(p missingPiece) int {
+		switch {
+		case !p.held:
+			return 0
+		case !p.arriving:
+			return 1
+		}
+		return 2
+	}
+	best, n := 3, 0
+	var pick int
+	for _, p := range missing {
+		switch k := rank(p); {
+		case k < best:
+			best, n, pick = k, 1, p.index
+		case k == best:
+			// Reservoir sampling: each of the n candidates equally likely.
+			n++
+			if r.IntN(n) == 0 {
+				pick = p.index
+			}
+		}
+	}
+	return pick, n > 0
+}
+
+// filler writes pieces the swarm did not deliver from a RangeSource into
+// the torrent's storage and has the client verify them, which also tells
+// the peers the node has them.
+type filler struct {
+	t    *torrent.Torrent
+	info *metainfo.Info
+	src  RangeSource
+	rand *rand.Rand
+	buf  []byte
+}
+
+func newFiller(t *torrent.Torrent, info *metainfo.Info, src RangeSource) *filler {
+	return &filler{t: t, info: info, src: src, rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), buf: make([]byte, info.PieceLength)}
+}
+
+// run fills pieces until none is missing. The caller cancels ctx when the
+// torrent completes or the download ends.
+func (f *filler) run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		i, ok := pickFill(f.missing(), f.rand)
+		if !ok {
+			return nil
+		}
+		if err := f.fill(ctx, i); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (f *filler) missing() []missingPiece {
+	var held []interface{ Contains(uint32) bool }
+	for _, pc := range f.t.PeerConns() {
+		held = append(held, pc.PeerPieces())
+	}
+	var out []missingPiece
+	for i := range f.info.NumPieces() {
+		st := f.t.PieceState(i)
+		if st.Complete {
+			continue
+		}
+		p := missingPiece{index: i, arriving: st.Partial}
+		for _, h := range held {
+			if h.Contains(uint32(i)) {
+				p.held = true
+				break
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (f *filler) fill(ctx context.Context, i int) error {
+	p := f.info.Piece(i)
+	buf := f.buf[:p.Length()]
+	body, err := f.src(ctx, p.Offset(), p.Length())
+	if err != nil {
+		return fmt.Errorf("piece %d from the origin: %w", i, err)
+	}
+	_, err = io.ReadFull(body, buf)
+	body.Close()
+	if err != nil {
+		return fmt.Errorf("piece %d from the origin: %w", i, err)
+	}
+	// Checked before it is written: a piece a peer completed meanwhile
+	// is overwritten only with the same bytes.
+	if want, ok := p.V1Hash().AsTuple(); !ok || sha1.Sum(buf) != want {
+		return fmt.Errorf("piece %d from the origin does not match the torrent's hash", i)
+	}
+	piece := f.t.Piece(i)
+	if _, err := piece.Storage().WriteAt(buf, 0); err != nil {
+		return fmt.Errorf("write piece %d: %w", i, err)
+	}
+	if err := piece.VerifyDataContext(ctx); err != nil {
+		return fmt.Errorf("verify piece %d: %w", i, err)
+	}
+	return nil
+}

@@ -326,6 +326,18 @@ func logTraffic(t *testing.T, ms []*faultMirror) {
 	}
 }
 
+// checkFromSwarm fails unless every mirror stored the image whole without
+// falling back to the origin for any of it (during says when).
+func checkFromSwarm(t *testing.T, ms []*faultMirror, image testimage.Pushed, during string) {
+	t.Helper()
+	for _, m := range ms {
+		checkStored(t, m, image)
+		if n := m.metric(t, faultFallbacksMetric); n != 0 {
+			t.Errorf("%s fell back to the origin %.0f times %s", m.host.Name, n, during)
+		}
+	}
+}
+
 // checkNoPartial fails if a half-written blob is left in the mirror's
 // store (it writes each under tmp/ until its digest checks out).
 func checkNoPartial(t *testing.T, m *faultMirror) {
@@ -399,12 +411,7 @@ func TestLinkCutMidTransfer(t *testing.T) {
 		t.Logf("the cut host's pull failed, as it must: %v", err)
 	}
 	logTraffic(t, others)
-	for _, m := range others {
-		checkStored(t, m, image)
-		if n := m.metric(t, faultFallbacksMetric); n != 0 {
-			t.Errorf("%s fell back to the origin %.0f times after a peer's link was cut", m.host.Name, n)
-		}
-	}
+	checkFromSwarm(t, others, image, "after a peer's link was cut")
 	checkOriginServedOnce(t, f, before, image)
 	// Whatever the cut host stored, it stored whole.
 	harness.StoredBlobs(t, victim.data)
@@ -412,9 +419,11 @@ func TestLinkCutMidTransfer(t *testing.T) {
 
 // TestTrackerKilledMidRollout kills the tracker (and its seeder) with
 // SIGKILL while every host is part way through an image: every host still
-// gets it whole, from the peers it knows or else the origin. Started again
-// on the same address and data, the tracker swarms the next image: the
-// origin sends each of its blobs once.
+// gets it whole, trading with the peers it knows and taking from the
+// origin only the pieces none of them has, so the fleet as a whole takes
+// far less than a copy per host from the origin. Started again on the
+// same address and data, the tracker swarms the next image: the origin
+// sends each of its blobs once.
 func TestTrackerKilledMidRollout(t *testing.T) {
 	f := newFaultLab(t)
 	tr := f.newReplica("tracker", faultTrackerPort, faultPeerPort)
@@ -438,8 +447,18 @@ func TestTrackerKilledMidRollout(t *testing.T) {
 	}
 	checkPulled(t, ms, <-done)
 	logTraffic(t, ms)
+	var fromOrigin float64
 	for _, m := range ms {
 		checkStored(t, m, image)
+		fromOrigin += m.metric(t, faultReceivedMetric, "source", "origin")
+	}
+	// A quarter through, three quarters of the image were still to come,
+	// and whole-blob fallbacks took nearly a copy per host (3-4 in all).
+	size := float64(imageSize(image))
+	t.Logf("the fleet took %.2f copies of the image from the origin", fromOrigin/size)
+	if fromOrigin > 2*size {
+		t.Errorf("the fleet took %.1f MiB from the origin after the tracker died, more than twice the %.1f MiB image: the hosts did not trade what they had",
+			fromOrigin/(1<<20), size/(1<<20))
 	}
 	t.Log("first image pulled everywhere without the tracker")
 

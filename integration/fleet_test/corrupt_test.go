@@ -38,10 +38,19 @@ func TestCorruptPeer(t *testing.T) {
 	liar := newLiar(t)
 	for _, b := range image.Blobs() {
 		info := awaitMetainfo(t, f, image, b.Digest)
-		liar.seed(t, info, harness.BlobPath(f.trackerData, b.Digest))
+		liar.seed(t, info, flipped{path: harness.BlobPath(f.trackerData, b.Digest)})
 		liar.announce(t, f.tracker, info)
 	}
 
+	liar.checkDropped(t, f, image, "the corrupt peer")
+}
+
+// checkDropped pulls the image through every mirror with the liar in the
+// swarm and checks what a user would: every pull verified, every blob
+// stored whole, no fallback to the origin, which sent each blob once, and
+// the liar, who sent pieces, banned.
+func (l *liar) checkDropped(t *testing.T, f *fleet, image testimage.Pushed, who string) {
+	t.Helper()
 	// pull.Image checks every blob against its digest: a wrong byte
 	// streamed to a client fails the pull.
 	checkPulled(t, image, pullAll(t.Context(), image, f.mirrors))
@@ -56,14 +65,14 @@ func TestCorruptPeer(t *testing.T) {
 		banned += m.Metric(bannedMetric)
 		t.Logf("%s banned %.0f peers", m.name, m.Metric(bannedMetric))
 	}
-	stats := liar.cl.Stats()
+	stats := l.cl.Stats()
 	sent := stats.BytesWrittenData.Int64()
 	if sent == 0 {
-		t.Fatal("no mirror took a piece from the corrupt peer; the test proves nothing")
+		t.Fatalf("no mirror took a piece from %s; the test proves nothing", who)
 	}
-	t.Logf("the corrupt peer sent %d bytes", sent)
+	t.Logf("%s sent %d bytes", who, sent)
 	if banned == 0 {
-		t.Error("the corrupt peer sent bad pieces and no mirror banned it")
+		t.Errorf("%s sent bad pieces and no mirror banned it", who)
 	}
 }
 
@@ -127,18 +136,18 @@ func newLiar(t *testing.T) *liar {
 	return &liar{cl: cl}
 }
 
-// seed offers the blob at path under the torrent info, inverted.
-func (l *liar) seed(t *testing.T, info []byte, path string) {
+// seed offers whatever the storage serves under the torrent info.
+func (l *liar) seed(t *testing.T, info []byte, st storage.ClientImpl) {
 	t.Helper()
 	tor, _ := l.cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  metainfo.HashBytes(info),
 		InfoBytes: info,
-		Storage:   flipped{path: path},
+		Storage:   st,
 	})
 	select {
 	case <-tor.GotInfo():
 	default:
-		t.Fatalf("the corrupt peer could not open %s", path)
+		t.Fatalf("the corrupt peer could not open its storage %+v", st)
 	}
 }
 

@@ -41,6 +41,9 @@ type Config struct {
 	Bin string
 	// SwarmOnly skips the central rollout, for tuning runs.
 	SwarmOnly bool
+	// Timeline samples every host's counters during each rollout and
+	// reports when each link was busy (see Timeline).
+	Timeline bool
 	// TrackerFlags and MirrorFlags are added to every tracker's and
 	// mirror's command line (space-separated), for tuning runs.
 	TrackerFlags, MirrorFlags string
@@ -74,6 +77,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "blobs each client fetches at once (containerd's default is 3)")
 	fs.StringVar(&c.Bin, "bin", c.Bin, "blobswarm binary to measure (default: built from this working tree)")
 	fs.BoolVar(&c.SwarmOnly, "swarm-only", c.SwarmOnly, "skip the central rollout (tuning runs)")
+	fs.BoolVar(&c.Timeline, "timeline", c.Timeline, "sample every host's received and uploaded bytes every 200 ms; print when each link was busy, write CSVs and a plot under -out")
 	fs.StringVar(&c.TrackerFlags, "tracker-flags", c.TrackerFlags, "extra flags for the tracker, space-separated (tuning runs)")
 	fs.StringVar(&c.MirrorFlags, "mirror-flags", c.MirrorFlags, "extra flags for every mirror, space-separated (tuning runs)")
 }

@@ -88,6 +88,11 @@ func BenchmarkFleet(b *testing.B) {
 	}
 	report.WriteTable(os.Stdout)
 	report.WriteHosts(os.Stdout)
+	if c.Timeline {
+		if err := fleetbench.ReportTimelines(os.Stdout, c.Out, c, f.timelines); err != nil {
+			b.Fatal(err)
+		}
+	}
 	if c.Out != "" {
 		if err := os.MkdirAll(c.Out, 0o755); err != nil {
 			b.Fatal(err)
@@ -116,8 +121,9 @@ type fleet struct {
 	mirrors    []*netlab.Host
 	registry   string // host:port, as in image references
 	originProc *netlab.Proc
-	root       string // every file the benchmark writes
-	logs       string // every process's output, kept for a failure
+	root       string                   // every file the benchmark writes
+	logs       string                   // every process's output, kept for a failure
+	timelines  []fleetbench.TimelineRun // with -timeline
 }
 
 func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
@@ -194,6 +200,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	}()
 	upstream := f.registry + "=http://" + f.registry
 	var swarmArgs []string
+	var trackerURL string
 	if mode == fleetbench.Swarm {
 		addr := f.origin.Addr.String()
 		args := append([]string{"tracker",
@@ -202,7 +209,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 			strings.Fields(f.cfg.TrackerFlags)...)
 		tr := netlab.Start(b, "tracker", f.logs, f.origin.Command(context.Background(), f.bin, args...))
 		procs = append(procs, tr)
-		trackerURL := "http://" + net.JoinHostPort(addr, trackerPort)
+		trackerURL = "http://" + net.JoinHostPort(addr, trackerPort)
 		f.origin.WaitReady(b, trackerURL+"/readyz", tr)
 		swarmArgs = []string{"--tracker", trackerURL}
 	}
@@ -248,6 +255,10 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 			reports[i], errs[i] = fleetbench.ReadPullReport(out)
 		})
 	}
+	var sampler *fleetbench.Sampler
+	if c.Timeline {
+		sampler = f.startSampler(ctx, t0, mirrorURLs, trackerURL)
+	}
 	daemons := append([]*netlab.Proc{f.originProc}, procs...)
 	time.Sleep(time.Until(t0))
 	cpu0, err := fleetbench.ReadCPU()
@@ -261,6 +272,12 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		b.Fatal(err)
 	}
 	wall := time.Since(t0)
+	var timeline fleetbench.Timeline
+	if sampler != nil {
+		if timeline, err = sampler.Stop(); err != nil {
+			f.log.Warn("the timeline misses readings", "mode", mode, "run", run, "failed", timeline.Errors, "err", err)
+		}
+	}
 	res.CPU = fleetbench.BusyPercent(cpu0, cpu1)
 	used := cpuOf(b, daemons) - daemonCPU0
 	for _, c := range clientCPU {
@@ -297,7 +314,25 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 			WireRx:     f.counters(b, h).RxBytes - rxBefore[i].RxBytes,
 		})
 	}
+	if sampler != nil {
+		f.timelines = append(f.timelines, fleetbench.TimelineRun{Result: res, Timeline: timeline})
+	}
 	return res
+}
+
+// startSampler reads every mirror's counters, and the tracker's when
+// trackerURL is set, from inside their hosts during the rollout starting
+// at t0 (-timeline).
+func (f *fleet) startSampler(ctx context.Context, t0 time.Time, mirrorURLs []string, trackerURL string) *fleetbench.Sampler {
+	targets := make([]fleetbench.Target, len(f.mirrors))
+	for i, h := range f.mirrors {
+		targets[i] = fleetbench.Target{Name: h.Name, URL: mirrorURLs[i] + "/metrics", Client: h.HTTPClient()}
+	}
+	var tracker *fleetbench.Target
+	if trackerURL != "" {
+		tracker = &fleetbench.Target{Name: "seeder", URL: trackerURL + "/metrics", Client: f.origin.HTTPClient()}
+	}
+	return fleetbench.StartSampler(ctx, t0, targets, tracker)
 }
 
 // cpuOf sums the CPU time the processes used so far.

@@ -72,14 +72,16 @@ func newMetrics() *metrics {
 type swarmCollector struct{ m *Mirror }
 
 var (
-	receivedDesc = prometheus.NewDesc("blobswarm_mirror_received_bytes_total", "Blob bytes received, by source (origin, peers, seeder).", []string{"source"}, nil)
-	uploadedDesc = prometheus.NewDesc("blobswarm_mirror_uploaded_bytes_total", "Piece bytes uploaded to peers.", nil, nil)
-	bannedDesc   = prometheus.NewDesc("blobswarm_mirror_banned_peers", "Peers banned for sending data that failed a piece hash.", nil, nil)
-	swarmsDesc   = prometheus.NewDesc("blobswarm_mirror_torrents", "Torrents this node is downloading or seeding.", nil, nil)
+	receivedDesc  = prometheus.NewDesc("blobswarm_mirror_received_bytes_total", "Blob bytes received, by source (origin, peers, seeder).", []string{"source"}, nil)
+	uploadedDesc  = prometheus.NewDesc("blobswarm_mirror_uploaded_bytes_total", "Piece bytes uploaded to peers.", nil, nil)
+	redundantDesc = prometheus.NewDesc("blobswarm_mirror_redundant_bytes_total", "Piece bytes received from peers that the node already had (asked of two peers), thrown away.", nil, nil)
+	bannedDesc    = prometheus.NewDesc("blobswarm_mirror_banned_peers", "Peers banned for sending data that failed a piece hash.", nil, nil)
+	swarmsDesc    = prometheus.NewDesc("blobswarm_mirror_torrents", "Torrents this node is downloading or seeding.", nil, nil)
 )
 
 func (c swarmCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- uploadedDesc
+	ch <- redundantDesc
 	ch <- bannedDesc
 	ch <- swarmsDesc
 }
@@ -90,6 +92,7 @@ func (c swarmCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(peers), "peers")
 	ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(seeder), "seeder")
 	ch <- prometheus.MustNewConstMetric(uploadedDesc, prometheus.CounterValue, float64(st.Uploaded))
+	ch <- prometheus.MustNewConstMetric(redundantDesc, prometheus.CounterValue, float64(st.Redundant))
 	ch <- prometheus.MustNewConstMetric(bannedDesc, prometheus.GaugeValue, float64(len(st.Banned)))
 	ch <- prometheus.MustNewConstMetric(swarmsDesc, prometheus.GaugeValue, float64(len(st.Torrents)))
 }

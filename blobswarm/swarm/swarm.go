@@ -397,6 +397,10 @@ type Stats struct {
 	// Downloaded and Uploaded count piece data received from and sent to
 	// peers since the swarm started.
 	Downloaded, Uploaded int64
+	// Redundant counts piece data received that the node already had: a
+	// chunk asked of two peers (a request moved to a faster peer, or the
+	// end of a download), paid for on the wire and thrown away.
+	Redundant int64
 	// ReceivedFrom splits Downloaded by peer IP, so the tracker's seeder
 	// can be told apart from other mirrors.
 	ReceivedFrom map[netip.Addr]int64
@@ -423,6 +427,7 @@ func (s *Swarm) Stats() Stats {
 	cs := s.client.Stats()
 	st := Stats{
 		Downloaded:   cs.BytesReadUsefulData.Int64(),
+		Redundant:    cs.BytesReadData.Int64() - cs.BytesReadUsefulData.Int64(),
 		Uploaded:     cs.BytesWrittenData.Int64(),
 		ReceivedFrom: make(map[netip.Addr]int64),
 		FromSeeders:  s.fromSeeders.Load(),

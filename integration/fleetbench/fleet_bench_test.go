@@ -230,8 +230,10 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 
 	originBefore := f.counters(b, f.origin)
 	rxBefore := make([]netlab.Counters, len(f.mirrors))
+	linkBefore := make([]netlab.LinkStats, len(f.mirrors))
 	for i, h := range f.mirrors {
 		rxBefore[i] = f.counters(b, h)
+		linkBefore[i] = f.linkStats(b, h)
 	}
 	// Far enough ahead that every client process is up and waiting.
 	t0 := time.Now().Add(time.Second + time.Duration(len(f.mirrors))*100*time.Millisecond)
@@ -311,7 +313,9 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 			FromSeeder: m.Sum(receivedMetric, "source", "seeder"),
 			FromOrigin: m.Sum(receivedMetric, "source", "origin"),
 			Fallbacks:  m.Sum(fallbacksMetric),
+			Redundant:  m.Sum("blobswarm_mirror_redundant_bytes_total"),
 			WireRx:     f.counters(b, h).RxBytes - rxBefore[i].RxBytes,
+			Link:       f.linkStats(b, h).Sub(linkBefore[i]),
 		})
 	}
 	if sampler != nil {
@@ -359,6 +363,15 @@ func (f *fleet) counters(b *testing.B, h *netlab.Host) netlab.Counters {
 }
 
 // fail ends the benchmark with the logs of the processes involved.
+func (f *fleet) linkStats(b *testing.B, h *netlab.Host) netlab.LinkStats {
+	b.Helper()
+	s, err := f.lab.LinkStats(b.Context(), h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
 func (f *fleet) fail(b *testing.B, procs []*netlab.Proc, format string, args ...any) {
 	b.Helper()
 	for _, p := range procs {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/blobswarm/blobswarm/integration/netlab"
 )
 
 // The two ways a fleet gets the image.
@@ -22,8 +24,13 @@ type HostResult struct {
 	// Bytes the host's mirror counted by source, and its fallbacks from the
 	// swarm to the origin.
 	FromPeers, FromSeeder, FromOrigin, Fallbacks float64
+	// Redundant is piece data the host received twice and threw away.
+	Redundant float64
 	// WireRx is what the host's interface received, headers included.
 	WireRx int64
+	// Link is what its link and TCP stack did during the rollout: queue
+	// drops each way, segments sent and sent again.
+	Link netlab.LinkStats
 }
 
 // ModeResult is one rollout.
@@ -167,11 +174,13 @@ func (r Report) FleetLine() string {
 
 // WriteHosts prints every host's figures of every rollout.
 func (r Report) WriteHosts(w io.Writer) {
-	fmt.Fprintf(w, "%-8s %3s %-6s %8s %12s %12s %12s %12s\n", "mode", "run", "host", "done", "from peers", "from seeder", "from origin", "wire rx")
+	fmt.Fprintf(w, "%-8s %3s %-6s %8s %12s %12s %12s %12s %11s %9s %9s %8s\n", "mode", "run", "host", "done", "from peers", "from seeder", "from origin", "wire rx",
+		"redundant", "drops up", "drops dn", "retrans")
 	for _, m := range r.Results {
 		for _, h := range m.Hosts {
-			fmt.Fprintf(w, "%-8s %3d %-6s %6.2f s %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB\n", m.Mode, m.Run, h.Name, h.Done.Seconds(),
-				h.FromPeers/mib, h.FromSeeder/mib, h.FromOrigin/mib, float64(h.WireRx)/mib)
+			fmt.Fprintf(w, "%-8s %3d %-6s %6.2f s %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %7.1f MiB %9d %9d %7.2f%%\n", m.Mode, m.Run, h.Name, h.Done.Seconds(),
+				h.FromPeers/mib, h.FromSeeder/mib, h.FromOrigin/mib, float64(h.WireRx)/mib,
+				h.Redundant/mib, h.Link.UpDrops, h.Link.DownDrops, 100*float64(h.Link.RetransSegs)/float64(max(h.Link.OutSegs, 1)))
 		}
 	}
 }

@@ -1,8 +1,6 @@
 package mirror_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
@@ -13,57 +11,36 @@ import (
 // neither listen nor create its data dir.
 func TestBadConfig(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
-		what    string
-		args    []string
-		yaml    string
-		mention string
-	}{
-		{"negative upload rate", []string{"--upload-rate=-1"}, "", "upload-rate"},
-		{"negative download rate in file", nil, "download-rate: -5\n", "download-rate"},
-		{"bad CIDR", []string{"--peer-cidr=10.0.0.0/99"}, "", "peer-cidr"},
-		{"CIDR without mask in file", nil, "peer-cidr: [10.0.0.1/x]\n", "peer-cidr"},
-		{"cache size lots", []string{"--cache-size=lots"}, "", "cache-size"},
-		{"cache size over 100%", nil, "cache-size: 150%\n", "cache-size"},
-		{"watermarks low above high", []string{"--cache-size=1GiB", "--cache-high-watermark=50", "--cache-low-watermark=90"}, "", "cache-low-watermark"},
-		{"watermark over 100", nil, "cache-size: 1GiB\ncache-high-watermark: 101\n", "cache-high-watermark"},
-		{"unknown key", nil, "cache_size: 1GiB\n", "cache_size"},
-		{"malformed YAML", nil, "listen: [127.0.0.1:5000\ndata: x\n", "line"},
-		{"not a mapping", nil, "- listen\n", "mapping"},
-		{"duration not a duration in file", nil, "metainfo-timeout: soon\n", "metainfo-timeout"},
-		{"duration without unit in file", nil, "stall-timeout: 30\n", "stall-timeout"},
-		{"number where a list belongs", nil, "upstream: 3\n", "upstream"},
-		{"bad duration flag", []string{"--upstream-timeout=abc"}, "", "upstream-timeout"},
-		{"zero stall timeout", []string{"--stall-timeout=0s"}, "", "stall-timeout"},
-		{"negative metainfo timeout", nil, "metainfo-timeout: -1s\n", "metainfo-timeout"},
-		{"upstream without URL", []string{"--upstream=registry.test"}, "", "upstream"},
-		{"upstream with ftp URL", nil, "upstream: [registry.test=ftp://registry.test]\n", "upstream"},
-		{"upstream without host", []string{"--upstream==http://127.0.0.1:1"}, "", "upstream"},
-		{"tracker not a URL", []string{"--tracker=tracker.test:7070"}, "", "tracker"},
-		{"tracker ftp URL in file", nil, "tracker: [ftp://tracker.test]\n", "tracker"},
-		{"zero concurrent fetches", []string{"--max-concurrent-fetches=0"}, "", "max-concurrent-fetches"},
-		{"log level", []string{"--log-level=loud"}, "", "log-level"},
-		{"platform", nil, "platform: not/a/real/platform/at/all\n", "platform"},
-		{"admin token with space", nil, "admin-token: a b\n", "admin-token"},
-		{"missing password file", nil, "credentials:\n  registry.test:\n    username: u\n    password-file: /nonexistent/pw\n", "password-file"},
-		{"listen not an address", []string{"--listen=nonsense"}, "", "listen"},
-		{"listen port out of range", []string{"--listen=127.0.0.1:99999"}, "", "listen"},
-		{"peer-listen not an address", []string{"--tracker=http://127.0.0.1:1", "--peer-listen=nonsense"}, "", "peer-listen"},
-	} {
-		t.Run(c.what, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			data := filepath.Join(dir, "never")
-			args := []string{"mirror", "--data", data, "--listen", harness.FreeAddr(t)}
-			if c.yaml != "" {
-				cfg := filepath.Join(dir, "mirror.yaml")
-				if err := os.WriteFile(cfg, []byte(c.yaml), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "--config", cfg)
-			}
-			args = append(args, c.args...)
-			harness.RejectsConfig(t, args, data, c.mention)
-		})
-	}
+	harness.RejectsConfigs(t, "mirror", nil, []harness.BadConfig{
+		{What: "negative upload rate", Args: []string{"--upload-rate=-1"}, Mention: "upload-rate"},
+		{What: "negative download rate in file", YAML: "download-rate: -5\n", Mention: "download-rate"},
+		{What: "bad CIDR", Args: []string{"--peer-cidr=10.0.0.0/99"}, Mention: "peer-cidr"},
+		{What: "CIDR without mask in file", YAML: "peer-cidr: [10.0.0.1/x]\n", Mention: "peer-cidr"},
+		{What: "cache size lots", Args: []string{"--cache-size=lots"}, Mention: "cache-size"},
+		{What: "cache size over 100%", YAML: "cache-size: 150%\n", Mention: "cache-size"},
+		{What: "watermarks low above high", Args: []string{"--cache-size=1GiB", "--cache-high-watermark=50", "--cache-low-watermark=90"}, Mention: "cache-low-watermark"},
+		{What: "watermark over 100", YAML: "cache-size: 1GiB\ncache-high-watermark: 101\n", Mention: "cache-high-watermark"},
+		{What: "unknown key", YAML: "cache_size: 1GiB\n", Mention: "cache_size"},
+		{What: "malformed YAML", YAML: "listen: [127.0.0.1:5000\ndata: x\n", Mention: "line"},
+		{What: "not a mapping", YAML: "- listen\n", Mention: "mapping"},
+		{What: "duration not a duration in file", YAML: "metainfo-timeout: soon\n", Mention: "metainfo-timeout"},
+		{What: "duration without unit in file", YAML: "stall-timeout: 30\n", Mention: "stall-timeout"},
+		{What: "number where a list belongs", YAML: "upstream: 3\n", Mention: "upstream"},
+		{What: "bad duration flag", Args: []string{"--upstream-timeout=abc"}, Mention: "upstream-timeout"},
+		{What: "zero stall timeout", Args: []string{"--stall-timeout=0s"}, Mention: "stall-timeout"},
+		{What: "negative metainfo timeout", YAML: "metainfo-timeout: -1s\n", Mention: "metainfo-timeout"},
+		{What: "upstream without URL", Args: []string{"--upstream=registry.test"}, Mention: "upstream"},
+		{What: "upstream with ftp URL", YAML: "upstream: [registry.test=ftp://registry.test]\n", Mention: "upstream"},
+		{What: "upstream without host", Args: []string{"--upstream==http://127.0.0.1:1"}, Mention: "upstream"},
+		{What: "tracker not a URL", Args: []string{"--tracker=tracker.test:7070"}, Mention: "tracker"},
+		{What: "tracker ftp URL in file", YAML: "tracker: [ftp://tracker.test]\n", Mention: "tracker"},
+		{What: "zero concurrent fetches", Args: []string{"--max-concurrent-fetches=0"}, Mention: "max-concurrent-fetches"},
+		{What: "log level", Args: []string{"--log-level=loud"}, Mention: "log-level"},
+		{What: "platform", YAML: "platform: not/a/real/platform/at/all\n", Mention: "platform"},
+		{What: "admin token with space", YAML: "admin-token: a b\n", Mention: "admin-token"},
+		{What: "missing password file", YAML: "credentials:\n  registry.test:\n    username: u\n    password-file: /nonexistent/pw\n", Mention: "password-file"},
+		{What: "listen not an address", Args: []string{"--listen=nonsense"}, Mention: "listen"},
+		{What: "listen port out of range", Args: []string{"--listen=127.0.0.1:99999"}, Mention: "listen"},
+		{What: "peer-listen not an address", Args: []string{"--tracker=http://127.0.0.1:1", "--peer-listen=nonsense"}, Mention: "peer-listen"},
+	})
 }

@@ -1,9 +1,6 @@
 package tracker_test
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
@@ -14,60 +11,26 @@ import (
 // neither listen nor create its data dir.
 func TestBadConfig(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
-		what    string
-		args    []string
-		yaml    string
-		mention string
-	}{
-		{"negative upload rate", []string{"--upload-rate=-1"}, "", "upload-rate"},
-		{"negative upload rate in file", nil, "upload-rate: -1\n", "upload-rate"},
-		{"bad CIDR in file", nil, "peer-cidr: [192.168.0.0/33]\n", "peer-cidr"},
-		{"unknown key", nil, "max_peers: 3\n", "max_peers"},
-		{"malformed YAML", nil, "upstream:\n  - a\n - b\n", "line"},
-		{"not a mapping", nil, "tracker\n", "mapping"},
-		{"duration not a duration in file", nil, "tag-ttl: soon\n", "tag-ttl"},
-		{"duration without unit in file", nil, "announce-interval: 5\n", "announce-interval"},
-		{"number not a number in file", nil, "max-peers: many\n", "max-peers"},
-		{"bad duration flag", []string{"--tag-ttl=abc"}, "", "tag-ttl"},
-		{"negative tag ttl", nil, "tag-ttl: -1s\n", "tag-ttl"},
-		{"zero upstream timeout", []string{"--upstream-timeout=0s"}, "", "upstream-timeout"},
-		{"upstream without URL in file", nil, "upstream: [registry.test]\n", "upstream"},
-		{"upstream with ftp URL", []string{"--upstream=registry.test=ftp://registry.test"}, "", "upstream"},
-		{"announce URL not http", []string{"--announce-url=udp://tracker.test:6969"}, "", "announce-url"},
-		{"listen not an address", []string{"--listen=nonsense"}, "", "listen"},
-		{"peer-listen not an address", []string{"--peer-listen=nonsense"}, "", "peer-listen"},
-		{"redis URL garbage", nil, "redis: \"redis://%zz\"\n", "redis"},
-		{"missing password file", nil, "credentials:\n  registry.test:\n    username: u\n    password-file: /nonexistent/pw\n", "password-file"},
-		{"credential key unknown", nil, "credentials:\n  registry.test:\n    password: hunter2\n", "password"},
-	} {
-		t.Run(c.what, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			data := filepath.Join(dir, "never")
-			args := []string{"tracker", "--data", data, "--listen", harness.FreeAddr(t)}
-			if !hasFlag(c.args, "--peer-listen") {
-				args = append(args, "--peer-listen", "127.0.0.1:0")
-			}
-			if c.yaml != "" {
-				cfg := filepath.Join(dir, "tracker.yaml")
-				if err := os.WriteFile(cfg, []byte(c.yaml), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "--config", cfg)
-			}
-			args = append(args, c.args...)
-			harness.RejectsConfig(t, args, data, c.mention)
-		})
-	}
-}
-
-// hasFlag reports whether args set the flag prefix.
-func hasFlag(args []string, prefix string) bool {
-	for _, a := range args {
-		if strings.HasPrefix(a, prefix) {
-			return true
-		}
-	}
-	return false
+	harness.RejectsConfigs(t, "tracker", []string{"--peer-listen", "127.0.0.1:0"}, []harness.BadConfig{
+		{What: "negative upload rate", Args: []string{"--upload-rate=-1"}, Mention: "upload-rate"},
+		{What: "negative upload rate in file", YAML: "upload-rate: -1\n", Mention: "upload-rate"},
+		{What: "bad CIDR in file", YAML: "peer-cidr: [192.168.0.0/33]\n", Mention: "peer-cidr"},
+		{What: "unknown key", YAML: "max_peers: 3\n", Mention: "max_peers"},
+		{What: "malformed YAML", YAML: "upstream:\n  - a\n - b\n", Mention: "line"},
+		{What: "not a mapping", YAML: "tracker\n", Mention: "mapping"},
+		{What: "duration not a duration in file", YAML: "tag-ttl: soon\n", Mention: "tag-ttl"},
+		{What: "duration without unit in file", YAML: "announce-interval: 5\n", Mention: "announce-interval"},
+		{What: "number not a number in file", YAML: "max-peers: many\n", Mention: "max-peers"},
+		{What: "bad duration flag", Args: []string{"--tag-ttl=abc"}, Mention: "tag-ttl"},
+		{What: "negative tag ttl", YAML: "tag-ttl: -1s\n", Mention: "tag-ttl"},
+		{What: "zero upstream timeout", Args: []string{"--upstream-timeout=0s"}, Mention: "upstream-timeout"},
+		{What: "upstream without URL in file", YAML: "upstream: [registry.test]\n", Mention: "upstream"},
+		{What: "upstream with ftp URL", Args: []string{"--upstream=registry.test=ftp://registry.test"}, Mention: "upstream"},
+		{What: "announce URL not http", Args: []string{"--announce-url=udp://tracker.test:6969"}, Mention: "announce-url"},
+		{What: "listen not an address", Args: []string{"--listen=nonsense"}, Mention: "listen"},
+		{What: "peer-listen not an address", Args: []string{"--peer-listen=nonsense"}, Mention: "peer-listen"},
+		{What: "redis URL garbage", YAML: "redis: \"redis://%zz\"\n", Mention: "redis"},
+		{What: "missing password file", YAML: "credentials:\n  registry.test:\n    username: u\n    password-file: /nonexistent/pw\n", Mention: "password-file"},
+		{What: "credential key unknown", YAML: "credentials:\n  registry.test:\n    password: hunter2\n", Mention: "password"},
+	})
 }

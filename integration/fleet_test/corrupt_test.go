@@ -38,7 +38,7 @@ func TestCorruptPeer(t *testing.T) {
 	liar := newLiar(t)
 	for _, b := range image.Blobs() {
 		info := awaitMetainfo(t, f, image, b.Digest)
-		liar.seed(t, info, flipped{path: harness.BlobPath(f.trackerData, b.Digest)})
+		liar.seed(t, info, liarFile{path: harness.BlobPath(f.trackerData, b.Digest), invert: true})
 		liar.announce(t, f.tracker, info)
 	}
 
@@ -176,38 +176,46 @@ func (l *liar) announce(t *testing.T, tr *harness.Process, info []byte) {
 	}
 }
 
-// flipped is torrent storage that serves a blob's file with every byte
-// inverted and claims to have every piece.
-type flipped struct{ path string }
+// liarFile is torrent storage that serves a blob's file, every byte
+// inverted if invert is set, and claims to have every piece.
+type liarFile struct {
+	path   string
+	invert bool
+}
 
-func (s flipped) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (storage.TorrentImpl, error) {
+func (s liarFile) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (storage.TorrentImpl, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return storage.TorrentImpl{}, err
 	}
 	return storage.TorrentImpl{
 		Piece: func(p metainfo.Piece) storage.PieceImpl {
-			return flippedPiece{io.NewSectionReader(f, p.Offset(), p.Length())}
+			return liarPiece{io.NewSectionReader(f, p.Offset(), p.Length()), s.invert}
 		},
 		Close: f.Close,
 	}, nil
 }
 
-type flippedPiece struct{ *io.SectionReader }
+type liarPiece struct {
+	*io.SectionReader
+	invert bool
+}
 
-func (p flippedPiece) ReadAt(b []byte, off int64) (int, error) {
+func (p liarPiece) ReadAt(b []byte, off int64) (int, error) {
 	n, err := p.SectionReader.ReadAt(b, off)
-	for i := range b[:n] {
-		b[i] ^= 0xff
+	if p.invert {
+		for i := range b[:n] {
+			b[i] ^= 0xff
+		}
 	}
 	return n, err
 }
 
-func (flippedPiece) WriteAt([]byte, int64) (int, error) {
-	return 0, errors.New("the corrupt peer never downloads")
+func (liarPiece) WriteAt([]byte, int64) (int, error) {
+	return 0, errors.New("the lying peer never downloads")
 }
-func (flippedPiece) MarkComplete() error    { return nil }
-func (flippedPiece) MarkNotComplete() error { return nil }
-func (flippedPiece) Completion() storage.Completion {
+func (liarPiece) MarkComplete() error    { return nil }
+func (liarPiece) MarkNotComplete() error { return nil }
+func (liarPiece) Completion() storage.Completion {
 	return storage.Completion{Complete: true, Ok: true}
 }

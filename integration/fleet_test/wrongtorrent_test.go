@@ -2,11 +2,8 @@ package fleet_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
-	"io"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -14,7 +11,6 @@ import (
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
-	"github.com/anacrolix/torrent/storage"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -41,7 +37,7 @@ func TestWrongTorrentPeer(t *testing.T) {
 	liar := newLiar(t)
 	for i, info := range infos {
 		other := layers[(i+1)%len(layers)].Digest
-		liar.seed(t, info, otherBlob{path: harness.BlobPath(f.trackerData, other)})
+		liar.seed(t, info, liarFile{path: harness.BlobPath(f.trackerData, other)})
 		liar.announce(t, f.tracker, info)
 	}
 
@@ -124,29 +120,4 @@ func checkSameShape(t *testing.T, infos [][]byte) {
 		}
 	}
 	t.Logf("%d torrents of %d bytes, each %d pieces of %d", len(infos), first.TotalLength(), first.NumPieces(), first.PieceLength)
-}
-
-// otherBlob is torrent storage that serves another blob's file as it is
-// and claims to have every piece.
-type otherBlob struct{ path string }
-
-func (s otherBlob) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (storage.TorrentImpl, error) {
-	f, err := os.Open(s.path)
-	if err != nil {
-		return storage.TorrentImpl{}, err
-	}
-	return storage.TorrentImpl{
-		Piece: func(p metainfo.Piece) storage.PieceImpl {
-			return otherBlobPiece{flippedPiece{io.NewSectionReader(f, p.Offset(), p.Length())}}
-		},
-		Close: f.Close,
-	}, nil
-}
-
-// otherBlobPiece is a liar's piece, complete and never written, like
-// flippedPiece, whose bytes are not inverted.
-type otherBlobPiece struct{ flippedPiece }
-
-func (p otherBlobPiece) ReadAt(b []byte, off int64) (int, error) {
-	return p.SectionReader.ReadAt(b, off)
 }

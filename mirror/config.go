@@ -32,6 +32,8 @@ type Config struct {
 	UpstreamTimeout      time.Duration `yaml:"upstream-timeout"`
 	MaxConcurrentFetches int           `yaml:"max-concurrent-fetches"`
 	LogLevel             string        `yaml:"log-level"`
+	// DebugListen serves Go's profiles (/debug/pprof/) when set.
+	DebugListen string `yaml:"debug-listen"`
 
 	// Tracker base URLs (one per replica). Without any, the mirror is a
 	// plain pull-through cache.

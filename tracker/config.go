@@ -46,6 +46,8 @@ type Config struct {
 	// ahead of what it has (superseed.Config.Window).
 	SeedWindow int64  `yaml:"seed-window"`
 	LogLevel   string `yaml:"log-level"`
+	// DebugListen serves Go's profiles (/debug/pprof/) when set.
+	DebugListen string `yaml:"debug-listen"`
 	// TLSCert and TLSKey make the HTTP endpoints HTTPS; CA adds an
 	// authority to trust for upstream registries.
 	TLSCert string `yaml:"tls-cert"`

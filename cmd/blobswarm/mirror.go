@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/blobswarm/blobswarm/internal/cliconfig"
+	"github.com/blobswarm/blobswarm/internal/debugserver"
 	"github.com/blobswarm/blobswarm/mirror"
 )
 
@@ -25,6 +26,7 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
 	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "blob fetches in progress at once; more wait their turn")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's CPU and heap profiles at /debug/pprof/ (empty: off; they show the command line, so keep it on localhost)")
 	fs.StringArrayVar(&c.Tracker, "tracker", c.Tracker, "tracker base URL (repeatable, one per replica); without one the mirror is a plain pull-through cache")
 	fs.StringVar(&c.PeerListen, "peer-listen", c.PeerListen, "this node's BitTorrent address")
 	fs.StringArrayVar(&c.PeerCIDR, "peer-cidr", c.PeerCIDR, "networks peers may be in (repeatable; default loopback and private ranges)")
@@ -63,6 +65,11 @@ func mirrorCmd() *cobra.Command {
 				return err
 			}
 			defer m.Close()
+			dbg, err := debugserver.Start(cfg.DebugListen, log)
+			if err != nil {
+				return err
+			}
+			defer dbg.Close()
 			ln, err := net.Listen("tcp", cfg.Listen)
 			if err != nil {
 				return fmt.Errorf("listen: %w", err)

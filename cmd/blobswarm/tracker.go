@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/blobswarm/blobswarm/internal/cliconfig"
+	"github.com/blobswarm/blobswarm/internal/debugserver"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/tracker"
 )
@@ -29,6 +30,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "seeder upload cap in bytes/s (0: unlimited)")
 	fs.Int64Var(&c.SeedWindow, "seed-window", c.SeedWindow, "bytes of pieces the seeder offers each peer ahead of what it has (0: 2 MiB; at least two pieces)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's CPU and heap profiles at /debug/pprof/ (empty: off; they show the command line, so keep it on localhost)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate: serve the HTTP endpoints over HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.CA, "ca", c.CA, "PEM file of an extra certificate authority to trust for upstreams")
@@ -71,6 +73,11 @@ func trackerCmd() *cobra.Command {
 				return err
 			}
 			defer t.Close()
+			dbg, err := debugserver.Start(cfg.DebugListen, log)
+			if err != nil {
+				return err
+			}
+			defer dbg.Close()
 			log.Info("tracker listening", "addr", ln.Addr().String(), "data", cfg.Data)
 			return serve(cmd.Context(), ln, t.Handler())
 		},

@@ -44,6 +44,9 @@ type Config struct {
 	// Timeline samples every host's counters during each rollout and
 	// reports when each link was busy (see Timeline).
 	Timeline bool
+	// Profile records a CPU profile of the tracker and of every mirror
+	// for this long from each rollout's start, into Out (see Profiles).
+	Profile time.Duration
 	// TrackerFlags and MirrorFlags are added to every tracker's and
 	// mirror's command line (space-separated), for tuning runs.
 	TrackerFlags, MirrorFlags string
@@ -78,6 +81,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Bin, "bin", c.Bin, "blobswarm binary to measure (default: built from this working tree)")
 	fs.BoolVar(&c.SwarmOnly, "swarm-only", c.SwarmOnly, "skip the central rollout (tuning runs)")
 	fs.BoolVar(&c.Timeline, "timeline", c.Timeline, "sample every host's received and uploaded bytes every 200 ms; print when each link was busy, write CSVs and a plot under -out")
+	fs.DurationVar(&c.Profile, "profile", c.Profile, "record CPU profiles of the tracker and every mirror for this long from each rollout's start; written under -out, summed up with go tool pprof -top")
 	fs.StringVar(&c.TrackerFlags, "tracker-flags", c.TrackerFlags, "extra flags for the tracker, space-separated (tuning runs)")
 	fs.StringVar(&c.MirrorFlags, "mirror-flags", c.MirrorFlags, "extra flags for every mirror, space-separated (tuning runs)")
 }
@@ -113,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.MTU < 576 || c.MTU > 65535 {
 		errs = append(errs, fmt.Errorf("-mtu %d: want 576 to 65535", c.MTU))
+	}
+	if c.Profile < 0 || (c.Profile > 0 && c.Out == "") {
+		errs = append(errs, fmt.Errorf("-profile %s: want a positive duration, with -out for the profiles", c.Profile))
 	}
 	if c.Latency < 0 {
 		errs = append(errs, fmt.Errorf("-latency %s: must not be negative", c.Latency))

@@ -67,6 +67,11 @@ func BenchmarkFleet(b *testing.B) {
 	if err := c.Validate(); err != nil {
 		b.Fatal(err)
 	}
+	if c.Out != "" {
+		if err := os.MkdirAll(c.Out, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	f := newFleet(b, c, log)
 	report := fleetbench.Report{Config: c}
@@ -93,10 +98,15 @@ func BenchmarkFleet(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if c.Out != "" {
-		if err := os.MkdirAll(c.Out, 0o755); err != nil {
-			b.Fatal(err)
+	for _, p := range f.profiles {
+		if err := fleetbench.WriteTop(os.Stdout, p.title+", tracker", p.tracker); err != nil {
+			b.Error(err)
 		}
+		if err := fleetbench.WriteTop(os.Stdout, fmt.Sprintf("%s, %d mirrors merged", p.title, len(p.mirrors)), p.mirrors); err != nil {
+			b.Error(err)
+		}
+	}
+	if c.Out != "" {
 		path := filepath.Join(c.Out, "fleet.png")
 		if err := report.Plot(path); err != nil {
 			b.Fatal(err)
@@ -124,6 +134,13 @@ type fleet struct {
 	root       string                   // every file the benchmark writes
 	logs       string                   // every process's output, kept for a failure
 	timelines  []fleetbench.TimelineRun // with -timeline
+	profiles   []profileRun             // with -profile
+}
+
+// profileRun is one rollout's CPU profiles.
+type profileRun struct {
+	title            string
+	tracker, mirrors []string
 }
 
 func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
@@ -206,7 +223,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		args := append([]string{"tracker",
 			"--listen", net.JoinHostPort(addr, trackerPort), "--peer-listen", net.JoinHostPort(addr, peerPort),
 			"--data", filepath.Join(data, "tracker"), "--upstream", upstream, "--log-level", "warn"},
-			strings.Fields(f.cfg.TrackerFlags)...)
+			append(f.debugArgs(f.origin), strings.Fields(f.cfg.TrackerFlags)...)...)
 		tr := netlab.Start(b, "tracker", f.logs, f.origin.Command(context.Background(), f.bin, args...))
 		procs = append(procs, tr)
 		trackerURL = "http://" + net.JoinHostPort(addr, trackerPort)
@@ -218,7 +235,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		addr := h.Addr.String()
 		args := []string{"mirror", "--listen", net.JoinHostPort(addr, mirrorPort), "--data", filepath.Join(data, h.Name),
 			"--upstream", upstream, "--log-level", "warn"}
-		args = append(args, strings.Fields(f.cfg.MirrorFlags)...)
+		args = append(append(args, f.debugArgs(h)...), strings.Fields(f.cfg.MirrorFlags)...)
 		if swarmArgs != nil {
 			args = append(append(args, swarmArgs...), "--peer-listen", net.JoinHostPort(addr, peerPort))
 		}
@@ -261,6 +278,10 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	if c.Timeline {
 		sampler = f.startSampler(ctx, t0, mirrorURLs, trackerURL)
 	}
+	var profiles *fleetbench.Profiles
+	if c.Profile > 0 {
+		profiles = f.startProfiles(ctx, t0, fmt.Sprintf("cpu-%s-%d", mode, run), trackerURL != "")
+	}
 	daemons := append([]*netlab.Proc{f.originProc}, procs...)
 	time.Sleep(time.Until(t0))
 	cpu0, err := fleetbench.ReadCPU()
@@ -279,6 +300,9 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		if timeline, err = sampler.Stop(); err != nil {
 			f.log.Warn("the timeline misses readings", "mode", mode, "run", run, "failed", timeline.Errors, "err", err)
 		}
+	}
+	if profiles != nil {
+		f.keepProfiles(fmt.Sprintf("%s run %d", mode, run), profiles, trackerURL != "")
 	}
 	res.CPU = fleetbench.BusyPercent(cpu0, cpu1)
 	used := cpuOf(b, daemons) - daemonCPU0
@@ -337,6 +361,45 @@ func (f *fleet) startSampler(ctx context.Context, t0 time.Time, mirrorURLs []str
 		tracker = &fleetbench.Target{Name: "seeder", URL: trackerURL + "/metrics", Client: f.origin.HTTPClient()}
 	}
 	return fleetbench.StartSampler(ctx, t0, targets, tracker)
+}
+
+// debugArgs serves the profiles of a process on h with -profile.
+func (f *fleet) debugArgs(h *netlab.Host) []string {
+	if f.cfg.Profile <= 0 {
+		return nil
+	}
+	return []string{"--debug-listen", net.JoinHostPort(h.Addr.String(), fleetbench.ProfilePort)}
+}
+
+// startProfiles records the tracker's (when there is one) and every
+// mirror's CPU profile from t0 for -profile.
+func (f *fleet) startProfiles(ctx context.Context, t0 time.Time, prefix string, tracker bool) *fleetbench.Profiles {
+	var targets []fleetbench.Target
+	if tracker {
+		targets = append(targets, fleetbench.Target{Name: "tracker", URL: "http://" + net.JoinHostPort(f.origin.Addr.String(), fleetbench.ProfilePort), Client: f.origin.HTTPClient()})
+	}
+	for _, h := range f.mirrors {
+		targets = append(targets, fleetbench.Target{Name: h.Name, URL: "http://" + net.JoinHostPort(h.Addr.String(), fleetbench.ProfilePort), Client: h.HTTPClient()})
+	}
+	return fleetbench.StartProfiles(ctx, t0, f.cfg.Profile, f.cfg.Out, prefix, targets)
+}
+
+// keepProfiles waits for a rollout's profiles, which may outlast its
+// clients, while its processes still run.
+func (f *fleet) keepProfiles(title string, p *fleetbench.Profiles, tracker bool) {
+	paths, err := p.Wait()
+	if err != nil {
+		f.log.Warn("profiles missing", "rollout", title, "err", err)
+	}
+	run := profileRun{title: title}
+	for _, path := range paths {
+		if tracker && strings.HasSuffix(path, "-tracker.pprof") {
+			run.tracker = append(run.tracker, path)
+		} else {
+			run.mirrors = append(run.mirrors, path)
+		}
+	}
+	f.profiles = append(f.profiles, run)
 }
 
 // cpuOf sums the CPU time the processes used so far.

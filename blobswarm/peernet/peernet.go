@@ -2,7 +2,11 @@
 // blobswarm's two kinds of node, and the networks peers may come from.
 package peernet
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"golang.org/x/time/rate"
+)
 
 // Peer ID prefixes (BEP 20 style): mirrors count bytes from the tracker's
 // seeder apart from bytes from other mirrors by them, since on one host
@@ -49,4 +53,15 @@ func Allowed(networks []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// UploadLimiter caps piece data sent to peers at bytesPerSecond, for
+// mirrors and the seeder alike. Its burst is 5 ms of the rate, and at
+// least largestRequest so that any request it accepts fits: a cap exists
+// to keep the host's uplink queue short (a host whose uplink is full
+// starves its own downloads, their acknowledgements stuck behind its
+// uploads), and a burst of a second's worth, as before, let a capped
+// mirror fill that queue anyway.
+func UploadLimiter(bytesPerSecond int64, largestRequest int) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(bytesPerSecond), max(int(bytesPerSecond/200), largestRequest))
 }

@@ -119,8 +119,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("seeder peer id: %w", err)
 	}
 	if cfg.UploadRate > 0 {
-		// The burst must fit the largest request a peer may send.
-		s.limiter = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(int(cfg.UploadRate), maxRequest))
+		s.limiter = peernet.UploadLimiter(cfg.UploadRate, maxRequest)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)

@@ -135,8 +135,9 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 	// bounds that to a second, for a 4-byte keep-alive on idle connections.
 	cc.KeepAliveTimeout = time.Second
 	if c.UploadRate > 0 {
-		// The burst must fit the largest request a peer sends.
-		cc.UploadRateLimiter = rate.NewLimiter(rate.Limit(c.UploadRate), max(int(c.UploadRate), 1<<20))
+		// The library refuses requests longer than the burst: mirrors ask
+		// for ChunkSize, other clients for 16 KiB.
+		cc.UploadRateLimiter = peernet.UploadLimiter(c.UploadRate, max(c.ChunkSize, 128<<10))
 	}
 	if c.DownloadRate > 0 {
 		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(c.DownloadRate), 0)

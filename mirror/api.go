@@ -138,6 +138,9 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController flush the connection's writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // ReadFrom keeps sendfile working for blobs served from disk.
 func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	if s.code == 0 {

@@ -61,6 +61,14 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 	if status == http.StatusRequestedRangeNotSatisfiable {
 		return
 	}
+	// The headers go out now, not with the first bytes of the body: those
+	// come when the fetch has them from the start of the blob, which from
+	// the swarm (pieces rarest first) can be near the end, and clients
+	// give up on headers that do not come.
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		m.log.Warn("blob stream ended early", "digest", ref.Digest, "sent", 0, "err", err)
+		panic(http.ErrAbortHandler)
+	}
 	buf, release := streamBuffer()
 	defer release()
 	n, err := io.CopyBuffer(writerOnly{w}, fl.NewReader(r.Context(), rng.Start, rng.Length()), *buf)

@@ -51,15 +51,20 @@ func (w *valveWriter) Write(b []byte) (int, error) {
 		if err != nil || sent == len(b) {
 			return sent, err
 		}
-		// Push what passed to the client before holding the rest back.
-		if err := http.NewResponseController(w.ResponseWriter).Flush(); err != nil {
-			return sent, err
-		}
 	}
 	select {
 	case <-w.v.open:
-	case <-w.r.Context().Done():
-		return sent, w.r.Context().Err()
+	default:
+		// What passed, or with Pass 0 the headers alone, reaches the
+		// client before the rest is held back.
+		if err := http.NewResponseController(w.ResponseWriter).Flush(); err != nil {
+			return sent, err
+		}
+		select {
+		case <-w.v.open:
+		case <-w.r.Context().Done():
+			return sent, w.r.Context().Err()
+		}
 	}
 	n, err := w.ResponseWriter.Write(b[sent:])
 	w.written += int64(n)

@@ -44,6 +44,12 @@ type Config struct {
 	// Timeline samples every host's counters during each rollout and
 	// reports when each link was busy (see Timeline).
 	Timeline bool
+	// UploadCap is the share of Link, in percent, each mirror's
+	// --upload-rate is set to; 0 leaves uploads unlimited. The links'
+	// queues are FIFOs (this kernel has no fq or fq_codel): a host whose
+	// uplink is full delays and drops the acknowledgements of its own
+	// downloads, and the hosts everybody fetches from fell seconds behind.
+	UploadCap int
 	// Profile records a CPU profile of the tracker and of every mirror
 	// for this long from each rollout's start, into Out (see Profiles).
 	Profile time.Duration
@@ -54,7 +60,7 @@ type Config struct {
 
 // Defaults is the small shape that runs in about a minute.
 func Defaults() Config {
-	return Config{Nodes: 4, Size: 32 << 20, Layers: 2, Link: 100e6, Runs: 1, Concurrency: 1}
+	return Config{Nodes: 4, Size: 32 << 20, Layers: 2, Link: 100e6, Runs: 1, Concurrency: 1, UploadCap: 88}
 }
 
 // Bind registers the flags that set c.
@@ -81,6 +87,7 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Bin, "bin", c.Bin, "blobswarm binary to measure (default: built from this working tree)")
 	fs.BoolVar(&c.SwarmOnly, "swarm-only", c.SwarmOnly, "skip the central rollout (tuning runs)")
 	fs.BoolVar(&c.Timeline, "timeline", c.Timeline, "sample every host's received and uploaded bytes every 200 ms; print when each link was busy, write CSVs and a plot under -out")
+	fs.IntVar(&c.UploadCap, "upload-cap", c.UploadCap, "every mirror's --upload-rate as a percentage of -link (0: unlimited)")
 	fs.DurationVar(&c.Profile, "profile", c.Profile, "record CPU profiles of the tracker and every mirror for this long from each rollout's start; written under -out, summed up with go tool pprof -top")
 	fs.StringVar(&c.TrackerFlags, "tracker-flags", c.TrackerFlags, "extra flags for the tracker, space-separated (tuning runs)")
 	fs.StringVar(&c.MirrorFlags, "mirror-flags", c.MirrorFlags, "extra flags for every mirror, space-separated (tuning runs)")
@@ -118,6 +125,9 @@ func (c Config) Validate() error {
 	if c.MTU < 576 || c.MTU > 65535 {
 		errs = append(errs, fmt.Errorf("-mtu %d: want 576 to 65535", c.MTU))
 	}
+	if c.UploadCap < 0 || c.UploadCap > 100 {
+		errs = append(errs, fmt.Errorf("-upload-cap %d: want a percentage of the link, 0 to 100", c.UploadCap))
+	}
 	if c.Profile < 0 || (c.Profile > 0 && c.Out == "") {
 		errs = append(errs, fmt.Errorf("-profile %s: want a positive duration, with -out for the profiles", c.Profile))
 	}
@@ -125,6 +135,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("-latency %s: must not be negative", c.Latency))
 	}
 	return errors.Join(errs...)
+}
+
+// MirrorUploadRate is the --upload-rate of every mirror in bytes/s; 0 is
+// unlimited.
+func (c Config) MirrorUploadRate() int64 {
+	return int64(c.Link.BytesPerSecond() * float64(c.UploadCap) / 100)
 }
 
 // ParseSize reads a byte count: 1048576, 512KiB, 64MiB, 1GiB.

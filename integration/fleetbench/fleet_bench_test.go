@@ -235,6 +235,9 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		addr := h.Addr.String()
 		args := []string{"mirror", "--listen", net.JoinHostPort(addr, mirrorPort), "--data", filepath.Join(data, h.Name),
 			"--upstream", upstream, "--log-level", "warn"}
+		if r := c.MirrorUploadRate(); r > 0 {
+			args = append(args, "--upload-rate", strconv.FormatInt(r, 10))
+		}
 		args = append(append(args, f.debugArgs(h)...), strings.Fields(f.cfg.MirrorFlags)...)
 		if swarmArgs != nil {
 			args = append(append(args, swarmArgs...), "--peer-listen", net.JoinHostPort(addr, peerPort))

@@ -126,8 +126,12 @@ const mib = 1 << 20
 func (r Report) WriteTable(w io.Writer) {
 	c := r.Config
 	image := int64(r.median(Swarm, imageBytes))
-	fmt.Fprintf(w, "\nfleet: %d hosts, image %.1f MiB in %d layers, links %s (origin %s), MTU %d, latency %s, %d client fetch(es) at once\n",
-		c.Nodes, float64(image)/mib, c.Layers, c.Link, c.OriginLink, c.MTU, c.Latency, c.Concurrency)
+	upload := "unlimited"
+	if r := c.MirrorUploadRate(); r > 0 {
+		upload = fmt.Sprintf("%d%% of the link (%.1f MB/s)", c.UploadCap, float64(r)/1e6)
+	}
+	fmt.Fprintf(w, "\nfleet: %d hosts, image %.1f MiB in %d layers, links %s (origin %s), MTU %d, latency %s, %d client fetch(es) at once, mirrors' uploads %s\n",
+		c.Nodes, float64(image)/mib, c.Layers, c.Link, c.OriginLink, c.MTU, c.Latency, c.Concurrency, upload)
 	fmt.Fprintf(w, "physical limit (image / link): %.2f s; bytes on the wire include headers; per-host bytes are means over hosts;\nCPU: the machine's busy share of all cores, fleet: its own processes' share\n",
 		r.Limit(image).Seconds())
 	fmt.Fprintf(w, "%-8s %3s %9s %7s %8s %8s %8s %13s %8s %10s %10s %10s %9s %5s %5s\n",

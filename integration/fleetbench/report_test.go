@@ -64,8 +64,9 @@ func TestValidate(t *testing.T) {
 	bad := Defaults()
 	bad.Nodes, bad.Runs, bad.Layers = 0, 0, 0
 	bad.Profile = 10 * time.Second // without -out
+	bad.UploadCap = 150
 	err := bad.WithDefaults().Validate()
-	for _, flag := range []string{"-nodes", "-runs", "-layers", "-profile"} {
+	for _, flag := range []string{"-nodes", "-runs", "-layers", "-profile", "-upload-cap"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("Validate of a bad config does not name %s: %v", flag, err)
 		}

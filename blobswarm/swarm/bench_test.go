@@ -99,7 +99,6 @@ func benchDownload(b *testing.B, src *store.Store, d digest.Digest, size, piece 
 				return err
 			}
 			defer s.Close()
-			s.scheme = scheme
 			s.bootstrap = []netip.AddrPort{peer}
 			return fetchSwarm(b.Context(), s, st, d, infoBytes)
 		}))
@@ -295,7 +294,6 @@ func serveBenchBlob(root string) error {
 		return err
 	}
 	defer s.Close()
-	s.scheme = scheme
 	if err := s.Seed(d, infoBytes, nil); err != nil {
 		return err
 	}

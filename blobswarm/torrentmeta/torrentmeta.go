@@ -18,9 +18,11 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// PieceLength is the piece length for a blob of the given size. Changing
-// this table changes the infohash of every blob: tracker and nodes must
-// agree on it.
+// PieceLength is the piece length for a blob of the given size. Only the
+// tracker's seeder builds torrents, so only it uses this table; nodes
+// accept any piece length Parse allows, so a table changed in a new
+// version gives new blobs new infohashes without splitting a fleet whose
+// tracker and mirrors are upgraded at different times.
 //
 // Small pieces give a short time to first byte (a reader waits for a whole
 // piece to verify) and let peers trade early: a peer can pass a piece on
@@ -46,20 +48,36 @@ import (
 // trade. So only small blobs, where a 1 MiB piece would be most of the
 // blob, keep 256 KiB pieces (up to 64 of them); big ones get 4 MiB, never
 // fewer than 64 pieces.
+//
+// Then the mirrors stopped fetching in order and capped their uploads
+// below their links, and the time a piece takes to reach its first holder
+// became what a rollout waits for at the end: the seeder offers each peer
+// two pieces at a time, so the fleet's last pieces are two per host in
+// flight when the seeder's link goes quiet. Halving the 1 MiB class (8 x
+// 128 MiB at 100 Mbit/s, BENCHMARKS.md 5e) took all-done from 14.1-14.5 s
+// to 13.5-13.9 s for 4-7 more points of the machine; 256 KiB gave
+// 12.8-13.0 s for 10-14 points more, too much CPU per byte for fast links.
 func PieceLength(size int64) int64 {
 	switch {
 	case size <= 16<<20:
 		return 256 << 10
 	case size <= 256<<20:
-		return 1 << 20
+		return 512 << 10
 	default:
 		return 4 << 20
 	}
 }
 
 // Scheme chooses the piece length for a blob size. PieceLength is the one
-// the fleet uses; other schemes exist to measure alternatives.
+// the tracker uses; other schemes exist to measure alternatives.
 type Scheme func(size int64) int64
+
+// The piece lengths Parse accepts: powers of two from one 16 KiB chunk to
+// 16 MiB, the range any version's table may use.
+const (
+	MinPieceLength = 16 << 10
+	MaxPieceLength = 16 << 20
+)
 
 // ErrEmpty is returned for a zero-length blob: it has no pieces, so there is
 // nothing to share; serve it directly.
@@ -71,12 +89,6 @@ func Build(d digest.Digest, r io.Reader, size int64) ([]byte, metainfo.Hash, err
 	return Scheme(PieceLength).Build(d, r, size)
 }
 
-// Parse decodes info bytes a tracker sent for blob d and checks they
-// describe that blob the way Build would, with piece lengths from
-// PieceLength.
-func Parse(infoBytes []byte, d digest.Digest) (metainfo.Info, error) {
-	return Scheme(PieceLength).Parse(infoBytes, d)
-}
 
 // Build is Build with this scheme's piece lengths. The bytes must match d:
 // a torrent named after a digest it does not carry would poison the swarm.
@@ -108,8 +120,11 @@ func (s Scheme) Build(d digest.Digest, r io.Reader, size int64) ([]byte, metainf
 	return infoBytes, metainfo.HashBytes(infoBytes), nil
 }
 
-// Parse is Parse with this scheme's piece lengths.
-func (s Scheme) Parse(infoBytes []byte, d digest.Digest) (metainfo.Info, error) {
+// Parse decodes info bytes a tracker sent for blob d and checks they
+// describe that blob the way Build would with some scheme: its name and
+// length, a piece length Parse accepts, one hash per piece, the canonical
+// encoding.
+func Parse(infoBytes []byte, d digest.Digest) (metainfo.Info, error) {
 	var info metainfo.Info
 	if err := d.Validate(); err != nil {
 		return info, fmt.Errorf("parse torrent: %w", err)
@@ -117,7 +132,7 @@ func (s Scheme) Parse(infoBytes []byte, d digest.Digest) (metainfo.Info, error) 
 	if err := bencode.Unmarshal(infoBytes, &info); err != nil {
 		return info, fmt.Errorf("decode info dict for %s: %w", d, err)
 	}
-	if err := s.check(&info, d); err != nil {
+	if err := check(&info, d); err != nil {
 		return info, fmt.Errorf("info dict for %s: %w", d, err)
 	}
 	// Any field Build never writes (private, source, v2 file tree, ...) and
@@ -129,7 +144,7 @@ func (s Scheme) Parse(infoBytes []byte, d digest.Digest) (metainfo.Info, error) 
 	return info, nil
 }
 
-func (s Scheme) check(info *metainfo.Info, d digest.Digest) error {
+func check(info *metainfo.Info, d digest.Digest) error {
 	switch {
 	case info.Name != d.Encoded():
 		return fmt.Errorf("name %q is not the digest hex", info.Name)
@@ -137,8 +152,8 @@ func (s Scheme) check(info *metainfo.Info, d digest.Digest) error {
 		return errors.New("not a single-file v1 torrent")
 	case info.Length <= 0:
 		return fmt.Errorf("length %d: %w", info.Length, ErrEmpty)
-	case info.PieceLength != s(info.Length):
-		return fmt.Errorf("piece length %d, want %d for %d bytes", info.PieceLength, s(info.Length), info.Length)
+	case info.PieceLength < MinPieceLength || info.PieceLength > MaxPieceLength || info.PieceLength&(info.PieceLength-1) != 0:
+		return fmt.Errorf("piece length %d: want a power of two from %d to %d", info.PieceLength, MinPieceLength, MaxPieceLength)
 	}
 	want := (info.Length + info.PieceLength - 1) / info.PieceLength * metainfo.HashSize
 	if int64(len(info.Pieces)) != want {

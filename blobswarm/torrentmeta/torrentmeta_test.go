@@ -154,7 +154,9 @@ func TestParseRejects(t *testing.T) {
 		"trailing bytes":   {append(append([]byte{}, good...), 'x'), "decode info dict"},
 		"other name":       {encode(func(i *metainfo.Info) { i.Name = "x" }), "name"},
 		"multi-file":       {encode(func(i *metainfo.Info) { i.Files = []metainfo.FileInfo{{Length: 1, Path: []string{"a"}}} }), "single-file"},
-		"not the table":    {encode(func(i *metainfo.Info) { i.PieceLength = 1 << 20; i.Pieces = i.Pieces[:20] }), "piece length"},
+		"odd piece length": {encode(func(i *metainfo.Info) { i.PieceLength = 100 << 10 }), "piece length"},
+		"tiny pieces":      {encode(func(i *metainfo.Info) { i.PieceLength = 8 << 10 }), "piece length"},
+		"huge pieces":      {encode(func(i *metainfo.Info) { i.PieceLength = 32 << 20; i.Pieces = i.Pieces[:20] }), "piece length"},
 		"missing hash":     {encode(func(i *metainfo.Info) { i.Pieces = i.Pieces[:20] }), "piece hashes"},
 		"extra field":      {encode(func(i *metainfo.Info) { i.Private = &private }), "not the one this blob builds"},
 		"zero length":      {encode(func(i *metainfo.Info) { i.Length = 0 }), "empty"},
@@ -190,7 +192,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if info.Name != d.Encoded() || info.Length <= 0 || info.PieceLength != PieceLength(info.Length) {
+		if pl := info.PieceLength; info.Name != d.Encoded() || info.Length <= 0 || pl < MinPieceLength || pl > MaxPieceLength || pl&(pl-1) != 0 {
 			t.Fatalf("accepted info name %q length %d piece length %d", info.Name, info.Length, info.PieceLength)
 		}
 		if n := int64(info.NumPieces()); n != (info.Length+info.PieceLength-1)/info.PieceLength {

@@ -28,7 +28,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.DurationVar(&c.MetainfoWait, "metainfo-wait", c.MetainfoWait, "how long a metainfo request waits for the origin before answering 202")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "seeder upload cap in bytes/s (0: unlimited)")
-	fs.Int64Var(&c.SeedWindow, "seed-window", c.SeedWindow, "bytes of pieces the seeder offers each peer ahead of what it has (0: 2 MiB; at least two pieces)")
+	fs.Int64Var(&c.SeedWindow, "seed-window", c.SeedWindow, "bytes of pieces the seeder offers each peer ahead of what it has (0: two pieces; at least two)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's CPU and heap profiles at /debug/pprof/ (empty: off; they show the command line, so keep it on localhost)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate: serve the HTTP endpoints over HTTPS (with --tls-key)")

@@ -29,7 +29,7 @@ bench:
 # tc-shaped bridge, a rollout through per-host caching mirrors and one
 # through the swarm. Flags: -nodes -size -layers -link -origin-link
 # -latency -mtu -runs -out -concurrency -bin (see integration/fleetbench).
-FLEET ?= -nodes 8 -size 64MiB -layers 2 -link 100mbit
+FLEET ?= -nodes 8 -size 128MiB -layers 2 -link 100mbit
 bench-fleet:
 	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 120m ./integration/fleetbench/ -args $(FLEET) -out $(CURDIR)/$(BIN)/fleet
 

@@ -89,7 +89,6 @@ func Build(d digest.Digest, r io.Reader, size int64) ([]byte, metainfo.Hash, err
 	return Scheme(PieceLength).Build(d, r, size)
 }
 
-
 // Build is Build with this scheme's piece lengths. The bytes must match d:
 // a torrent named after a digest it does not carry would poison the swarm.
 func (s Scheme) Build(d digest.Digest, r io.Reader, size int64) ([]byte, metainfo.Hash, error) {

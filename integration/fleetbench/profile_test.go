@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/internal/debugserver"
 )
 
@@ -26,7 +27,7 @@ func burn(ctx context.Context) (n uint64) {
 
 func TestProfilesRecordWhatRanAndPprofReadsThem(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("needs the go command for go tool pprof")
+		harness.Missing(t, "go tool pprof needs the go command on the PATH: %v", err)
 	}
 	srv := httptest.NewServer(debugserver.Handler())
 	defer srv.Close()

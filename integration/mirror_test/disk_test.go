@@ -41,6 +41,10 @@ func TestCacheQuotaEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 	for _, name := range []string{"a", "b", "c", "a", "d"} {
 		getBlob(t, m, o, "team/app", blobs[name])
+		// A fetched blob counts as used when it is committed, which can
+		// be just after the client read its last byte: the next use must
+		// come after that, or c's commit could postdate a's second use.
+		harness.Eventually(t, "the fetch committed", func() bool { return m.Metric(inflightMetric) == 0 })
 	}
 	// 12 MiB after d: b and c, least recently used, go; a was used again.
 	waitMetric(t, m, 2, evictionsMetric)

@@ -120,6 +120,13 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 	cc.TotalHalfOpenConns = 4 * c.MaxConnsPerTorrent
 	cc.DropDuplicatePeerIds = true
 
+	// The library asks peers only for pieces within its first 64 MiB (by
+	// default) of pieces in request order, counting pieces no peer has;
+	// rarest first, those come first, so a super-seeder's two offered
+	// pieces of a larger blob were never asked for and the download
+	// stalled until the origin fallback. Pieces go to disk as they come,
+	// so unverified bytes need no cap.
+	cc.MaxUnverifiedBytes = 0
 	// Upload to anyone who asks, also while still downloading: a node
 	// shares what it has from its first verified piece.
 	cc.Seed = true

@@ -490,3 +490,25 @@ func TestDownloadGivesUp(t *testing.T) {
 		t.Fatal("download with garbage info bytes started")
 	}
 }
+
+// A blob larger than the library's default cap on unverified bytes
+// (64 MiB) still comes from a super-seeder, which offers only two pieces
+// at a time: with the cap, the library considered only the first 64 MiB
+// of pieces in its order, those no peer had came first, and the offered
+// ones were never asked for until the stall timer went off.
+func TestBlobOverSixtyFourMiBComesFromASuperSeeder(t *testing.T) {
+	b := newBlob(t, 5, 72<<20)
+	src := seeder(t, seederIP, b)
+	leecher, leecherStore := newSwarm(t, leecherIP, Config{StallTimeout: 5 * time.Second})
+	leecher.bootstrap = []netip.AddrPort{addr(src, seederIP)}
+	_, done := download(t, leecher, leecherStore, b)
+	if err := <-done; err != nil {
+		t.Fatalf("a %d MiB blob from a super-seeder: %v", len(b.data)>>20, err)
+	}
+	if got := digest.FromBytes(storedBytes(t, leecherStore, b.digest)); got != b.digest {
+		t.Fatalf("stored blob hashes to %s, want %s", got, b.digest)
+	}
+	if got := leecher.Stats().ReceivedFrom[netip.MustParseAddr(seederIP)]; got != int64(len(b.data)) {
+		t.Errorf("received %d bytes from the seeder, want %d", got, len(b.data))
+	}
+}

@@ -61,3 +61,24 @@ func TestRollout(t *testing.T) {
 		}
 	})
 }
+
+// TestRolloutOfALayerOverSixtyFourMiB pulls an image with one 72 MiB
+// layer through three mirrors: every byte of it comes from the swarm. The
+// swarm library's default cap on unverified bytes (64 MiB) once kept the
+// mirrors from asking for the pieces the seeder offered; each waited out
+// its stall timer and took the layer from the origin.
+func TestRolloutOfALayerOverSixtyFourMiB(t *testing.T) {
+	f := newFleet(t, fleetOptions{mirrors: 3})
+	image := f.push(t, "team/big:1", 1, 72<<20)
+	checkPulled(t, image, pullAll(t.Context(), image, f.mirrors))
+	checkOriginServed(t, f, image, 1)
+	for _, m := range f.mirrors {
+		checkStored(t, m, image)
+		if n := m.Metric(fallbacksMetric); n != 0 {
+			t.Errorf("%s fell back to the origin %.0f times", m.name, n)
+		}
+		if n := fromSwarm(m); n < float64(imageBytes(image)) {
+			t.Errorf("%s received %.0f bytes from the swarm, want the whole image (%d)", m.name, n, imageBytes(image))
+		}
+	}
+}

@@ -281,7 +281,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	if c.Timeline {
 		sampler = f.startSampler(ctx, t0, mirrorURLs, trackerURL)
 	}
-	var profiles *fleetbench.Profiles
+	var profiles *rolloutProfiles
 	if c.Profile > 0 {
 		profiles = f.startProfiles(ctx, t0, fmt.Sprintf("cpu-%s-%d", mode, run), trackerURL != "")
 	}
@@ -305,7 +305,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		}
 	}
 	if profiles != nil {
-		f.keepProfiles(fmt.Sprintf("%s run %d", mode, run), profiles, trackerURL != "")
+		f.keepProfiles(fmt.Sprintf("%s run %d", mode, run), profiles)
 	}
 	res.CPU = fleetbench.BusyPercent(cpu0, cpu1)
 	used := cpuOf(b, daemons) - daemonCPU0
@@ -371,38 +371,53 @@ func (f *fleet) debugArgs(h *netlab.Host) []string {
 	if f.cfg.Profile <= 0 {
 		return nil
 	}
-	return []string{"--debug-listen", net.JoinHostPort(h.Addr.String(), fleetbench.ProfilePort)}
+	return []string{"--debug-listen", profileAddr(h)}
 }
+
+// profileAddr is where a process on h serves its profiles.
+func profileAddr(h *netlab.Host) string {
+	return net.JoinHostPort(h.Addr.String(), fleetbench.ProfilePort)
+}
+
+// rolloutProfiles is one rollout's CPU profiles being recorded; tracker
+// is nil in central mode.
+type rolloutProfiles struct{ tracker, mirrors *fleetbench.Profiles }
 
 // startProfiles records the tracker's (when there is one) and every
 // mirror's CPU profile from t0 for -profile.
-func (f *fleet) startProfiles(ctx context.Context, t0 time.Time, prefix string, tracker bool) *fleetbench.Profiles {
-	var targets []fleetbench.Target
+func (f *fleet) startProfiles(ctx context.Context, t0 time.Time, prefix string, tracker bool) *rolloutProfiles {
+	record := func(targets []fleetbench.Target) *fleetbench.Profiles {
+		return fleetbench.StartProfiles(ctx, t0, f.cfg.Profile, f.cfg.Out, prefix, targets)
+	}
+	target := func(name string, h *netlab.Host) fleetbench.Target {
+		return fleetbench.Target{Name: name, URL: "http://" + profileAddr(h), Client: h.HTTPClient()}
+	}
+	r := &rolloutProfiles{}
 	if tracker {
-		targets = append(targets, fleetbench.Target{Name: "tracker", URL: "http://" + net.JoinHostPort(f.origin.Addr.String(), fleetbench.ProfilePort), Client: f.origin.HTTPClient()})
+		r.tracker = record([]fleetbench.Target{target("tracker", f.origin)})
 	}
-	for _, h := range f.mirrors {
-		targets = append(targets, fleetbench.Target{Name: h.Name, URL: "http://" + net.JoinHostPort(h.Addr.String(), fleetbench.ProfilePort), Client: h.HTTPClient()})
+	mirrors := make([]fleetbench.Target, len(f.mirrors))
+	for i, h := range f.mirrors {
+		mirrors[i] = target(h.Name, h)
 	}
-	return fleetbench.StartProfiles(ctx, t0, f.cfg.Profile, f.cfg.Out, prefix, targets)
+	r.mirrors = record(mirrors)
+	return r
 }
 
 // keepProfiles waits for a rollout's profiles, which may outlast its
 // clients, while its processes still run.
-func (f *fleet) keepProfiles(title string, p *fleetbench.Profiles, tracker bool) {
-	paths, err := p.Wait()
-	if err != nil {
-		f.log.Warn("profiles missing", "rollout", title, "err", err)
-	}
-	run := profileRun{title: title}
-	for _, path := range paths {
-		if tracker && strings.HasSuffix(path, "-tracker.pprof") {
-			run.tracker = append(run.tracker, path)
-		} else {
-			run.mirrors = append(run.mirrors, path)
+func (f *fleet) keepProfiles(title string, r *rolloutProfiles) {
+	wait := func(p *fleetbench.Profiles) []string {
+		if p == nil {
+			return nil
 		}
+		paths, err := p.Wait()
+		if err != nil {
+			f.log.Warn("profiles missing", "rollout", title, "err", err)
+		}
+		return paths
 	}
-	f.profiles = append(f.profiles, run)
+	f.profiles = append(f.profiles, profileRun{title: title, tracker: wait(r.tracker), mirrors: wait(r.mirrors)})
 }
 
 // cpuOf sums the CPU time the processes used so far.

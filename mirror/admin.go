@@ -20,10 +20,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
-	"github.com/blobswarm/blobswarm/mirror/manifestcache"
 	"github.com/blobswarm/blobswarm/mirror/route"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
 // admin serves the API `mirrorctl` talks to; see package adminapi for the
@@ -219,7 +219,7 @@ type adminapiTorrent struct {
 // the answer starts so that a bad reference gets a proper error status.
 type prefetchPlan struct {
 	registry, repo string
-	top            manifestcache.Manifest
+	top            oci.Manifest
 	manifests      []planManifest
 	blobs          []planBlob
 }
@@ -374,12 +374,12 @@ func pickPlatforms(entries []ocispec.Descriptor, match platforms.MatchComparer, 
 
 // manifest gets a manifest the way a client's request would, so the
 // manifest cache, the tracker's tag coalescing and stale answers all apply.
-func (a *admin) manifest(ctx context.Context, rt request) (manifestcache.Manifest, error) {
+func (a *admin) manifest(ctx context.Context, rt request) (oci.Manifest, error) {
 	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 	if err != nil {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
-	var man manifestcache.Manifest
+	var man oci.Manifest
 	if rt.Digest != "" {
 		man, err = a.m.manifestByDigest(r, rt)
 	} else {
@@ -405,7 +405,7 @@ type manifestDoc struct {
 	Layers    []ocispec.Descriptor `json:"layers"`
 }
 
-func parseManifest(man manifestcache.Manifest) (manifestDoc, error) {
+func parseManifest(man oci.Manifest) (manifestDoc, error) {
 	var doc manifestDoc
 	if err := json.Unmarshal(man.Data, &doc); err != nil {
 		return doc, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s is not JSON: %v", man.Digest, err)}
@@ -446,7 +446,7 @@ func (e *eventWriter) send(ev adminapi.Event) {
 // blobTask is one blob's progress, shared between its fetch goroutine and
 // the event loop.
 type blobTask struct {
-	ref  BlobRef
+	ref  oci.Blob
 	kind string
 	size int64
 
@@ -468,7 +468,7 @@ func (a *admin) fetchAll(ctx context.Context, plan *prefetchPlan, fleet bool, ou
 	}
 	results := make(chan result, len(tasks))
 	for i, b := range plan.blobs {
-		t := &blobTask{ref: BlobRef{Registry: plan.registry, Repo: plan.repo, Digest: b.desc.Digest}, kind: b.kind, size: b.desc.Size}
+		t := &blobTask{ref: oci.Blob{Registry: plan.registry, Repo: plan.repo, Digest: b.desc.Digest}, kind: b.kind, size: b.desc.Size}
 		tasks[i] = t
 		out.send(adminapi.Event{Type: adminapi.EventBlob, Digest: t.ref.Digest.String(), Kind: t.kind, Size: t.size, State: adminapi.StatePending})
 		go func() {
@@ -627,7 +627,7 @@ func (a *admin) preheat(ctx context.Context, t *blobTask) error {
 	ctx, cancel := context.WithTimeout(ctx, a.m.cfg.MetainfoTimeout)
 	defer cancel()
 	t.set(0, adminapi.SourceSeeder)
-	if _, _, err := a.m.trackers.Metainfo(ctx, t.ref.Registry, t.ref.Repo, t.ref.Digest); err != nil {
+	if _, err := a.m.trackers.Metainfo(ctx, t.ref); err != nil {
 		return fmt.Errorf("tracker's seeder: %w", err)
 	}
 	t.set(t.size, "")

@@ -9,8 +9,9 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/mirror/route"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
 // request is one parsed pull API call.
@@ -37,7 +38,7 @@ func (m *Mirror) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	req := request{Route: rt, registry: m.cfg.DefaultUpstream}
 	if ns := r.URL.Query().Get("ns"); ns != "" {
-		if req.registry, err = route.ParseRegistry(ns); err != nil {
+		if req.registry, err = oci.ParseRegistry(ns); err != nil {
 			m.writeError(sw, r, err)
 			return
 		}
@@ -72,43 +73,37 @@ func kindName(k route.Kind, err error) string {
 // writeError answers with an OCI error body whose code says what went wrong.
 // HEAD responses carry the status only.
 func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var oci errcode.Error
+	var e errcode.Error
 	switch {
-	case errors.As(err, &oci):
-	case errors.Is(err, route.ErrNameInvalid):
-		oci = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
-	case errors.Is(err, route.ErrDigestInvalid):
-		oci = errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
-	case errors.Is(err, route.ErrTagInvalid):
-		oci = errcode.ErrorCodeTagInvalid.WithMessage(err.Error())
 	case errors.Is(err, route.ErrNotAPI):
-		oci = errcode.ErrorCodeUnsupported.WithMessage(err.Error())
+		e = errcode.ErrorCodeUnsupported.WithMessage(err.Error())
 	case errors.As(err, new(*store.NoSpaceError)):
 		m.log.Error("request failed", "err", err)
-		oci = errcode.ErrorCodeUnavailable.WithMessage(err.Error())
+		e = errcode.ErrorCodeUnavailable.WithMessage(err.Error())
 	default:
-		oci = m.upstreamError(err, unknownCode(r))
+		e = m.clientError(err, unknownCode(r))
 	}
 	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(oci.Code.Descriptor().HTTPStatusCode)
+		w.WriteHeader(e.Code.Descriptor().HTTPStatusCode)
 		return
 	}
-	errcode.ServeJSON(w, oci)
+	errcode.ServeJSON(w, e)
 }
 
-// upstreamError maps what an upstream said to the code a client should see.
-func (m *Mirror) upstreamError(err error, unknown errcode.ErrorCode) errcode.Error {
-	oci, fromUpstream := upstream.ErrorCode(err, unknown)
+// clientError maps err to the code a client should see, logging and
+// counting what is not the client's doing.
+func (m *Mirror) clientError(err error, unknown errcode.ErrorCode) errcode.Error {
+	e, internal := upstream.ClientError(err, unknown)
 	var ue *upstream.Error
 	switch {
-	case !fromUpstream:
+	case internal:
 		m.log.Error("request failed", "err", err)
 	case errors.As(err, &ue) && ue.Status != http.StatusNotFound:
 		m.metrics.upstreamErrors.WithLabelValues(ue.Host).Inc()
 		m.log.Warn("upstream failed", "err", err)
 	}
-	return oci
+	return e
 }
 
 // unknownCode is the "no such thing" code for what the request names.

@@ -15,11 +15,12 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
-	"github.com/blobswarm/blobswarm/mirror/byterange"
+	"github.com/blobswarm/blobswarm/internal/registry/byterange"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
 func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) {
-	ref := BlobRef{Registry: req.registry, Repo: req.Name, Digest: req.Digest}
+	ref := oci.Blob{Registry: req.registry, Repo: req.Name, Digest: req.Digest}
 	if f, err := m.store.Open(req.Digest); err == nil {
 		defer f.Close()
 		defer m.cache.Use(req.Digest)()
@@ -82,7 +83,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 
 // serveFile answers from the store; io.Copy from the *os.File lets the
 // kernel send it (sendfile), never through a user-space buffer.
-func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, ref BlobRef) {
+func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, ref oci.Blob) {
 	fi, err := f.Stat()
 	if err != nil {
 		m.writeError(w, r, fmt.Errorf("stat blob %s: %w", ref.Digest, err))
@@ -104,7 +105,7 @@ func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, r
 
 // blobHeaders writes the status line and headers for a blob of the given
 // size and returns the span to send.
-func (m *Mirror) blobHeaders(w http.ResponseWriter, r *http.Request, ref BlobRef, size int64) (byterange.Range, int) {
+func (m *Mirror) blobHeaders(w http.ResponseWriter, r *http.Request, ref oci.Blob, size int64) (byterange.Range, int) {
 	h := w.Header()
 	h.Set("Docker-Content-Digest", ref.Digest.String())
 	h.Set("Accept-Ranges", "bytes")
@@ -140,7 +141,7 @@ func (m *Mirror) blobHeaders(w http.ResponseWriter, r *http.Request, ref BlobRef
 // flight returns the in-progress fetch of ref, starting one if needed, with
 // a reference held for the caller. It returns nil if the blob is already in
 // the store. joined says whether the caller shares someone else's fetch.
-func (m *Mirror) flight(ref BlobRef) (*flight.Flight, bool, error) {
+func (m *Mirror) flight(ref oci.Blob) (*flight.Flight, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if fl, ok := m.flights[ref.Digest]; ok && fl.Acquire() {
@@ -163,7 +164,7 @@ func (m *Mirror) flight(ref BlobRef) (*flight.Flight, bool, error) {
 // fetch fills one flight. It runs detached from the request that started
 // it: other clients may be streaming from it, and a blob fetched halfway is
 // worth finishing for the next pull.
-func (m *Mirror) fetch(ref BlobRef, fl *flight.Flight) {
+func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight) {
 	m.metrics.inflight.Inc()
 	defer m.metrics.inflight.Dec()
 	m.fetchSlots <- struct{}{}
@@ -177,7 +178,7 @@ func (m *Mirror) fetch(ref BlobRef, fl *flight.Flight) {
 		p.Abort()
 	}
 	m.stored(ref.Digest, err)
-	if h, ok := m.source.(interface{ Stored(BlobRef, error) }); ok {
+	if h, ok := m.source.(interface{ Stored(oci.Blob, error) }); ok {
 		h.Stored(ref, err)
 	}
 	if err != nil {
@@ -196,7 +197,7 @@ func (m *Mirror) fetch(ref BlobRef, fl *flight.Flight) {
 
 // headUpstreamBlob answers a HEAD for a blob the store lacks by asking the
 // upstream, without fetching the blob.
-func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref BlobRef) {
+func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref oci.Blob) {
 	resp, err := m.upstream.Do(r.Context(), http.MethodHead, ref.Registry, ref.Repo, "/v2/"+ref.Repo+"/blobs/"+ref.Digest.String(), nil)
 	if err != nil {
 		m.writeError(w, r, err)
@@ -220,7 +221,7 @@ type originSource struct{ m *Mirror }
 
 // When the swarm fell short, the bytes it verified stay: only the rest is
 // asked for, with a Range request.
-func (o *originSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight) error {
+func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) error {
 	m := o.m
 	p := fl.Partial()
 	body, start, size, err := m.upstream.GetBlobFrom(ctx, ref.Registry, ref.Repo, ref.Digest, p.Resume())

@@ -12,8 +12,8 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
 // Config is everything `blobswarm mirror` can be told, by flag or by the

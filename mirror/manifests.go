@@ -10,14 +10,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/mirror/manifestcache"
-	"github.com/blobswarm/blobswarm/mirror/trackerclient"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, req request) {
 	var (
-		man manifestcache.Manifest
+		man oci.Manifest
 		err error
 	)
 	if req.Digest != "" {
@@ -43,7 +43,7 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, req reque
 	}
 }
 
-func (m *Mirror) manifestByDigest(r *http.Request, req request) (manifestcache.Manifest, error) {
+func (m *Mirror) manifestByDigest(r *http.Request, req request) (oci.Manifest, error) {
 	if man, err := m.manifests.Get(req.Digest); err == nil {
 		m.metrics.cache.WithLabelValues("manifest", "hit").Inc()
 		return man, nil
@@ -63,32 +63,32 @@ func (m *Mirror) manifestByDigest(r *http.Request, req request) (manifestcache.M
 // manifestByTag resolves a tag upstream every time (tags move), but asks
 // with a HEAD first so a manifest we already hold costs no download, and
 // answers from the last known resolution when the upstream is down.
-func (m *Mirror) manifestByTag(r *http.Request, req request) (manifestcache.Manifest, error) {
+func (m *Mirror) manifestByTag(r *http.Request, req request) (oci.Manifest, error) {
 	key := strings.Join([]string{req.registry, req.Name, req.Tag, strings.Join(r.Header.Values("Accept"), ",")}, "\x00")
 	// Detached: the request that started the resolution may leave while
 	// others still wait on it.
 	ctx := context.WithoutCancel(r.Context())
 	v, err, _ := m.tags.Do(key, func() (any, error) { return m.resolveTag(ctx, r, req) })
 	if err == nil {
-		return v.(manifestcache.Manifest), nil
+		return v.(oci.Manifest), nil
 	}
 	if !upstream.Unreachable(err) {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
 	d, _, terr := m.manifests.Tag(req.registry, req.Name, req.Tag)
 	if terr != nil {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
 	man, merr := m.manifests.Get(d)
 	if merr != nil {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
 	m.metrics.staleManifests.Inc()
 	m.log.Warn("serving stale tag: upstream unreachable", "registry", req.registry, "repo", req.Name, "tag", req.Tag, "digest", d, "err", err)
 	return man, nil
 }
 
-func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (manifestcache.Manifest, error) {
+func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (oci.Manifest, error) {
 	if m.trackers != nil {
 		man, err := m.resolveTagViaTracker(ctx, r, req)
 		if err == nil || !errors.Is(err, trackerclient.ErrUnavailable) {
@@ -99,11 +99,11 @@ func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (
 	path := "/v2/" + req.Name + "/manifests/" + req.Tag
 	resp, err := m.upstream.Do(ctx, http.MethodHead, req.registry, req.Name, path, acceptHeader(r))
 	if err != nil {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
 	resp.Body.Close()
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return manifestcache.Manifest{}, m.upstream.StatusError(req.registry, resp.StatusCode, "manifest "+req.Name+":"+req.Tag)
+		return oci.Manifest{}, m.upstream.StatusError(req.registry, resp.StatusCode, "manifest "+req.Name+":"+req.Tag)
 	}
 	if resp.StatusCode == http.StatusOK {
 		if d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil {
@@ -127,12 +127,12 @@ func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (
 }
 
 // fetchManifest GETs a manifest and returns its exact bytes.
-func (m *Mirror) fetchManifest(ctx context.Context, r *http.Request, req request, ref string) (manifestcache.Manifest, error) {
+func (m *Mirror) fetchManifest(ctx context.Context, r *http.Request, req request, ref string) (oci.Manifest, error) {
 	data, mediaType, err := m.upstream.GetManifest(ctx, req.registry, req.Name, ref, acceptHeader(r).Values("Accept"))
 	if err != nil {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
-	return manifestcache.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}, nil
+	return oci.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}, nil
 }
 
 // acceptHeader passes the client's manifest types upstream, so the
@@ -160,12 +160,11 @@ var defaultAccept = []string{
 
 // resolveTagViaTracker asks the tracker, whose short-lived cache folds a
 // fleet's simultaneous resolutions into one origin request.
-func (m *Mirror) resolveTagViaTracker(ctx context.Context, r *http.Request, req request) (manifestcache.Manifest, error) {
-	data, mediaType, err := m.trackers.Manifest(ctx, req.registry, req.Name, req.Tag, acceptHeader(r).Values("Accept"))
+func (m *Mirror) resolveTagViaTracker(ctx context.Context, r *http.Request, req request) (oci.Manifest, error) {
+	man, err := m.trackers.Manifest(ctx, req.registry, req.Name, req.Tag, acceptHeader(r).Values("Accept"))
 	if err != nil {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
-	man := manifestcache.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
 	if err := m.manifests.Put(man); err != nil {
 		return man, err
 	}

@@ -23,26 +23,20 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
-	"github.com/blobswarm/blobswarm/mirror/trackerclient"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
-
-// BlobRef names a blob together with where it can be fetched from.
-type BlobRef struct {
-	Registry string
-	Repo     string
-	Digest   digest.Digest
-}
 
 // BlobSource fills a flight with a blob's bytes: it sets the size, writes
 // the bytes into the flight's partial file and advances the flight as a
 // verified prefix grows. It returns nil once every byte is written; the
 // mirror then verifies the digest and commits.
 type BlobSource interface {
-	Fetch(ctx context.Context, b BlobRef, fl *flight.Flight) error
+	Fetch(ctx context.Context, b oci.Blob, fl *flight.Flight) error
 }
 
 // Mirror serves the pull API.
@@ -145,7 +139,7 @@ func (m *Mirror) joinSwarm(roots *x509.CertPool) error {
 	// (tag, then blob) before the origin fallback.
 	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: roots, Secret: secret})
 	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
-		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[BlobRef][]byte{}}
+		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[oci.Blob][]byte{}}
 	go m.reseed()
 	return nil
 }

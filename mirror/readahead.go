@@ -9,14 +9,14 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/blobswarm/blobswarm/mirror/manifestcache"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
 // readahead starts every blob of an image into the swarm as soon as a
 // client has its manifest: clients ask for one to three layers at a time,
 // and the swarm trades best when every layer is in flight at once. For an
 // index it reads ahead the manifest of this node's platform.
-func (m *Mirror) readahead(registry, repo string, man manifestcache.Manifest) {
+func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 	var doc struct {
 		Manifests []ocispec.Descriptor `json:"manifests"`
 		Config    *ocispec.Descriptor  `json:"config"`
@@ -46,7 +46,7 @@ func (m *Mirror) readahead(registry, repo string, man manifestcache.Manifest) {
 		if b.Digest.Validate() != nil {
 			continue
 		}
-		fl, _, err := m.flight(BlobRef{Registry: registry, Repo: repo, Digest: b.Digest})
+		fl, _, err := m.flight(oci.Blob{Registry: registry, Repo: repo, Digest: b.Digest})
 		if err != nil {
 			m.log.Warn("readahead", "digest", b.Digest, "err", err)
 			continue
@@ -59,17 +59,17 @@ func (m *Mirror) readahead(registry, repo string, man manifestcache.Manifest) {
 
 // manifestForReadahead gets a child manifest of an index from the cache or
 // the upstream, caching it for the client's request that will follow.
-func (m *Mirror) manifestForReadahead(registry, repo string, d digest.Digest) (manifestcache.Manifest, error) {
+func (m *Mirror) manifestForReadahead(registry, repo string, d digest.Digest) (oci.Manifest, error) {
 	if man, err := m.manifests.Get(d); err == nil {
 		return man, nil
 	}
 	data, mediaType, err := m.upstream.GetManifest(context.Background(), registry, repo, d.String(), defaultAccept)
 	if err != nil {
-		return manifestcache.Manifest{}, err
+		return oci.Manifest{}, err
 	}
-	man := manifestcache.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
+	man := oci.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
 	if man.Digest != d {
-		return manifestcache.Manifest{}, errWrongDigest
+		return oci.Manifest{}, errWrongDigest
 	}
 	return man, m.manifests.Put(man)
 }

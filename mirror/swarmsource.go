@@ -12,8 +12,9 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
-	"github.com/blobswarm/blobswarm/mirror/trackerclient"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 // swarmSource gets blobs from the fleet: the torrent from the tracker, the
@@ -30,12 +31,12 @@ type swarmSource struct {
 	metainfoTimeout time.Duration
 
 	mu   sync.Mutex
-	info map[BlobRef][]byte // torrents downloaded, awaiting commit
+	info map[oci.Blob][]byte // torrents downloaded, awaiting commit
 }
 
-func (s *swarmSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight) error {
+func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) error {
 	mctx, cancel := context.WithTimeout(ctx, s.metainfoTimeout)
-	info, _, err := s.trackers.Metainfo(mctx, ref.Registry, ref.Repo, ref.Digest)
+	info, err := s.trackers.Metainfo(mctx, ref)
 	cancel()
 	if err != nil {
 		var oci errcode.Error
@@ -57,7 +58,7 @@ func (s *swarmSource) Fetch(ctx context.Context, ref BlobRef, fl *flight.Flight)
 
 // pieces reads the spans of ref a stalled swarm download lacks from the
 // origin, counted as a fallback once per blob.
-func (s *swarmSource) pieces(ref BlobRef) swarm.RangeSource {
+func (s *swarmSource) pieces(ref oci.Blob) swarm.RangeSource {
 	var once sync.Once
 	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 		once.Do(func() { s.m.metrics.fallbacks.WithLabelValues("pieces").Inc() })
@@ -84,11 +85,11 @@ func (b countingBody) Read(p []byte) (int, error) {
 // fallback fetches from the origin after the swarm path failed. Bytes the
 // swarm already wrote are rewritten with the same content; readers never
 // see less than they saw, and the commit checks the whole file anyway.
-func (s *swarmSource) fallback(ctx context.Context, ref BlobRef, fl *flight.Flight, reason string, err error) error {
+func (s *swarmSource) fallback(ctx context.Context, ref oci.Blob, fl *flight.Flight, reason string, err error) error {
 	s.m.metrics.fallbacks.WithLabelValues(reason).Inc()
 	s.m.log.Warn("falling back to the origin", "reason", reason, "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
 	if ferr := s.origin.Fetch(ctx, ref, fl); ferr != nil {
-		if _, fromUpstream := upstream.ErrorCode(ferr, errcode.ErrorCodeBlobUnknown); fromUpstream {
+		if errors.As(ferr, new(*upstream.Error)) {
 			return ferr
 		}
 		return errors.Join(ferr, err)
@@ -99,7 +100,7 @@ func (s *swarmSource) fallback(ctx context.Context, ref BlobRef, fl *flight.Flig
 // Stored seeds a blob the swarm delivered once it is committed (or drops
 // its torrent when the commit failed), and starts seeding blobs that came
 // from the origin too, so the fleet can get them from this node.
-func (s *swarmSource) Stored(ref BlobRef, commitErr error) {
+func (s *swarmSource) Stored(ref oci.Blob, commitErr error) {
 	s.mu.Lock()
 	info, ok := s.info[ref]
 	delete(s.info, ref)

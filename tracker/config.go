@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
 )
 
 // Config is everything `blobswarm tracker` can be told; yaml keys are the

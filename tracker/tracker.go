@@ -24,9 +24,8 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
-	"github.com/blobswarm/blobswarm/mirror/route"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
 	"github.com/blobswarm/blobswarm/tracker/announce"
 	"github.com/blobswarm/blobswarm/tracker/api"
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
@@ -194,35 +193,17 @@ func (t *Tracker) ready(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-// blobQuery reads and validates registry, repo and digest parameters.
-func blobQuery(r *http.Request) (seeder.Ref, error) {
-	q := r.URL.Query()
-	reg, err := route.ParseRegistry(q.Get("registry"))
-	if err != nil {
-		return seeder.Ref{}, err
-	}
-	if err := route.ParseName(q.Get("repo")); err != nil {
-		return seeder.Ref{}, err
-	}
-	d, err := route.ParseDigest(q.Get("digest"))
-	if err != nil {
-		return seeder.Ref{}, err
-	}
-	return seeder.Ref{Registry: reg, Repo: q.Get("repo"), Digest: d}, nil
-}
-
 func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
-	ref, err := blobQuery(r)
+	b, err := api.ParseBlobQuery(r.URL.Query())
 	if err != nil {
 		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
 		return
 	}
-	info, err := t.seeder.Metainfo(r.Context(), ref, t.cfg.MetainfoWait)
+	info, err := t.seeder.Metainfo(r.Context(), b, t.cfg.MetainfoWait)
 	switch {
 	case errors.Is(err, seeder.ErrPending):
 		t.metainfoReqs.WithLabelValues("pending").Inc()
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusAccepted)
+		api.WritePending(w, time.Second)
 		return
 	case err != nil:
 		t.metainfoReqs.WithLabelValues("error").Inc()
@@ -230,28 +211,20 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.metainfoReqs.WithLabelValues("ok").Inc()
-	w.Header().Set("Content-Type", "application/x-bittorrent")
+	w.Header().Set("Content-Type", api.MetainfoType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(info)))
-	w.Header().Set(api.SeederHeader, t.seederAt)
 	w.Write(info)
 }
 
 func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	reg, err := route.ParseRegistry(q.Get("registry"))
-	if err == nil {
-		err = route.ParseName(q.Get("repo"))
-	}
-	if err == nil {
-		err = route.ParseTag(q.Get("tag"))
-	}
+	registry, repo, tag, err := api.ParseTagQuery(r.URL.Query())
 	if err != nil {
 		t.writeError(w, err, errcode.ErrorCodeManifestUnknown)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), t.cfg.UpstreamTimeout)
 	defer cancel()
-	m, err := t.tags.Resolve(ctx, reg, q.Get("repo"), q.Get("tag"), r.Header.Values("Accept"))
+	m, err := t.tags.Resolve(ctx, registry, repo, tag, r.Header.Values("Accept"))
 	if err != nil {
 		t.writeError(w, err, errcode.ErrorCodeManifestUnknown)
 		return
@@ -263,19 +236,9 @@ func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.ErrorCode) {
-	var e errcode.Error
-	switch {
-	case errors.Is(err, route.ErrNameInvalid):
-		e = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
-	case errors.Is(err, route.ErrDigestInvalid):
-		e = errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
-	case errors.Is(err, route.ErrTagInvalid):
-		e = errcode.ErrorCodeTagInvalid.WithMessage(err.Error())
-	default:
-		var fromUpstream bool
-		if e, fromUpstream = upstream.ErrorCode(err, unknown); !fromUpstream {
-			t.log.Error("tracker request failed", "err", err)
-		}
+	e, internal := upstream.ClientError(err, unknown)
+	if internal {
+		t.log.Error("tracker request failed", "err", err)
 	}
 	errcode.ServeJSON(w, e)
 }

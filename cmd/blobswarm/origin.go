@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
 )
 
 // originCmd serves the embedded distribution registry the demo and the

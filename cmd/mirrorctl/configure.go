@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/blobswarm/blobswarm/internal/configure"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 func configureCmd(c *client) *cobra.Command {

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 	"github.com/blobswarm/blobswarm/internal/pull"
-	"github.com/blobswarm/blobswarm/origin/testimage"
 )
 
 // composeMirrors is how many mirror containers the fleet runs.

@@ -23,7 +23,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
 )
 
 const (

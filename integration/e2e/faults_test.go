@@ -27,7 +27,7 @@ import (
 	"github.com/blobswarm/blobswarm/integration/fleetbench"
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/integration/netlab"
-	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
 // faultPrefix names the fault tests' namespaces, apart from the fleet

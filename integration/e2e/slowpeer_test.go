@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/blobswarm/blobswarm/integration/netlab"
-	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
 // slowUpload is the slow host's uplink, a fiftieth of the others': a peer

@@ -11,7 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
 // TestTrackerDown pulls through mirrors whose tracker does not answer,

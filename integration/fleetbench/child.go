@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/blobswarm/blobswarm/integration/netlab"
+	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/pull"
-	"github.com/blobswarm/blobswarm/origin"
 )
 
 // The benchmark's test binary runs itself inside a host's namespace (with

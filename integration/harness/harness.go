@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
 )
 
 var (

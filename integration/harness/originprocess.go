@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
 )
 
 // originProcessEnv carries the storage directory to a test binary that

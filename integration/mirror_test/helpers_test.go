@@ -23,7 +23,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }

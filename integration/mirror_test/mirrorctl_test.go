@@ -14,9 +14,9 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
-	"github.com/blobswarm/blobswarm/origin"
-	"github.com/blobswarm/blobswarm/origin/testimage"
 )
 
 type ctlResult struct {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
 )
 
 // A client asking for a blob the mirror is still fetching gets the

@@ -17,7 +17,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
@@ -71,20 +72,19 @@ func get(t *testing.T, u string) (*http.Response, []byte) {
 }
 
 func metainfoURL(tr *harness.Process, registry, repo string, d digest.Digest) string {
-	return tr.URL() + api.MetainfoPath + "?" + url.Values{"registry": {registry}, "repo": {repo}, "digest": {d.String()}}.Encode()
+	return tr.URL() + api.MetainfoPath + "?" + api.BlobQuery(oci.Blob{Registry: registry, Repo: repo, Digest: d}).Encode()
 }
 
 // awaitMetainfo asks until the tracker's seeder has the blob and returns
-// the info bytes and the seeder's address.
-func awaitMetainfo(t *testing.T, tr *harness.Process, registry, repo string, d digest.Digest) ([]byte, string) {
+// the info bytes.
+func awaitMetainfo(t *testing.T, tr *harness.Process, registry, repo string, d digest.Digest) []byte {
 	t.Helper()
 	var info []byte
-	var seeder string
 	harness.Eventually(t, "metainfo of "+d.String(), func() bool {
 		resp, body := get(t, metainfoURL(tr, registry, repo, d))
 		switch resp.StatusCode {
 		case http.StatusOK:
-			info, seeder = body, resp.Header.Get(api.SeederHeader)
+			info = body
 			return true
 		case http.StatusAccepted:
 			return false
@@ -92,7 +92,7 @@ func awaitMetainfo(t *testing.T, tr *harness.Process, registry, repo string, d d
 		t.Fatalf("metainfo of %s: HTTP %d: %s", d, resp.StatusCode, body)
 		return false
 	})
-	return info, seeder
+	return info
 }
 
 // announceReply is the part of an announce answer the tests read.

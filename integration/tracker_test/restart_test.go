@@ -31,7 +31,7 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 
 	infos := map[digest.Digest][]byte{}
 	for d, b := range blobs {
-		info, _ := awaitMetainfo(t, tr, o.Host(), "team/app", d)
+		info := awaitMetainfo(t, tr, o.Host(), "team/app", d)
 		want, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			t.Fatal(err)

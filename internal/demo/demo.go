@@ -18,10 +18,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 	"github.com/blobswarm/blobswarm/internal/pull"
 	"github.com/blobswarm/blobswarm/mirror"
-	"github.com/blobswarm/blobswarm/origin"
-	"github.com/blobswarm/blobswarm/origin/testimage"
 	"github.com/blobswarm/blobswarm/tracker"
 )
 

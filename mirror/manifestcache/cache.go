@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
 // ErrNotFound is returned for a manifest or tag the cache does not hold.
@@ -56,21 +58,21 @@ func (c *Cache) tagPath(registry, repo, tag string) string {
 }
 
 // Get returns the manifest with digest d.
-func (c *Cache) Get(d digest.Digest) (Manifest, error) {
+func (c *Cache) Get(d digest.Digest) (oci.Manifest, error) {
 	var r record
 	if err := c.read(c.digestPath(d), &r); err != nil {
-		return Manifest{}, err
+		return oci.Manifest{}, err
 	}
 	if digest.FromBytes(r.Data) != d {
 		// A torn or tampered file is a miss, never an answer.
 		os.Remove(c.digestPath(d))
-		return Manifest{}, ErrNotFound
+		return oci.Manifest{}, ErrNotFound
 	}
-	return Manifest{MediaType: r.MediaType, Digest: d, Data: r.Data}, nil
+	return oci.Manifest{MediaType: r.MediaType, Digest: d, Data: r.Data}, nil
 }
 
 // Put stores m by its digest, which it must match.
-func (c *Cache) Put(m Manifest) error {
+func (c *Cache) Put(m oci.Manifest) error {
 	if digest.FromBytes(m.Data) != m.Digest {
 		return fmt.Errorf("manifest does not match digest %s", m.Digest)
 	}

@@ -1,20 +1,115 @@
-// Package api names the tracker's HTTP endpoints, shared by the tracker and
-// the mirrors that call it. Names travel as query parameters (registry,
-// repo, digest, tag), since repositories contain slashes.
+// Package api is the whole wire contract between mirrors and the tracker:
+// the endpoints, their parameters, how a blob or a tag travels in a query
+// (names contain slashes, so as parameters, not path segments), the 202
+// answer while the seeder fetches a blob, and the error bodies. The
+// tracker serves it and tracker/client calls it; neither side spells a
+// path or a parameter name anywhere else.
 package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+)
 
 const (
 	// AnnouncePath serves BitTorrent announces (BEP 3, compact peers).
 	AnnouncePath = "/announce"
-	// MetainfoPath answers a blob's torrent info bytes, or 202 with
-	// Retry-After while the seeder fetches the blob from the origin.
+	// MetainfoPath answers a blob's torrent info bytes (MetainfoType), or
+	// 202 with Retry-After while the seeder fetches the blob from the
+	// origin.
 	MetainfoPath = "/v1/metainfo"
-	// ManifestPath resolves a tag through the coalescing cache.
+	// ManifestPath resolves a tag through the coalescing cache; the
+	// client's Accept headers are passed on, and the answer carries the
+	// manifest's Content-Type and Docker-Content-Digest.
 	ManifestPath = "/v1/manifest"
-	// SeederHeader on a metainfo answer names the seeder's peer address,
-	// so mirrors can tell bytes from the seeder from bytes from peers.
-	SeederHeader = "Blobswarm-Seeder"
 	// SecretParam carries the fleet's shared secret in announce URLs; the
 	// other endpoints take it as "Authorization: Bearer <secret>".
 	SecretParam = "auth"
 )
+
+// Query parameters of the metainfo and manifest endpoints.
+const (
+	ParamRegistry = "registry"
+	ParamRepo     = "repo"
+	ParamDigest   = "digest"
+	ParamTag      = "tag"
+)
+
+// MetainfoType is the Content-Type of info bytes.
+const MetainfoType = "application/x-bittorrent"
+
+// MaxMetainfoSize bounds an info dictionary: 20 bytes of piece hash per
+// piece, and the piece table keeps blobs of any size well under it.
+const MaxMetainfoSize = 16 << 20
+
+// BlobQuery is the query that names blob b.
+func BlobQuery(b oci.Blob) url.Values {
+	return url.Values{ParamRegistry: {b.Registry}, ParamRepo: {b.Repo}, ParamDigest: {b.Digest.String()}}
+}
+
+// ParseBlobQuery reads and validates what BlobQuery wrote.
+func ParseBlobQuery(q url.Values) (oci.Blob, error) {
+	return oci.ParseBlob(q.Get(ParamRegistry), q.Get(ParamRepo), q.Get(ParamDigest))
+}
+
+// TagQuery is the query that names registry/repo:tag.
+func TagQuery(registry, repo, tag string) url.Values {
+	return url.Values{ParamRegistry: {registry}, ParamRepo: {repo}, ParamTag: {tag}}
+}
+
+// ParseTagQuery reads and validates what TagQuery wrote.
+func ParseTagQuery(q url.Values) (registry, repo, tag string, err error) {
+	if registry, err = oci.ParseRegistry(q.Get(ParamRegistry)); err != nil {
+		return "", "", "", err
+	}
+	if err := oci.ParseName(q.Get(ParamRepo)); err != nil {
+		return "", "", "", err
+	}
+	if err := oci.ParseTag(q.Get(ParamTag)); err != nil {
+		return "", "", "", err
+	}
+	return registry, q.Get(ParamRepo), q.Get(ParamTag), nil
+}
+
+// WritePending answers a metainfo request for a blob the seeder is still
+// fetching: 202, and ask again after the given time (whole seconds, at
+// least one, as Retry-After has).
+func WritePending(w http.ResponseWriter, after time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(after.Round(time.Second)/time.Second))))
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// RetryAfter is how long a 202 answer asks the caller to wait: its
+// Retry-After, or a second.
+func RetryAfter(h http.Header) time.Duration {
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return time.Second
+}
+
+// DecodeError turns a tracker's OCI error body back into an error that
+// keeps the code, so a mirror answers its client with the same one.
+func DecodeError(resp *http.Response) error {
+	// errcode.Errors decodes the whole {"errors": [...]} body, and turns
+	// an error whose message is its code's default into a bare ErrorCode.
+	var errs errcode.Errors
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&errs); err == nil && len(errs) > 0 {
+		switch e := errs[0].(type) {
+		case errcode.Error:
+			return e
+		case errcode.ErrorCode:
+			return e.WithMessage(e.Message())
+		}
+	}
+	return fmt.Errorf("tracker answered HTTP %d", resp.StatusCode)
+}

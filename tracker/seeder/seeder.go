@@ -18,7 +18,8 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 // ErrPending means the blob is being fetched from the origin; ask again.
@@ -52,12 +53,6 @@ type Config struct {
 	Shared SharedInfo
 }
 
-// Ref names a blob and where the origin has it.
-type Ref struct {
-	Registry, Repo string
-	Digest         digest.Digest
-}
-
 // Seeder fetches and seeds blobs for the tracker.
 type Seeder struct {
 	cfg      Config
@@ -74,11 +69,11 @@ type Seeder struct {
 	// failed remembers failures per blob and repository: the origin may
 	// have a digest in one repository and not in another, and a failure
 	// in one must not answer for the others.
-	failed map[Ref]*job
+	failed map[oci.Blob]*job
 }
 
 type job struct {
-	ref      Ref
+	ref      oci.Blob
 	done     chan struct{}
 	err      error
 	finished time.Time
@@ -93,13 +88,13 @@ func New(cfg Config, st *store.Store, seeds Seeds, up *upstream.Client, log *slo
 		cfg.FetchTimeout = 30 * time.Minute
 	}
 	return &Seeder{cfg: cfg, store: st, seeds: seeds, upstream: up, log: log,
-		inflight: map[digest.Digest]*job{}, failed: map[Ref]*job{}}
+		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}}
 }
 
 // Metainfo returns the blob's info bytes. A blob the seeder does not hold
 // yet is fetched from the origin in the background, once however many ask;
 // Metainfo waits up to wait for it and then returns ErrPending.
-func (s *Seeder) Metainfo(ctx context.Context, ref Ref, wait time.Duration) ([]byte, error) {
+func (s *Seeder) Metainfo(ctx context.Context, ref oci.Blob, wait time.Duration) ([]byte, error) {
 	if info, err := s.known(ctx, ref.Digest); err == nil {
 		return info, nil
 	}
@@ -151,7 +146,7 @@ func (s *Seeder) ensureSeeding(d digest.Digest, info []byte) error {
 
 // job returns ref's recent failure, the fetch of its blob in progress, or
 // a new fetch.
-func (s *Seeder) job(ref Ref) *job {
+func (s *Seeder) job(ref oci.Blob) *job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j, ok := s.failed[ref]; ok && time.Since(j.finished) < s.cfg.FailureTTL {
@@ -200,7 +195,7 @@ func (s *Seeder) forgetOldFailuresLocked() {
 
 // fetch downloads the blob from the origin into the store (verified),
 // builds its torrent and starts seeding it.
-func (s *Seeder) fetch(ref Ref) error {
+func (s *Seeder) fetch(ref oci.Blob) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FetchTimeout)
 	defer cancel()
 	if _, err := s.store.Stat(ref.Digest); errors.Is(err, store.ErrNotFound) {
@@ -232,7 +227,7 @@ func (s *Seeder) fetch(ref Ref) error {
 	return nil
 }
 
-func (s *Seeder) download(ctx context.Context, ref Ref) error {
+func (s *Seeder) download(ctx context.Context, ref oci.Blob) error {
 	body, _, err := s.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
 	if err != nil {
 		return err

@@ -23,8 +23,9 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/tracker/seeder"
 )
 
@@ -57,7 +58,7 @@ func newEnv(t *testing.T, cfg seeder.Config, wrap func(http.Handler) http.Handle
 }
 
 // push puts size random bytes as a blob of repo on the origin.
-func (e *env) push(t *testing.T, repo string, size int) ([]byte, seeder.Ref) {
+func (e *env) push(t *testing.T, repo string, size int) ([]byte, oci.Blob) {
 	t.Helper()
 	b := make([]byte, size)
 	rand.Read(b)
@@ -66,7 +67,7 @@ func (e *env) push(t *testing.T, repo string, size int) ([]byte, seeder.Ref) {
 		t.Fatal(err)
 	}
 	e.origin.Reset()
-	return b, seeder.Ref{Registry: e.origin.Host(), Repo: repo, Digest: d}
+	return b, oci.Blob{Registry: e.origin.Host(), Repo: repo, Digest: d}
 }
 
 // wantInfo is what any node holding b computes as its torrent.
@@ -167,19 +168,19 @@ func TestBlobUnknownAtOriginIsRememberedForFailureTTL(t *testing.T) {
 	reqs := &blobRequests{d: missing}
 	e := newEnv(t, seeder.Config{FailureTTL: ttl}, reqs.wrap)
 	e.push(t, "app", 1000) // the repository exists; the blob does not
-	ref := seeder.Ref{Registry: e.origin.Host(), Repo: "app", Digest: missing}
+	ref := oci.Blob{Registry: e.origin.Host(), Repo: "app", Digest: missing}
 
 	start := time.Now()
 	_, err := e.seeder.Metainfo(t.Context(), ref, long)
 	if err == nil {
 		t.Fatal("Metainfo of a blob the origin lacks succeeded")
 	}
-	oci, fromUpstream := upstream.ErrorCode(err, errcode.ErrorCodeBlobUnknown)
-	if !fromUpstream || oci.Code != errcode.ErrorCodeBlobUnknown || oci.Code.Descriptor().HTTPStatusCode != http.StatusNotFound {
-		t.Fatalf("error %v maps to %v (from upstream: %v), want 404 BLOB_UNKNOWN", err, oci, fromUpstream)
+	ce, internal := upstream.ClientError(err, errcode.ErrorCodeBlobUnknown)
+	if internal || ce.Code != errcode.ErrorCodeBlobUnknown || ce.Code.Descriptor().HTTPStatusCode != http.StatusNotFound {
+		t.Fatalf("error %v maps to %v (from upstream: %v), want 404 BLOB_UNKNOWN", err, ce, !internal)
 	}
-	if !strings.Contains(oci.Message, e.origin.Host()) {
-		t.Fatalf("message %q does not name the upstream %s", oci.Message, e.origin.Host())
+	if !strings.Contains(ce.Message, e.origin.Host()) {
+		t.Fatalf("message %q does not name the upstream %s", ce.Message, e.origin.Host())
 	}
 
 	// Ask until the origin sees a second request: not before the failure

@@ -12,7 +12,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 // Manifest is a tag's resolution: the exact manifest bytes and their type.
@@ -34,7 +35,7 @@ type Resolver struct {
 }
 
 type entry struct {
-	m       Manifest
+	m       oci.Manifest
 	expires time.Time
 }
 
@@ -46,7 +47,7 @@ func New(up *upstream.Client, ttl time.Duration) *Resolver {
 
 // Resolve returns the manifest registry/repo:tag names for a client that
 // accepts the given media types.
-func (r *Resolver) Resolve(ctx context.Context, registry, repo, tag string, accept []string) (Manifest, error) {
+func (r *Resolver) Resolve(ctx context.Context, registry, repo, tag string, accept []string) (oci.Manifest, error) {
 	key := strings.Join([]string{registry, repo, tag, strings.Join(accept, ",")}, "\x00")
 	r.mu.Lock()
 	e, ok := r.cache[key]
@@ -66,9 +67,9 @@ func (r *Resolver) Resolve(ctx context.Context, registry, repo, tag string, acce
 		}
 		data, mediaType, err := r.up.GetManifest(dctx, registry, repo, tag, accept)
 		if err != nil {
-			return Manifest{}, err
+			return oci.Manifest{}, err
 		}
-		m := Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
+		m := oci.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
 		r.mu.Lock()
 		r.cache[key] = entry{m: m, expires: r.now().Add(r.ttl)}
 		r.sweepLocked()
@@ -77,9 +78,9 @@ func (r *Resolver) Resolve(ctx context.Context, registry, repo, tag string, acce
 	})
 	select {
 	case res := <-ch:
-		return res.Val.(Manifest), res.Err
+		return res.Val.(oci.Manifest), res.Err
 	case <-ctx.Done():
-		return Manifest{}, ctx.Err()
+		return oci.Manifest{}, ctx.Err()
 	}
 }
 

@@ -16,9 +16,10 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/mirror/upstream"
-	"github.com/blobswarm/blobswarm/origin"
-	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 const (
@@ -110,7 +111,7 @@ func TestBurstOfResolutionsCostsOneOriginRequest(t *testing.T) {
 
 	const resolvers = 50
 	var started, done sync.WaitGroup
-	got := make([]Manifest, resolvers)
+	got := make([]oci.Manifest, resolvers)
 	errs := make([]error, resolvers)
 	started.Add(resolvers)
 	done.Add(resolvers)
@@ -150,7 +151,7 @@ func TestAnswerIsReusedForTTLThenAskedAgain(t *testing.T) {
 	old := pushImage(t, o, "app:latest")
 	accept := []string{dockerManifest}
 
-	resolve := func() Manifest {
+	resolve := func() oci.Manifest {
 		t.Helper()
 		m, err := r.Resolve(t.Context(), o.Host(), "app", "latest", accept)
 		if err != nil {
@@ -232,7 +233,7 @@ func TestMissIsNotCached(t *testing.T) {
 	r, o := newResolver(t, time.Minute, nil)
 	pushImage(t, o, "app:v1")
 	_, err := r.Resolve(t.Context(), o.Host(), "app", "v2", []string{dockerManifest})
-	if e, fromUpstream := upstream.ErrorCode(err, errcode.ErrorCodeManifestUnknown); !fromUpstream || e.Code != errcode.ErrorCodeManifestUnknown {
+	if e, internal := upstream.ClientError(err, errcode.ErrorCodeManifestUnknown); internal || e.Code != errcode.ErrorCodeManifestUnknown {
 		t.Fatalf("resolving a tag the origin lacks: %v, want MANIFEST_UNKNOWN from the upstream", err)
 	}
 	p := pushImage(t, o, "app:v2")

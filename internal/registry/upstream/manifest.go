@@ -7,11 +7,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
-)
 
-// MaxManifestSize matches distribution's default limit; a larger body is
-// not a manifest any client would accept.
-const MaxManifestSize = 4 << 20
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+)
 
 // GetManifest fetches a manifest by tag or digest, offering the given media
 // types, and returns its exact bytes and media type. Any answer but 200
@@ -30,8 +28,8 @@ func (c *Client) GetManifest(ctx context.Context, host, repo, ref string, accept
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", c.StatusError(host, resp.StatusCode, what)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
-	if err == nil && len(data) > MaxManifestSize {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
+	if err == nil && len(data) > oci.MaxManifestSize {
 		err = errors.New("larger than 4 MiB")
 	}
 	if err != nil {

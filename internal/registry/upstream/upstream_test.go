@@ -12,8 +12,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/mirror/upstream"
-	"github.com/blobswarm/blobswarm/origin"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 // tokenOrigin serves a registry that demands bearer tokens from its own
@@ -63,9 +63,9 @@ func TestWrongCredentialsAreUnauthorized(t *testing.T) {
 	ep.Creds = upstream.Credentials{Username: "ci", Password: "wrong"}
 	c := upstream.New(upstream.Config{Endpoints: map[string]upstream.Endpoint{ep.Host: ep}})
 	_, _, err := c.GetManifest(context.Background(), ep.Host, "team/app", "latest", nil)
-	oci, fromUpstream := upstream.ErrorCode(err, errcode.ErrorCodeManifestUnknown)
-	if !fromUpstream || oci.Code != errcode.ErrorCodeUnauthorized {
-		t.Fatalf("error = %v (code %v), want UNAUTHORIZED from the upstream", err, oci.Code)
+	e, internal := upstream.ClientError(err, errcode.ErrorCodeManifestUnknown)
+	if internal || e.Code != errcode.ErrorCodeUnauthorized {
+		t.Fatalf("error = %v (code %v), want UNAUTHORIZED from the upstream", err, e.Code)
 	}
 }
 
@@ -78,9 +78,9 @@ func TestUnreachableNamesTheUpstream(t *testing.T) {
 	if !upstream.Unreachable(err) {
 		t.Fatalf("error = %v, want unreachable", err)
 	}
-	oci, _ := upstream.ErrorCode(err, errcode.ErrorCodeBlobUnknown)
-	if oci.Code != errcode.ErrorCodeUnavailable || !strings.Contains(oci.Message, "reg.example") {
-		t.Fatalf("client would see %v %q, want UNAVAILABLE naming reg.example", oci.Code, oci.Message)
+	e, _ := upstream.ClientError(err, errcode.ErrorCodeBlobUnknown)
+	if e.Code != errcode.ErrorCodeUnavailable || !strings.Contains(e.Message, "reg.example") {
+		t.Fatalf("client would see %v %q, want UNAVAILABLE naming reg.example", e.Code, e.Message)
 	}
 }
 

@@ -1,4 +1,4 @@
-package trackerclient_test
+package client_test
 
 import (
 	"bytes"
@@ -16,7 +16,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
-	"github.com/blobswarm/blobswarm/mirror/trackerclient"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 // FuzzMetainfoResponse serves the fuzzed status and body as a tracker's
@@ -49,7 +50,7 @@ func FuzzMetainfoResponse(f *testing.F) {
 		c := trackerclient.New([]string{srv.URL}, trackerclient.Options{Timeout: 5 * time.Second})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		info, _, err := c.Metainfo(ctx, "registry.test", "app", d)
+		info, err := c.Metainfo(ctx, oci.Blob{Registry: "registry.test", Repo: "app", Digest: d})
 		switch {
 		case status == http.StatusOK:
 			if err != nil || !bytes.Equal(info, body) {
@@ -63,11 +64,11 @@ func FuzzMetainfoResponse(f *testing.F) {
 			}
 			return
 		default:
-			var oci errcode.Error
+			var e errcode.Error
 			// The tracker's code is kept; one this mirror does not know
 			// becomes UNKNOWN rather than something the tracker never said.
-			if errors.As(err, &oci) && oci.Code != errcode.ErrorCodeUnknown && !bytes.Contains(body, []byte(oci.Code.Descriptor().Value)) {
-				t.Fatalf("HTTP %d: error code %s is not in the body %q", status, oci.Code, body)
+			if errors.As(err, &e) && e.Code != errcode.ErrorCodeUnknown && !bytes.Contains(body, []byte(e.Code.Descriptor().Value)) {
+				t.Fatalf("HTTP %d: error code %s is not in the body %q", status, e.Code, body)
 			}
 			return
 		}

@@ -1,4 +1,4 @@
-package trackerclient_test
+package client_test
 
 import (
 	"bytes"
@@ -18,10 +18,11 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/mirror/trackerclient"
-	"github.com/blobswarm/blobswarm/origin"
-	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 // startTracker serves a real tracker in front of origin o that answers 202
@@ -99,32 +100,29 @@ func TestFailsOverToALiveReplica(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	info, seeder, err := c.Metainfo(ctx, o.Host(), "app", d)
+	info, err := c.Metainfo(ctx, oci.Blob{Registry: o.Host(), Repo: "app", Digest: d})
 	if err != nil {
 		t.Fatalf("Metainfo with one live replica of three: %v", err)
 	}
 	if !bytes.Equal(info, wantInfo(t, d, b)) {
 		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
 	}
-	if _, err := net.ResolveTCPAddr("tcp", seeder); err != nil {
-		t.Fatalf("seeder address %q: %v", seeder, err)
-	}
-	data, mediaType, err := c.Manifest(ctx, o.Host(), "app", "v1", []string{string(img.Top.MediaType)})
+	man, err := c.Manifest(ctx, o.Host(), "app", "v1", []string{string(img.Top.MediaType)})
 	if err != nil {
 		t.Fatalf("Manifest with one live replica of three: %v", err)
 	}
-	if digest.FromBytes(data) != img.Top.Digest || mediaType != string(img.Top.MediaType) {
-		t.Fatalf("manifest %s (%s), want %s (%s)", digest.FromBytes(data), mediaType, img.Top.Digest, img.Top.MediaType)
+	if digest.FromBytes(man.Data) != img.Top.Digest || man.Digest != img.Top.Digest || man.MediaType != string(img.Top.MediaType) {
+		t.Fatalf("manifest %s (%s), want %s (%s)", man.Digest, man.MediaType, img.Top.Digest, img.Top.MediaType)
 	}
 }
 
 func TestNoLiveReplicaIsUnavailable(t *testing.T) {
 	c := trackerclient.New([]string{deadURL(t), failingURL(t)}, trackerclient.Options{Timeout: 10 * time.Second})
-	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
+	_, err := c.Metainfo(t.Context(), oci.Blob{Registry: "registry.example", Repo: "app", Digest: digest.FromString("x")})
 	if !errors.Is(err, trackerclient.ErrUnavailable) {
 		t.Fatalf("Metainfo with no live replica: %v, want ErrUnavailable", err)
 	}
-	if _, _, err := c.Manifest(t.Context(), "registry.example", "app", "v1", nil); !errors.Is(err, trackerclient.ErrUnavailable) {
+	if _, err := c.Manifest(t.Context(), "registry.example", "app", "v1", nil); !errors.Is(err, trackerclient.ErrUnavailable) {
 		t.Fatalf("Manifest with no live replica: %v, want ErrUnavailable", err)
 	}
 }
@@ -144,7 +142,7 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
-		info, _, err := c.Metainfo(ctx, o.Host(), "app", d)
+		info, err := c.Metainfo(ctx, oci.Blob{Registry: o.Host(), Repo: "app", Digest: d})
 		done <- result{info, err}
 	}()
 	// Hold the origin until the client has been told to wait twice.
@@ -181,7 +179,7 @@ func TestWaitingEndsWithTheContext(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	if _, _, err := c.Metainfo(ctx, o.Host(), "app", d); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.Metainfo(ctx, oci.Blob{Registry: o.Host(), Repo: "app", Digest: d}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Metainfo past its deadline: %v, want context.DeadlineExceeded", err)
 	}
 }
@@ -202,13 +200,13 @@ func TestReturnsTheTrackersOCIErrorCode(t *testing.T) {
 			t.Fatalf("%s: a tracker that answered counts as unavailable: %v", what, err)
 		}
 	}
-	_, _, err := c.Metainfo(t.Context(), o.Host(), "app", digest.FromString("never pushed"))
+	_, err := c.Metainfo(t.Context(), oci.Blob{Registry: o.Host(), Repo: "app", Digest: digest.FromString("never pushed")})
 	check("blob the origin lacks", err, errcode.ErrorCodeBlobUnknown)
-	_, _, err = c.Metainfo(t.Context(), o.Host(), "App", digest.FromString("x"))
+	_, err = c.Metainfo(t.Context(), oci.Blob{Registry: o.Host(), Repo: "App", Digest: digest.FromString("x")})
 	check("bad repository", err, errcode.ErrorCodeNameInvalid)
-	_, _, err = c.Manifest(t.Context(), o.Host(), "app", "-bad", nil)
+	_, err = c.Manifest(t.Context(), o.Host(), "app", "-bad", nil)
 	check("bad tag", err, errcode.ErrorCodeTagInvalid)
-	_, _, err = c.Manifest(t.Context(), o.Host(), "app", "v9", nil)
+	_, err = c.Manifest(t.Context(), o.Host(), "app", "v9", nil)
 	check("tag the origin lacks", err, errcode.ErrorCodeManifestUnknown)
 }
 
@@ -220,7 +218,7 @@ func TestBareErrorCodeKeepsItsCode(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	c := trackerclient.New([]string{srv.URL}, trackerclient.Options{Timeout: 10 * time.Second})
-	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
+	_, err := c.Metainfo(t.Context(), oci.Blob{Registry: "registry.example", Repo: "app", Digest: digest.FromString("x")})
 	var oci errcode.Error
 	if !errors.As(err, &oci) || oci.Code != errcode.ErrorCodeDenied {
 		t.Fatalf("Metainfo refused with DENIED: %v", err)
@@ -238,7 +236,7 @@ func TestSecret(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	c := trackerclient.New([]string{srv.URL}, trackerclient.Options{Timeout: 10 * time.Second, Secret: "s3cret"})
-	_, _, err := c.Metainfo(t.Context(), "registry.example", "app", digest.FromString("x"))
+	_, err := c.Metainfo(t.Context(), oci.Blob{Registry: "registry.example", Repo: "app", Digest: digest.FromString("x")})
 	if !errors.Is(err, trackerclient.ErrUnavailable) || !strings.Contains(err.Error(), "tracker-secret-file") {
 		t.Fatalf("refused metainfo: %v, want ErrUnavailable naming tracker-secret-file", err)
 	}

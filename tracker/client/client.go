@@ -1,28 +1,23 @@
 // Package trackerclient is the mirror's side of the tracker API: torrents
 // for blob digests and coalesced tag resolution, spread over the tracker
 // replicas a mirror is configured with.
-package trackerclient
+package client
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/distribution/distribution/v3/registry/api/errcode"
-	"github.com/opencontainers/go-digest"
-
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
@@ -85,65 +80,59 @@ func (c *Client) AnnounceURLs() []string {
 	return out
 }
 
-// Metainfo returns the torrent info bytes for a blob and the seeder's peer
-// address. While the tracker's seeder is still fetching the blob from the
-// origin it answers 202, and Metainfo waits as told by Retry-After until
-// ctx ends.
-func (c *Client) Metainfo(ctx context.Context, registry, repo string, d digest.Digest) ([]byte, string, error) {
-	q := url.Values{"registry": {registry}, "repo": {repo}, "digest": {d.String()}}
+// Metainfo returns the torrent info bytes for a blob. While the tracker's
+// seeder is still fetching the blob from the origin it answers 202, and
+// Metainfo waits as told by Retry-After until ctx ends.
+func (c *Client) Metainfo(ctx context.Context, b oci.Blob) ([]byte, error) {
+	pathQuery := api.MetainfoPath + "?" + api.BlobQuery(b).Encode()
 	for {
-		resp, err := c.get(ctx, api.MetainfoPath+"?"+q.Encode(), nil)
+		resp, err := c.get(ctx, pathQuery, nil)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if resp.StatusCode == http.StatusAccepted {
 			resp.Body.Close()
-			wait := time.Second
-			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-				wait = time.Duration(s) * time.Second
-			}
 			select {
 			case <-ctx.Done():
-				return nil, "", fmt.Errorf("waiting for the tracker's seeder to fetch %s: %w", d, ctx.Err())
-			case <-time.After(wait):
+				return nil, fmt.Errorf("waiting for the tracker's seeder to fetch %s: %w", b.Digest, ctx.Err())
+			case <-time.After(api.RetryAfter(resp.Header)):
 			}
 			continue
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, "", trackerError(resp)
+			return nil, api.DecodeError(resp)
 		}
-		info, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		info, err := io.ReadAll(io.LimitReader(resp.Body, api.MaxMetainfoSize))
 		if err != nil {
-			return nil, "", fmt.Errorf("read metainfo of %s: %w", d, err)
+			return nil, fmt.Errorf("read metainfo of %s: %w", b.Digest, err)
 		}
-		return info, resp.Header.Get(api.SeederHeader), nil
+		return info, nil
 	}
 }
 
 // Manifest resolves a tag through the tracker's coalescing cache.
-func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accept []string) ([]byte, string, error) {
-	q := url.Values{"registry": {registry}, "repo": {repo}, "tag": {tag}}
+func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accept []string) (oci.Manifest, error) {
 	h := http.Header{}
 	for _, a := range accept {
 		h.Add("Accept", a)
 	}
-	resp, err := c.get(ctx, api.ManifestPath+"?"+q.Encode(), h)
+	resp, err := c.get(ctx, api.ManifestPath+"?"+api.TagQuery(registry, repo, tag).Encode(), h)
 	if err != nil {
-		return nil, "", err
+		return oci.Manifest{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", trackerError(resp)
+		return oci.Manifest{}, api.DecodeError(resp)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, upstream.MaxManifestSize+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
 	if err != nil {
-		return nil, "", fmt.Errorf("read manifest from tracker: %w", err)
+		return oci.Manifest{}, fmt.Errorf("read manifest from tracker: %w", err)
 	}
-	if len(data) > upstream.MaxManifestSize {
-		return nil, "", errors.New("tracker sent a manifest larger than 4 MiB")
+	if len(data) > oci.MaxManifestSize {
+		return oci.Manifest{}, errors.New("tracker sent a manifest larger than 4 MiB")
 	}
-	return data, resp.Header.Get("Content-Type"), nil
+	return oci.NewManifest(resp.Header.Get("Content-Type"), data), nil
 }
 
 // get tries the replicas in turn, starting with the one that answered last.
@@ -188,21 +177,4 @@ func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*htt
 		}
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
-}
-
-// trackerError turns a tracker's OCI error body back into an error that
-// keeps the code, so the mirror answers its client with the same one.
-func trackerError(resp *http.Response) error {
-	// errcode.Errors decodes the whole {"errors": [...]} body, and turns
-	// an error whose message is its code's default into a bare ErrorCode.
-	var errs errcode.Errors
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&errs); err == nil && len(errs) > 0 {
-		switch e := errs[0].(type) {
-		case errcode.Error:
-			return e
-		case errcode.ErrorCode:
-			return e.WithMessage(e.Message())
-		}
-	}
-	return fmt.Errorf("tracker answered HTTP %d", resp.StatusCode)
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/mirror/byterange"
+	"github.com/blobswarm/blobswarm/internal/registry/byterange"
 )
 
 // ErrNotFound is an upstream's 404 for the resource asked for.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/remotes/docker/auth"
 
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 // FuzzTokenResponse answers the client's request with a 401 carrying the

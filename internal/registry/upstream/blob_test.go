@@ -13,7 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/mirror/upstream"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 // rangeUpstream serves one blob through answer, which decides how a

@@ -17,8 +17,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/blobswarm/blobswarm/origin"
-	"github.com/blobswarm/blobswarm/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
 const layerSize = 4 << 10

@@ -1,0 +1,44 @@
+package upstream
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+)
+
+// ClientError maps err to the OCI error a client of the mirror or the
+// tracker should see; unknown is the code for an upstream's 404
+// (BLOB_UNKNOWN, MANIFEST_UNKNOWN). An errcode.Error passes through, a bad
+// name, tag or digest gets its own code, and an upstream's answer the code
+// of its status. internal is true for anything else: a fault of ours, for
+// the log.
+func ClientError(err error, unknown errcode.ErrorCode) (e errcode.Error, internal bool) {
+	var ue *Error
+	switch {
+	case errors.As(err, &e):
+		return e, false
+	case errors.Is(err, oci.ErrNameInvalid):
+		return errcode.ErrorCodeNameInvalid.WithMessage(err.Error()), false
+	case errors.Is(err, oci.ErrDigestInvalid):
+		return errcode.ErrorCodeDigestInvalid.WithMessage(err.Error()), false
+	case errors.Is(err, oci.ErrTagInvalid):
+		return errcode.ErrorCodeTagInvalid.WithMessage(err.Error()), false
+	case !errors.As(err, &ue):
+		return errcode.ErrorCodeUnknown.WithMessage(err.Error()), true
+	}
+	code := errcode.ErrorCodeUnavailable
+	switch ue.Status {
+	case http.StatusNotFound:
+		code = unknown
+	case http.StatusUnauthorized:
+		code = errcode.ErrorCodeUnauthorized
+	case http.StatusForbidden:
+		code = errcode.ErrorCodeDenied
+	case http.StatusTooManyRequests:
+		code = errcode.ErrorCodeTooManyRequests
+	}
+	return code.WithMessage(ue.Error()), false
+}

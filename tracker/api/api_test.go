@@ -1,0 +1,63 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+)
+
+func TestBlobQueryRoundTrips(t *testing.T) {
+	b := oci.Blob{Registry: "127.0.0.1:5000", Repo: "team/app", Digest: digest.FromString("x")}
+	q, err := url.ParseQuery(BlobQuery(b).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseBlobQuery(q)
+	if err != nil || got != b {
+		t.Fatalf("ParseBlobQuery(BlobQuery(%+v)) = %+v, %v", b, got, err)
+	}
+	q.Set(ParamRepo, "../etc")
+	if _, err := ParseBlobQuery(q); !errors.Is(err, oci.ErrNameInvalid) {
+		t.Fatalf("repo ../etc: %v, want ErrNameInvalid", err)
+	}
+}
+
+func TestTagQueryRoundTrips(t *testing.T) {
+	reg, repo, tag, err := ParseTagQuery(TagQuery("docker.io", "library/alpine", "3.20"))
+	if err != nil || reg != "docker.io" || repo != "library/alpine" || tag != "3.20" {
+		t.Fatalf("ParseTagQuery = %q %q %q, %v", reg, repo, tag, err)
+	}
+	if _, _, _, err := ParseTagQuery(TagQuery("docker.io", "alpine", "-bad")); !errors.Is(err, oci.ErrTagInvalid) {
+		t.Fatalf("tag -bad: %v, want ErrTagInvalid", err)
+	}
+}
+
+func TestPendingSaysWhenToAskAgain(t *testing.T) {
+	for _, after := range []time.Duration{0, time.Second, 3 * time.Second} {
+		w := httptest.NewRecorder()
+		WritePending(w, after)
+		if w.Code != http.StatusAccepted {
+			t.Fatalf("status %d, want 202", w.Code)
+		}
+		if got, want := RetryAfter(w.Header()), max(after, time.Second); got != want {
+			t.Fatalf("WritePending(%s): client waits %s, want %s", after, got, want)
+		}
+	}
+}
+
+func TestDecodeErrorKeepsTheCode(t *testing.T) {
+	w := httptest.NewRecorder()
+	errcode.ServeJSON(w, errcode.ErrorCodeBlobUnknown.WithMessage("no such blob"))
+	var e errcode.Error
+	if err := DecodeError(w.Result()); !errors.As(err, &e) || e.Code != errcode.ErrorCodeBlobUnknown || e.Message != "no such blob" {
+		t.Fatalf("DecodeError = %v, want BLOB_UNKNOWN with its message", err)
+	}
+}

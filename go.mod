@@ -13,6 +13,7 @@ require (
 	github.com/felixge/httpsnoop v1.1.0
 	github.com/go-jose/go-jose/v4 v4.1.5
 	github.com/google/go-containerregistry v0.22.1
+	github.com/google/renameio/v2 v2.0.2
 	github.com/gorilla/mux v1.8.1
 	github.com/mattn/go-isatty v0.0.16
 	github.com/opencontainers/go-digest v1.0.0

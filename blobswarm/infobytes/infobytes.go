@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/internal/durable"
 )
 
 // ErrNotFound is returned by Get for a blob that was never seeded.
@@ -43,36 +45,17 @@ func (d Dir) Get(dg digest.Digest) ([]byte, error) {
 	return b, nil
 }
 
-// Put writes the file through a temp file and a rename, so a crash leaves
-// either the old file or the new one, never a torn one.
+// Put saves b as blob dg's info bytes; a crash leaves the old file or the
+// new one, never a torn one.
 func (d Dir) Put(dg digest.Digest, b []byte) error {
 	path := d.path(dg)
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
 		return nil
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create info bytes directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".tmp-"+dg.Encoded()+"-*")
-	if err != nil {
-		return fmt.Errorf("save info bytes of %s: %w", dg, err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
+	if err := durable.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("save info bytes of %s: %w", dg, err)
 	}
 	return nil
@@ -85,13 +68,4 @@ func (d Dir) Delete(dg digest.Digest) error {
 		return fmt.Errorf("delete info bytes of %s: %w", dg, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

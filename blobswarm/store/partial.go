@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/internal/durable"
 )
 
 // ErrDigestMismatch means the bytes received do not hash to the digest they
@@ -169,7 +171,9 @@ func (p *Partial) Commit() error {
 		os.Remove(p.f.Name())
 		return fmt.Errorf("store %s: %w", p.digest, err)
 	}
-	return syncDir(filepath.Dir(final))
+	// A blob that was served must survive a power loss as the same
+	// complete file.
+	return durable.SyncDir(filepath.Dir(final))
 }
 
 // Abort discards the partial file; a no-op after Commit.
@@ -185,17 +189,3 @@ func (p *Partial) Abort() {
 // Close releases the file handle. Call it after Commit or Abort once no
 // reader needs the bytes any more.
 func (p *Partial) Close() error { return p.f.Close() }
-
-// syncDir makes a rename durable, so a blob that was served survives a power
-// loss as the same complete file.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}

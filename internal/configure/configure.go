@@ -16,6 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/renameio/v2"
+
+	"github.com/blobswarm/blobswarm/internal/durable"
 	"github.com/blobswarm/blobswarm/internal/hoststoml"
 )
 
@@ -158,25 +161,9 @@ func (o Options) write(path string, content []byte) (Result, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return res, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return res, fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(content)
-	if err == nil {
-		err = tmp.Chmod(mode)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	// The mode is exact, not less the umask: a replaced file keeps the
+	// one it had, and a new one is readable by all, as these files are.
+	if err := durable.WriteFile(path, content, mode, renameio.WithStaticPermissions(mode)); err != nil {
 		return res, fmt.Errorf("write %s: %w", path, err)
 	}
 	return res, nil

@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/renameio/v2"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/blobswarm/blobswarm/internal/durable"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
@@ -117,24 +119,10 @@ func (c *Cache) write(path string, r record) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create manifest cache directory: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Join(c.root, "tmp"), "m-*")
-	if err != nil {
+	// Temporary files stay in tmp/, where nothing reads, and not beside
+	// the records.
+	if err := durable.WriteFile(path, b, 0o600, renameio.WithTempDir(filepath.Join(c.root, "tmp"))); err != nil {
 		return fmt.Errorf("write manifest cache: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write manifest cache: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync manifest cache: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write manifest cache: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("commit manifest cache entry: %w", err)
 	}
 	return nil
 }

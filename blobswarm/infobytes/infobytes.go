@@ -13,21 +13,24 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/internal/durable"
 )
 
 // ErrNotFound is returned by Get for a blob that was never seeded.
 var ErrNotFound = errors.New("no info bytes for blob")
 
-// Dir holds info bytes under <root>/torrents/<alg>/<hex>, mirroring the
-// store's blob layout.
+// Dir holds info bytes under <store root>/torrents/<alg>/<hex>, mirroring
+// the store's blob layout.
 type Dir struct{ root string }
 
-// New returns the info-bytes directory of the store rooted at root.
-func New(root string) Dir { return Dir{root: root} }
+// New returns the info-bytes directory of store st. Every node keeps them
+// there, so whoever seeds from a store finds what was seeded from it
+// before, whichever component it was.
+func New(st *store.Store) Dir { return Dir{root: filepath.Join(st.Root(), "torrents")} }
 
 func (d Dir) path(dg digest.Digest) string {
-	return filepath.Join(d.root, "torrents", dg.Algorithm().String(), dg.Encoded())
+	return filepath.Join(d.root, dg.Algorithm().String(), dg.Encoded())
 }
 
 // Get returns the info bytes saved for blob dg.

@@ -105,7 +105,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		store:    st,
-		infos:    infobytes.New(st.Root()),
+		infos:    infobytes.New(st),
 		log:      log,
 		ln:       ln,
 		torrents: map[metainfo.Hash]*blob{},

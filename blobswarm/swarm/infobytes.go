@@ -12,13 +12,15 @@ var ErrNoInfoBytes = infobytes.ErrNotFound
 // InfoBytes returns the info dictionary saved when blob d was last seeded,
 // so a restarted node can seed its stored blobs without asking the tracker.
 func (s *Swarm) InfoBytes(d digest.Digest) ([]byte, error) {
-	return infobytes.New(s.store.Root()).Get(d)
+	return s.infos().Get(d)
 }
 
 func (s *Swarm) saveInfoBytes(d digest.Digest, b []byte) error {
-	return infobytes.New(s.store.Root()).Put(d, b)
+	return s.infos().Put(d, b)
 }
 
 func (s *Swarm) deleteInfoBytes(d digest.Digest) error {
-	return infobytes.New(s.store.Root()).Delete(d)
+	return s.infos().Delete(d)
 }
+
+func (s *Swarm) infos() infobytes.Dir { return infobytes.New(s.store) }

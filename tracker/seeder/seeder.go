@@ -70,6 +70,10 @@ type Seeder struct {
 	// have a digest in one repository and not in another, and a failure
 	// in one must not answer for the others.
 	failed map[oci.Blob]*job
+	// seeded has the info bytes of every blob this replica seeds, set once
+	// a fetch has also published them: every metainfo request asks, so the
+	// answer must not wait on the disk.
+	seeded map[digest.Digest][]byte
 }
 
 type job struct {
@@ -88,7 +92,7 @@ func New(cfg Config, st *store.Store, seeds Seeds, up *upstream.Client, log *slo
 		cfg.FetchTimeout = 30 * time.Minute
 	}
 	return &Seeder{cfg: cfg, store: st, seeds: seeds, upstream: up, log: log,
-		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}}
+		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}, seeded: map[digest.Digest][]byte{}}
 }
 
 // Metainfo returns the blob's info bytes. A blob the seeder does not hold
@@ -121,12 +125,19 @@ func (s *Seeder) Metainfo(ctx context.Context, ref oci.Blob, wait time.Duration)
 	}
 }
 
-// known returns info bytes for a blob this replica seeds or another
-// replica published.
+// known returns info bytes for a blob this replica seeds, seeded before a
+// restart, or another replica published. A blob already seeded costs a map
+// lookup.
 func (s *Seeder) known(ctx context.Context, d digest.Digest) ([]byte, error) {
+	s.mu.Lock()
+	info, ok := s.seeded[d]
+	s.mu.Unlock()
+	if ok {
+		return info, nil
+	}
 	if _, err := s.store.Stat(d); err == nil {
 		if info, err := s.seeds.InfoBytes(d); err == nil {
-			return info, s.ensureSeeding(d, info)
+			return info, s.seedAgain(d, info)
 		}
 	}
 	if s.cfg.Shared != nil {
@@ -135,8 +146,20 @@ func (s *Seeder) known(ctx context.Context, d digest.Digest) ([]byte, error) {
 	return nil, infobytes.ErrNotFound
 }
 
-// ensureSeeding starts seeding a stored blob, e.g. after a restart; a blob
-// already seeded costs a map lookup.
+// seedAgain seeds a blob seeded before a restart, from its saved info
+// bytes, so the next ask is a map lookup.
+func (s *Seeder) seedAgain(d digest.Digest, info []byte) error {
+	if err := s.ensureSeeding(d, info); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.seeded[d] = info
+	s.mu.Unlock()
+	return nil
+}
+
+// ensureSeeding starts seeding a stored blob: one just fetched, or one
+// seeded before a restart.
 func (s *Seeder) ensureSeeding(d digest.Digest, info []byte) error {
 	if err := s.seeds.Seed(d, info); err != nil {
 		return fmt.Errorf("seed %s: %w", d, err)
@@ -163,15 +186,16 @@ func (s *Seeder) job(ref oci.Blob) *job {
 
 func (s *Seeder) run(j *job) {
 	ref, start := j.ref, time.Now()
-	err := s.fetch(ref)
+	info, err := s.fetch(ref)
 	s.mu.Lock()
 	j.err, j.finished = err, time.Now()
 	delete(s.inflight, ref.Digest)
-	// Success needs no memory: the store and info bytes answer now.
 	delete(s.failed, ref)
 	if err != nil {
 		s.forgetOldFailuresLocked()
 		s.failed[ref] = j
+	} else {
+		s.seeded[ref.Digest] = info
 	}
 	s.mu.Unlock()
 	close(j.done)
@@ -194,37 +218,37 @@ func (s *Seeder) forgetOldFailuresLocked() {
 }
 
 // fetch downloads the blob from the origin into the store (verified),
-// builds its torrent and starts seeding it.
-func (s *Seeder) fetch(ref oci.Blob) error {
+// builds its torrent, starts seeding it and publishes its info bytes.
+func (s *Seeder) fetch(ref oci.Blob) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FetchTimeout)
 	defer cancel()
 	if _, err := s.store.Stat(ref.Digest); errors.Is(err, store.ErrNotFound) {
 		if err := s.download(ctx, ref); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	f, err := s.store.Open(ref.Digest)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", ref.Digest, err)
+		return nil, fmt.Errorf("stat %s: %w", ref.Digest, err)
 	}
 	info, _, err := torrentmeta.Build(ref.Digest, f, fi.Size())
 	if err != nil {
-		return fmt.Errorf("build torrent for %s: %w", ref.Digest, err)
+		return nil, fmt.Errorf("build torrent for %s: %w", ref.Digest, err)
 	}
 	if err := s.ensureSeeding(ref.Digest, info); err != nil {
-		return err
+		return nil, err
 	}
 	if s.cfg.Shared != nil {
 		if err := s.cfg.Shared.Put(ctx, ref.Digest, info); err != nil {
-			return fmt.Errorf("publish info bytes of %s: %w", ref.Digest, err)
+			return nil, fmt.Errorf("publish info bytes of %s: %w", ref.Digest, err)
 		}
 	}
-	return nil
+	return info, nil
 }
 
 func (s *Seeder) download(ctx context.Context, ref oci.Blob) error {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -160,6 +161,39 @@ func TestConcurrentAsksFetchOnceAndAgreeOnTheTorrent(t *testing.T) {
 		t.Fatalf("seeded blob not in the store: %v", err)
 	}
 	f.Close()
+}
+
+// Every metainfo request asks about its blob, so one the seeder already
+// serves must be answered from memory, not from the info-bytes file.
+func TestSeededBlobIsAnsweredWithoutReadingTheDisk(t *testing.T) {
+	e := newEnv(t, seeder.Config{}, nil)
+	b, ref := e.push(t, "app", 1<<20)
+	if _, err := e.seeder.Metainfo(t.Context(), ref, long); err != nil {
+		t.Fatal(err)
+	}
+	var removed int
+	for _, f := range storedFiles(t, e.store) {
+		if strings.Contains(f, "torrents") {
+			if err := os.Remove(filepath.Join(e.store.Root(), f)); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	if removed != 1 {
+		t.Fatalf("removed %d info-bytes files, want the blob's one", removed)
+	}
+
+	info, err := e.seeder.Metainfo(t.Context(), ref, long)
+	if err != nil {
+		t.Fatalf("a seeded blob without its info-bytes file: %v", err)
+	}
+	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
+		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
+	}
+	if n := e.origin.BlobGETs(ref.Digest); n != 1 {
+		t.Fatalf("origin served the blob %d times, want once", n)
+	}
 }
 
 func TestBlobUnknownAtOriginIsRememberedForFailureTTL(t *testing.T) {

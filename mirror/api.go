@@ -2,11 +2,11 @@ package mirror
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/felixge/httpsnoop"
 
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
@@ -21,38 +21,44 @@ type request struct {
 }
 
 func (m *Mirror) serveAPI(w http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: w}
 	rt, err := route.Parse(r.URL.Path)
 	kind := kindName(rt.Kind, err)
+	snoop := httpsnoop.Metrics{Code: http.StatusOK}
+	// Deferred, so a response aborted mid-body (http.ErrAbortHandler) is
+	// counted too.
 	defer func() {
-		m.metrics.requests.WithLabelValues(kind, r.Method, strconv.Itoa(sw.status())).Inc()
+		m.metrics.requests.WithLabelValues(kind, r.Method, strconv.Itoa(snoop.Code)).Inc()
 	}()
+	snoop.CaptureMetrics(w, func(w http.ResponseWriter) { m.routeAPI(w, r, rt, err) })
+}
+
+func (m *Mirror) routeAPI(w http.ResponseWriter, r *http.Request, rt route.Route, err error) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if err != nil {
-		m.writeError(sw, r, err)
+		m.writeError(w, r, err)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		m.writeError(sw, r, errcode.ErrorCodeUnsupported.WithMessage("this is a read-only mirror: "+r.Method+" is not supported"))
+		m.writeError(w, r, errcode.ErrorCodeUnsupported.WithMessage("this is a read-only mirror: "+r.Method+" is not supported"))
 		return
 	}
 	req := request{Route: rt, registry: m.cfg.DefaultUpstream}
 	if ns := r.URL.Query().Get("ns"); ns != "" {
 		if req.registry, err = oci.ParseRegistry(ns); err != nil {
-			m.writeError(sw, r, err)
+			m.writeError(w, r, err)
 			return
 		}
 	}
 	switch rt.Kind {
 	case route.Base:
-		sw.Header().Set("Content-Type", "application/json")
-		sw.Write([]byte("{}"))
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("{}"))
 	case route.Manifest:
-		m.serveManifest(sw, r, req)
+		m.serveManifest(w, r, req)
 	case route.Blob:
-		m.serveBlob(sw, r, req)
+		m.serveBlob(w, r, req)
 	default:
-		m.writeError(sw, r, errcode.ErrorCodeUnsupported.WithMessage("not part of the pull API this mirror serves"))
+		m.writeError(w, r, errcode.ErrorCodeUnsupported.WithMessage("not part of the pull API this mirror serves"))
 	}
 }
 
@@ -112,41 +118,4 @@ func unknownCode(r *http.Request) errcode.ErrorCode {
 		return errcode.ErrorCodeManifestUnknown
 	}
 	return errcode.ErrorCodeBlobUnknown
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController flush the connection's writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// ReadFrom keeps sendfile working for blobs served from disk.
-func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
-}
-
-func (s *statusWriter) status() int {
-	if s.code == 0 {
-		return http.StatusOK
-	}
-	return s.code
 }

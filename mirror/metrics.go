@@ -1,6 +1,10 @@
 package mirror
 
 import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -10,9 +14,9 @@ import (
 type metrics struct {
 	registry        *prometheus.Registry
 	requests        *prometheus.CounterVec
-	cache           *prometheus.CounterVec
-	bytesServed     prometheus.Counter
-	originBytes     prometheus.Counter
+	cache           *counterVec
+	bytesServed     *counter
+	originBytes     *counter
 	upstreamErrors  *prometheus.CounterVec
 	inflight        prometheus.Gauge
 	staleManifests  prometheus.Counter
@@ -29,16 +33,16 @@ func newMetrics() *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_requests_total", Help: "Registry API requests by kind, method and status code.",
 		}, []string{"kind", "method", "code"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+		cache: &counterVec{CounterVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_cache_total", Help: "Blob and manifest lookups by result (hit, miss, joined: a miss that joined an in-flight fetch).",
-		}, []string{"kind", "result"}),
-		bytesServed: prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{"kind", "result"})},
+		bytesServed: &counter{Counter: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_served_bytes_total", Help: "Blob bytes sent to clients.",
-		}),
-		originBytes: prometheus.NewCounter(prometheus.CounterOpts{
+		})},
+		originBytes: &counter{Counter: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_received_bytes_total", Help: "Blob bytes received, by source (origin, peers, seeder).",
 			ConstLabels: prometheus.Labels{"source": "origin"},
-		}),
+		})},
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_upstream_errors_total", Help: "Failed upstream requests by upstream registry.",
 		}, []string{"upstream"}),
@@ -65,6 +69,39 @@ func newMetrics() *metrics {
 	}, []string{"reason"})
 	f(m.fallbacks)
 	return m
+}
+
+// counter is a Prometheus counter that also keeps its value as an integer,
+// which Stats reads: a prometheus.Counter gives its value back only
+// through the exposition format. Counts are whole numbers of bytes or
+// lookups.
+type counter struct {
+	prometheus.Counter
+	n atomic.Int64
+}
+
+func (c *counter) Inc() { c.Add(1) }
+
+func (c *counter) Add(v float64) {
+	c.Counter.Add(v)
+	c.n.Add(int64(v))
+}
+
+func (c *counter) value() int64 { return c.n.Load() }
+
+// counterVec is a CounterVec whose children are counters.
+type counterVec struct {
+	*prometheus.CounterVec
+	children sync.Map // label values joined by "\xff", which UTF-8 never has -> *counter
+}
+
+func (v *counterVec) WithLabelValues(lvs ...string) *counter {
+	key := strings.Join(lvs, "\xff")
+	if c, ok := v.children.Load(key); ok {
+		return c.(*counter)
+	}
+	c, _ := v.children.LoadOrStore(key, &counter{Counter: v.CounterVec.WithLabelValues(lvs...)})
+	return c.(*counter)
 }
 
 // swarmCollector reports what the BitTorrent client counted, split by

@@ -1,10 +1,6 @@
 package mirror
 
-import (
-	"github.com/blobswarm/blobswarm/blobswarm/swarm"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-)
+import "github.com/blobswarm/blobswarm/blobswarm/swarm"
 
 // Stats is a snapshot of what a mirror served and where its bytes came
 // from, for the demo's table and `mirrorctl status`.
@@ -21,10 +17,10 @@ type Stats struct {
 // Stats reads the mirror's counters.
 func (m *Mirror) Stats() Stats {
 	s := Stats{
-		BytesServed:     counterValue(m.metrics.bytesServed),
-		BytesFromOrigin: counterValue(m.metrics.originBytes),
-		BlobHits:        counterValue(m.metrics.cache.WithLabelValues("blob", "hit")),
-		BlobMisses:      counterValue(m.metrics.cache.WithLabelValues("blob", "miss")) + counterValue(m.metrics.cache.WithLabelValues("blob", "joined")),
+		BytesServed:     m.metrics.bytesServed.value(),
+		BytesFromOrigin: m.metrics.originBytes.value(),
+		BlobHits:        m.metrics.cache.WithLabelValues("blob", "hit").value(),
+		BlobMisses:      m.metrics.cache.WithLabelValues("blob", "miss").value() + m.metrics.cache.WithLabelValues("blob", "joined").value(),
 	}
 	if m.swarm != nil {
 		st := m.swarm.Stats()
@@ -38,12 +34,4 @@ func (m *Mirror) Stats() Stats {
 // mirrors and those from a tracker's seeder.
 func (m *Mirror) swarmReceived(st swarm.Stats) (peers, seeder int64) {
 	return st.Downloaded - st.FromSeeders, st.FromSeeders
-}
-
-func counterValue(c prometheus.Counter) int64 {
-	var d dto.Metric
-	if err := c.Write(&d); err != nil {
-		return 0
-	}
-	return int64(d.GetCounter().GetValue())
 }

@@ -26,13 +26,13 @@ const (
 	writeTimeout = 30 * time.Second
 )
 
-// conn is one peer of one torrent. Its reader handles what the peer says;
+// conn is one peer of one blob. Its reader handles what the peer says;
 // its writer sends offers and the chunks asked for, in that order.
 type conn struct {
 	s  *Server
 	t  *blob
 	nc net.Conn
-	id int // the torrent's name for this peer, set by torrent.add
+	id int // the blob's name for this peer, set by blob.add
 
 	// mu guards the outgoing queue.
 	mu    sync.Mutex

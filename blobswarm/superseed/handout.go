@@ -13,7 +13,7 @@ import (
 // stock BitTorrent seeders send an image five times over.
 //
 // It is a function of the events it is told, with the clock passed in: no
-// I/O, no goroutines, no lock of its own (its torrent's lock guards it).
+// I/O, no goroutines, no lock of its own (its blob's lock guards it).
 type handout struct {
 	// window is how many offered pieces a peer may lack at once: enough to
 	// keep its link busy, few enough that the pieces spread over the fleet.

@@ -85,7 +85,7 @@ type Server struct {
 
 	uploaded, offers atomic.Int64
 
-	// mu guards the torrent maps; each torrent guards its own peers.
+	// mu guards the torrent maps; each blob guards its own peers.
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*blob
 	byDigest map[digest.Digest]*blob

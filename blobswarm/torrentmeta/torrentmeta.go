@@ -18,45 +18,10 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// PieceLength is the piece length for a blob of the given size. Only the
-// tracker's seeder builds torrents, so only it uses this table; nodes
-// accept any piece length Parse allows, so a table changed in a new
-// version gives new blobs new infohashes without splitting a fleet whose
-// tracker and mirrors are upgraded at different times.
-//
-// Small pieces give a short time to first byte (a reader waits for a whole
-// piece to verify) and let peers trade early: a peer can pass a piece on
-// only once it has all of it, and with few large pieces every peer asks the
-// seeder for the same ones (Kraken needed 256 KiB pieces to get peers
-// trading a 64 MiB image on 100 Mbit/s links). Large pieces cost less per
-// byte. Measured one seeder to one leecher over loopback (swarm package's
-// BenchmarkDownload, 64 KiB requests, leecher CPU per GB including the
-// final sha256 and fsync; plain HTTP into the store took 2.9-3.6 s/GB):
-//
-//	256 MiB blob:  256 KiB pieces  64-120 MB/s, 6.4-9.4 CPU-s/GB
-//	               1 MiB pieces   230-240 MB/s, 4.0-4.2 CPU-s/GB
-//	               4 MiB pieces   236-254 MB/s, 3.6-3.9 CPU-s/GB
-//	1 GiB blob:    1 MiB pieces        118 MB/s, 6.3 CPU-s/GB
-//	               4 MiB pieces        171 MB/s, 4.1 CPU-s/GB
-//
-// In a fleet the cost per byte is what binds: 8 hosts on 100 Mbit/s links
-// emulated on 2 cores (BENCHMARKS.md, section 5) finished a 64 MiB image
-// of two 32 MiB layers at the same time with 1 MiB pieces as with 256 KiB
-// ones, with the fleet's processes using 55-66% of the machine instead of
-// 71%. With the seeder handing each piece to one peer (superseed), a piece
-// passes on as soon as it verifies, so 32 of them per layer are enough to
-// trade. So only small blobs, where a 1 MiB piece would be most of the
-// blob, keep 256 KiB pieces (up to 64 of them); big ones get 4 MiB, never
-// fewer than 64 pieces.
-//
-// Then the mirrors stopped fetching in order and capped their uploads
-// below their links, and the time a piece takes to reach its first holder
-// became what a rollout waits for at the end: the seeder offers each peer
-// two pieces at a time, so the fleet's last pieces are two per host in
-// flight when the seeder's link goes quiet. Halving the 1 MiB class (8 x
-// 128 MiB at 100 Mbit/s, BENCHMARKS.md 5e) took all-done from 14.1-14.5 s
-// to 13.5-13.9 s for 4-7 more points of the machine; 256 KiB gave
-// 12.8-13.0 s for 10-14 points more, too much CPU per byte for fast links.
+// PieceLength is the tracker's piece-length table: small pieces for small
+// blobs (peers trade early, a short time to first byte), large ones for big
+// blobs (less CPU per byte); BENCHMARKS.md, section 2a, has the measurements.
+// Nodes accept any length Parse allows, so a new table splits no fleet.
 func PieceLength(size int64) int64 {
 	switch {
 	case size <= 16<<20:

@@ -16,13 +16,9 @@ import (
 
 // openCache accounts what the store holds, last used as of its file's
 // modification time, and starts evicting past the quota.
-func (m *Mirror) openCache(ctx context.Context) error {
-	quota, err := cache.ParseQuota(m.cfg.CacheSize, m.cfg.Data)
-	if err != nil {
-		return fmt.Errorf("cache-size: %w", err)
-	}
+func (m *Mirror) openCache(ctx context.Context, quota int64) error {
 	m.cache = cache.New(cache.Config{Quota: quota, High: m.cfg.CacheHighWatermark, Low: m.cfg.CacheLowWatermark})
-	err = m.store.Walk(func(d digest.Digest, size int64) error {
+	err := m.store.Walk(func(d digest.Digest, size int64) error {
 		used := time.Now()
 		if fi, err := os.Stat(m.store.Path(d)); err == nil {
 			used = fi.ModTime()

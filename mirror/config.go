@@ -1,8 +1,10 @@
 package mirror
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"strings"
@@ -98,67 +100,85 @@ func (c Config) Endpoints() (map[string]upstream.Endpoint, error) {
 	return upstream.ParseEndpoints(c.Upstream, c.Credentials)
 }
 
+// settings is a Config with its upstreams, files, networks and quota
+// parsed and read once: what Validate checks is what New runs with.
+type settings struct {
+	Config
+	endpoints map[string]upstream.Endpoint
+	quota     int64
+	roots     *x509.CertPool
+	secret    string
+	peerCIDRs []netip.Prefix
+}
+
 // Validate checks what can be checked before anything starts, naming the
 // offending key.
 func (c Config) Validate() error {
+	_, err := c.resolve()
+	return err
+}
+
+func (c Config) resolve() (settings, error) {
+	s := settings{Config: c}
 	if c.Listen == "" {
-		return fmt.Errorf("listen: must not be empty")
+		return s, fmt.Errorf("listen: must not be empty")
 	}
 	// Checked here, not first at net.Listen, which comes after the data
 	// dir is created.
 	if _, err := net.ResolveTCPAddr("tcp", c.Listen); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return s, fmt.Errorf("listen: %w", err)
 	}
 	if _, err := net.ResolveTCPAddr("tcp", c.PeerListen); err != nil {
-		return fmt.Errorf("peer-listen: %w", err)
+		return s, fmt.Errorf("peer-listen: %w", err)
 	}
 	if c.Data == "" {
-		return fmt.Errorf("data: must not be empty")
+		return s, fmt.Errorf("data: must not be empty")
 	}
 	if c.DefaultUpstream == "" {
-		return fmt.Errorf("default-upstream: must not be empty")
+		return s, fmt.Errorf("default-upstream: must not be empty")
 	}
 	if c.MaxConcurrentFetches < 1 {
-		return fmt.Errorf("max-concurrent-fetches: must be at least 1, got %d", c.MaxConcurrentFetches)
+		return s, fmt.Errorf("max-concurrent-fetches: must be at least 1, got %d", c.MaxConcurrentFetches)
 	}
 	if c.UpstreamTimeout <= 0 {
-		return fmt.Errorf("upstream-timeout: must be positive, got %s", c.UpstreamTimeout)
+		return s, fmt.Errorf("upstream-timeout: must be positive, got %s", c.UpstreamTimeout)
 	}
-	if _, err := c.Endpoints(); err != nil {
-		return fmt.Errorf("upstream: %w", err)
+	var err error
+	if s.endpoints, err = c.Endpoints(); err != nil {
+		return s, fmt.Errorf("upstream: %w", err)
 	}
 	for _, t := range c.Tracker {
 		if u, err := url.Parse(t); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("tracker: %q is not an http(s) URL", t)
+			return s, fmt.Errorf("tracker: %q is not an http(s) URL", t)
 		}
 	}
-	if _, err := cache.ParseQuota(c.CacheSize, c.Data); err != nil {
-		return fmt.Errorf("cache-size: %w", err)
+	if s.quota, err = cache.ParseQuota(c.CacheSize, c.Data); err != nil {
+		return s, fmt.Errorf("cache-size: %w", err)
 	}
 	if err := (cache.Config{High: c.CacheHighWatermark, Low: c.CacheLowWatermark}).Validate(); err != nil {
-		return fmt.Errorf("cache-high-watermark, cache-low-watermark: %w", err)
+		return s, fmt.Errorf("cache-high-watermark, cache-low-watermark: %w", err)
 	}
-	if _, err := tlsfiles.Roots(c.CA); err != nil {
-		return err
+	if s.roots, err = tlsfiles.Roots(c.CA); err != nil {
+		return s, err
 	}
-	if _, err := tlsfiles.Secret(c.TrackerSecretFile); err != nil {
-		return fmt.Errorf("tracker-%w", err)
+	if s.secret, err = tlsfiles.Secret(c.TrackerSecretFile); err != nil {
+		return s, fmt.Errorf("tracker-%w", err)
 	}
-	if _, err := peernet.ParseCIDRs(c.PeerCIDR); err != nil {
-		return fmt.Errorf("peer-cidr: %w", err)
+	if s.peerCIDRs, err = peernet.ParseCIDRs(c.PeerCIDR); err != nil {
+		return s, fmt.Errorf("peer-cidr: %w", err)
 	}
 	if _, err := platforms.Parse(c.Platform); err != nil {
-		return fmt.Errorf("platform: %w", err)
+		return s, fmt.Errorf("platform: %w", err)
 	}
 	switch {
 	case c.MetainfoTimeout <= 0:
-		return fmt.Errorf("metainfo-timeout: must be positive")
+		return s, fmt.Errorf("metainfo-timeout: must be positive")
 	case c.StallTimeout <= 0:
-		return fmt.Errorf("stall-timeout: must be positive")
+		return s, fmt.Errorf("stall-timeout: must be positive")
 	case c.UploadRate < 0 || c.DownloadRate < 0:
-		return fmt.Errorf("upload-rate, download-rate: must not be negative")
+		return s, fmt.Errorf("upload-rate, download-rate: must not be negative")
 	case strings.ContainsFunc(c.AdminToken, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		return fmt.Errorf("admin-token: must not contain spaces or control characters")
+		return s, fmt.Errorf("admin-token: must not contain spaces or control characters")
 	}
-	return nil
+	return s, nil
 }

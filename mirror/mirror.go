@@ -5,7 +5,6 @@ package mirror
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,12 +19,10 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
-	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
@@ -69,14 +66,7 @@ type Mirror struct {
 
 // New opens the mirror's data directory. It does not listen; use Handler.
 func New(cfg Config, log *slog.Logger) (*Mirror, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	eps, err := cfg.Endpoints()
-	if err != nil {
-		return nil, err
-	}
-	roots, err := tlsfiles.Roots(cfg.CA)
+	s, err := cfg.resolve()
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +83,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		log:        log,
 		store:      st,
 		manifests:  mc,
-		upstream:   upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, roots)}),
+		upstream:   upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
 		metrics:    newMetrics(),
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},
@@ -101,12 +91,12 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 	m.source = &originSource{m: m}
 	var ctx context.Context
 	ctx, m.stop = context.WithCancel(context.Background())
-	if err := m.openCache(ctx); err != nil {
+	if err := m.openCache(ctx, s.quota); err != nil {
 		m.stop()
 		return nil, err
 	}
 	if len(cfg.Tracker) > 0 {
-		if err := m.joinSwarm(roots); err != nil {
+		if err := m.joinSwarm(s); err != nil {
 			return nil, err
 		}
 	}
@@ -114,18 +104,11 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 }
 
 // joinSwarm makes the fleet the source of missing blobs.
-func (m *Mirror) joinSwarm(roots *x509.CertPool) error {
-	secret, err := tlsfiles.Secret(m.cfg.TrackerSecretFile)
-	if err != nil {
-		return fmt.Errorf("tracker-%w", err)
-	}
-	cidrs, err := peernet.ParseCIDRs(m.cfg.PeerCIDR)
-	if err != nil {
-		return err
-	}
+func (m *Mirror) joinSwarm(s settings) error {
+	var err error
 	m.swarm, err = swarm.New(swarm.Config{
 		ListenAddr:   m.cfg.PeerListen,
-		AllowedPeers: cidrs,
+		AllowedPeers: s.peerCIDRs,
 		StallTimeout: m.cfg.StallTimeout,
 		UploadRate:   m.cfg.UploadRate,
 		DownloadRate: m.cfg.DownloadRate,
@@ -137,7 +120,7 @@ func (m *Mirror) joinSwarm(roots *x509.CertPool) error {
 	// A tracker answers within its metainfo-wait (seconds) or says 202; a
 	// hung one must not hold a pull for the full upstream timeout twice
 	// (tag, then blob) before the origin fallback.
-	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: roots, Secret: secret})
+	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: s.roots, Secret: s.secret})
 	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
 		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[oci.Blob][]byte{}}
 	go m.reseed()

@@ -4,11 +4,15 @@
 package tracker
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
@@ -73,62 +77,86 @@ func Defaults() Config {
 	}
 }
 
+// Settings is a Config with its addresses, URLs, networks and files parsed
+// and read once: what Validate checks is what the tracker runs with.
+type Settings struct {
+	Config
+	// TLS serves the HTTP endpoints over HTTPS; nil for plain HTTP.
+	TLS *tls.Config
+
+	announceURL string
+	peerCIDRs   []netip.Prefix
+	redis       *redis.Options // nil: peers and info bytes in memory
+	endpoints   map[string]upstream.Endpoint
+	roots       *x509.CertPool
+	secret      string
+}
+
 // Validate checks the configuration before anything starts, naming the
 // offending key.
 func (c Config) Validate() error {
+	_, err := c.Resolve()
+	return err
+}
+
+// Resolve validates the configuration, naming the offending key, and
+// returns it parsed.
+func (c Config) Resolve() (Settings, error) {
+	s := Settings{Config: c}
 	switch {
 	case c.Listen == "":
-		return fmt.Errorf("listen: must not be empty")
+		return s, fmt.Errorf("listen: must not be empty")
 	case c.Data == "":
-		return fmt.Errorf("data: must not be empty")
+		return s, fmt.Errorf("data: must not be empty")
 	case c.PeerListen == "":
-		return fmt.Errorf("peer-listen: must not be empty")
+		return s, fmt.Errorf("peer-listen: must not be empty")
 	case c.AnnounceInterval < time.Second:
-		return fmt.Errorf("announce-interval: must be at least 1s, got %s", c.AnnounceInterval)
+		return s, fmt.Errorf("announce-interval: must be at least 1s, got %s", c.AnnounceInterval)
 	case c.MaxPeers < 1:
-		return fmt.Errorf("max-peers: must be at least 1, got %d", c.MaxPeers)
+		return s, fmt.Errorf("max-peers: must be at least 1, got %d", c.MaxPeers)
 	case c.TagTTL < 0:
-		return fmt.Errorf("tag-ttl: must not be negative")
+		return s, fmt.Errorf("tag-ttl: must not be negative")
 	case c.MetainfoWait < 0:
-		return fmt.Errorf("metainfo-wait: must not be negative")
+		return s, fmt.Errorf("metainfo-wait: must not be negative")
 	case c.UpstreamTimeout <= 0:
-		return fmt.Errorf("upstream-timeout: must be positive")
+		return s, fmt.Errorf("upstream-timeout: must be positive")
 	case c.UploadRate < 0:
-		return fmt.Errorf("upload-rate: must not be negative")
+		return s, fmt.Errorf("upload-rate: must not be negative")
 	case c.SeedWindow < 0:
-		return fmt.Errorf("seed-window: must not be negative")
+		return s, fmt.Errorf("seed-window: must not be negative")
 	}
 	if _, err := net.ResolveTCPAddr("tcp", c.Listen); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return s, fmt.Errorf("listen: %w", err)
 	}
 	// The seeder listens only after the data dir is created.
 	if _, err := net.ResolveTCPAddr("tcp", c.PeerListen); err != nil {
-		return fmt.Errorf("peer-listen: %w", err)
+		return s, fmt.Errorf("peer-listen: %w", err)
 	}
-	if _, err := c.announceURL(); err != nil {
-		return fmt.Errorf("announce-url: %w", err)
+	var err error
+	if s.announceURL, err = c.announceURL(); err != nil {
+		return s, fmt.Errorf("announce-url: %w", err)
 	}
-	if _, err := peernet.ParseCIDRs(c.PeerCIDR); err != nil {
-		return fmt.Errorf("peer-cidr: %w", err)
+	if s.peerCIDRs, err = peernet.ParseCIDRs(c.PeerCIDR); err != nil {
+		return s, fmt.Errorf("peer-cidr: %w", err)
 	}
 	if c.Redis != "" {
-		if _, err := url.Parse(c.Redis); err != nil {
-			return fmt.Errorf("redis: %w", err)
+		if s.redis, err = redis.ParseURL(c.Redis); err != nil {
+			return s, fmt.Errorf("redis: %w", err)
 		}
 	}
-	if _, err := upstream.ParseEndpoints(c.Upstream, c.Credentials); err != nil {
-		return fmt.Errorf("upstream: %w", err)
+	if s.endpoints, err = upstream.ParseEndpoints(c.Upstream, c.Credentials); err != nil {
+		return s, fmt.Errorf("upstream: %w", err)
 	}
-	if _, err := tlsfiles.Server(c.TLSCert, c.TLSKey); err != nil {
-		return err
+	if s.TLS, err = tlsfiles.Server(c.TLSCert, c.TLSKey); err != nil {
+		return s, err
 	}
-	if _, err := tlsfiles.Roots(c.CA); err != nil {
-		return err
+	if s.roots, err = tlsfiles.Roots(c.CA); err != nil {
+		return s, err
 	}
-	if _, err := tlsfiles.Secret(c.SecretFile); err != nil {
-		return err
+	if s.secret, err = tlsfiles.Secret(c.SecretFile); err != nil {
+		return s, err
 	}
-	return nil
+	return s, nil
 }
 
 func (c Config) announceURL() (string, error) {

@@ -3,7 +3,6 @@ package tracker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,7 +24,6 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
-	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/tracker/announce"
 	"github.com/blobswarm/blobswarm/tracker/api"
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
@@ -51,22 +49,24 @@ type Tracker struct {
 	metainfoReqs *prometheus.CounterVec
 }
 
-// New opens the tracker's data and starts its seeder's BitTorrent client.
+// New resolves cfg and starts a tracker with it (Start).
 func New(cfg Config, log *slog.Logger) (*Tracker, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	eps, err := upstream.ParseEndpoints(cfg.Upstream, cfg.Credentials)
+	s, err := cfg.Resolve()
 	if err != nil {
 		return nil, err
 	}
-	announceURL, _ := cfg.announceURL()
-	cidrs, _ := peernet.ParseCIDRs(cfg.PeerCIDR)
+	return Start(s, log)
+}
+
+// Start opens the tracker's data and starts its seeder's BitTorrent client,
+// with settings from Config.Resolve.
+func Start(s Settings, log *slog.Logger) (*Tracker, error) {
+	cfg := s.Config
 	st, err := store.Open(cfg.Data)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracker{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	t := &Tracker{cfg: cfg, log: log, registry: prometheus.NewRegistry(), secret: s.secret}
 	t.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	t.metainfoReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "blobswarm_tracker_metainfo_requests_total", Help: "Metainfo requests by result (ok, pending, error).",
@@ -75,19 +75,15 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 
 	var peers peerstore.Store = peerstore.NewMemory(peerstore.MemoryOptions{})
 	var shared seeder.SharedInfo
-	if cfg.Redis != "" {
-		opts, err := redis.ParseURL(cfg.Redis)
-		if err != nil {
-			return nil, fmt.Errorf("redis: %w", err)
-		}
-		t.redis = redis.NewClient(opts)
+	if s.redis != nil {
+		t.redis = redis.NewClient(s.redis)
 		peers = peerstore.NewRedis(t.redis, peerstore.RedisOptions{})
 		shared = &redisInfo{client: t.redis}
 	}
 	t.announce, err = announce.New(peers, announce.Config{
 		Interval:   cfg.AnnounceInterval,
 		MaxPeers:   cfg.MaxPeers,
-		PeerFilter: allowFilter(cidrs),
+		PeerFilter: allowFilter(s.peerCIDRs),
 		Registerer: t.registry,
 		Logger:     log,
 	})
@@ -95,7 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 		return nil, err
 	}
 	srv, err := superseed.New(superseed.Config{
-		ListenAddr: cfg.PeerListen, AllowedPeers: cidrs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow,
+		ListenAddr: cfg.PeerListen, AllowedPeers: s.peerCIDRs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow,
 		CompleteElsewhere: func(ih metainfo.Hash) bool { return mirrorHasAll(peers, ih) },
 	}, st, log.With("component", "seeder"))
 	if err != nil {
@@ -111,7 +107,7 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 			Help: "Pieces the seeder advertised to mirrors: about the piece count of each blob when the fleet trades the rest.",
 		}, func() float64 { return float64(srv.Stats().Offers) }),
 	)
-	t.seederAt = seederAddr(cfg.PeerListen, announceURL, srv.ListenPort())
+	t.seederAt = seederAddr(cfg.PeerListen, s.announceURL, srv.ListenPort())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	self, err := resolveSeeder(ctx, t.seederAt)
 	cancel()
@@ -128,17 +124,10 @@ func New(cfg Config, log *slog.Logger) (*Tracker, error) {
 		defer close(t.done)
 		t.seeds.run(runCtx)
 	}()
-	roots, err := tlsfiles.Roots(cfg.CA)
-	if err != nil {
-		return nil, err
-	}
-	if t.secret, err = tlsfiles.Secret(cfg.SecretFile); err != nil {
-		return nil, err
-	}
-	up := upstream.New(upstream.Config{Endpoints: eps, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, roots)})
+	up := upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
 	t.seeder = seeder.New(seeder.Config{Shared: shared}, st, t.seeds, up, log)
 	t.tags = tags.New(up, cfg.TagTTL)
-	log.Info("tracker ready", "announce-url", announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
+	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
 	return t, nil
 }
 

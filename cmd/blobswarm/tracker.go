@@ -10,7 +10,6 @@ import (
 
 	"github.com/blobswarm/blobswarm/internal/cliconfig"
 	"github.com/blobswarm/blobswarm/internal/debugserver"
-	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 	"github.com/blobswarm/blobswarm/tracker"
 )
 
@@ -53,10 +52,7 @@ func trackerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			tlsConfig, err := tlsfiles.Server(cfg.TLSCert, cfg.TLSKey)
+			settings, err := cfg.Resolve()
 			if err != nil {
 				return err
 			}
@@ -64,10 +60,10 @@ func trackerCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("listen: %w", err)
 			}
-			if tlsConfig != nil {
-				ln = tls.NewListener(ln, tlsConfig)
+			if settings.TLS != nil {
+				ln = tls.NewListener(ln, settings.TLS)
 			}
-			t, err := tracker.New(cfg, log)
+			t, err := tracker.Start(settings, log)
 			if err != nil {
 				ln.Close()
 				return err

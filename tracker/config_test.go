@@ -1,0 +1,19 @@
+package tracker_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/blobswarm/blobswarm/tracker"
+)
+
+// A Redis URL the client cannot use is refused by Validate, before the
+// tracker creates its data dir or listens, like every other bad setting.
+func TestValidateRejectsARedisURLTheClientCannotUse(t *testing.T) {
+	cfg := tracker.Defaults()
+	cfg.Redis = "http://127.0.0.1:6379"
+	err := cfg.Validate()
+	if err == nil || !strings.HasPrefix(err.Error(), "redis: ") {
+		t.Fatalf("Validate() = %v, want an error naming redis", err)
+	}
+}

@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -25,9 +22,9 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/integration/harness/trackertest"
 	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
-	"github.com/blobswarm/blobswarm/tracker"
 	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
@@ -41,7 +38,7 @@ type env struct {
 
 func newEnv(t *testing.T, wait time.Duration, wrap func(http.Handler) http.Handler) *env {
 	t.Helper()
-	e := &env{data: t.TempDir()}
+	e := &env{}
 	e.origin = harness.NewOriginWith(t, origin.Config{}, func(next http.Handler) http.Handler {
 		if wrap != nil {
 			next = wrap(next)
@@ -51,31 +48,8 @@ func newEnv(t *testing.T, wait time.Duration, wrap func(http.Handler) http.Handl
 			next.ServeHTTP(w, r)
 		})
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := tracker.Defaults()
-	cfg.Listen = ln.Addr().String()
-	cfg.Data = e.data
-	cfg.PeerListen = "127.0.0.1:0"
-	cfg.Upstream = []string{e.origin.Host() + "=" + e.origin.Server.URL}
-	cfg.MetainfoWait = wait
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tr, err := tracker.New(cfg, log)
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(tr.Handler())
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		tr.Close()
-	})
-	e.url = srv.URL
+	tr := trackertest.Start(t, e.origin, wait)
+	e.url, e.data = tr.URL, tr.Data
 	return e
 }
 

@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,41 +16,17 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/integration/harness/trackertest"
 	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
-	"github.com/blobswarm/blobswarm/tracker"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 // startTracker serves a real tracker in front of origin o that answers 202
 // for a blob its seeder has not fetched within wait.
 func startTracker(t *testing.T, o *harness.Origin, wait time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := tracker.Defaults()
-	cfg.Listen = ln.Addr().String()
-	cfg.Data = t.TempDir()
-	cfg.PeerListen = "127.0.0.1:0"
-	cfg.Upstream = []string{o.Host() + "=" + o.Server.URL}
-	cfg.MetainfoWait = wait
-	tr, err := tracker.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(tr.Handler())
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		tr.Close()
-	})
-	return srv.URL
+	return trackertest.Start(t, o, wait).URL
 }
 
 // deadURL is a loopback URL nothing listens on.

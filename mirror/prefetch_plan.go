@@ -1,0 +1,211 @@
+package mirror
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/containerd/platforms"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	"github.com/blobswarm/blobswarm/mirror/adminapi"
+	"github.com/blobswarm/blobswarm/mirror/route"
+)
+
+// prefetchPlan is everything one prefetch will fetch, worked out before
+// the answer starts so that a bad reference gets a proper error status.
+type prefetchPlan struct {
+	registry, repo string
+	top            oci.Manifest
+	manifests      []planManifest
+	blobs          []planBlob
+}
+
+type planManifest struct {
+	digest   digest.Digest
+	platform string
+}
+
+type planBlob struct {
+	desc ocispec.Descriptor
+	kind string
+}
+
+// errPrefetch carries the status and code a prefetch failure answers with.
+type errPrefetch struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *errPrefetch) Error() string { return e.msg }
+
+// plan resolves the reference and the manifests of the platforms asked for.
+func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefetchPlan, error) {
+	m := a.m
+	bad := func(code, format string, args ...any) error {
+		return &errPrefetch{status: http.StatusBadRequest, code: code, msg: fmt.Sprintf(format, args...)}
+	}
+	named, err := reference.ParseNormalizedNamed(req.Image)
+	if err != nil {
+		return nil, bad(adminapi.CodeInvalidRequest, "image %q: %v", req.Image, err)
+	}
+	named = reference.TagNameOnly(named)
+	plan := &prefetchPlan{registry: reference.Domain(named), repo: reference.Path(named)}
+	regs := m.registries()
+	if !slices.ContainsFunc(regs, func(r adminapi.Registry) bool { return r.Host == plan.registry }) {
+		hosts := make([]string, len(regs))
+		for i, r := range regs {
+			hosts[i] = r.Host
+		}
+		return nil, bad(adminapi.CodeUnknownRegistry, "the mirror has no upstream for registry %s (it mirrors %s); start it with --upstream %s=URL",
+			plan.registry, strings.Join(hosts, ", "), plan.registry)
+	}
+	if req.Fleet && m.trackers == nil {
+		return nil, bad(adminapi.CodeNoTracker, "fleet prefetch goes through the tracker's seeder, and this mirror has no --tracker")
+	}
+	var match platforms.MatchComparer
+	if !req.AllPlatforms {
+		p := req.Platform
+		if p == "" {
+			p = m.cfg.Platform
+		}
+		spec, err := platforms.Parse(p)
+		if err != nil {
+			return nil, bad(adminapi.CodeInvalidRequest, "platform %q: %v", p, err)
+		}
+		match = platforms.Only(spec)
+	}
+	rt := request{Route: route.Route{Kind: route.Manifest, Name: plan.repo}, registry: plan.registry}
+	if c, ok := named.(reference.Canonical); ok {
+		rt.Digest = c.Digest()
+	} else {
+		rt.Tag = named.(reference.Tagged).Tag()
+	}
+	if plan.top, err = a.manifest(ctx, rt); err != nil {
+		return nil, err
+	}
+	doc, err := parseManifest(plan.top)
+	if err != nil {
+		return nil, err
+	}
+	if len(doc.Manifests) == 0 {
+		plan.manifests = []planManifest{{digest: plan.top.Digest, platform: "(single image)"}}
+		plan.addBlobs(doc)
+		return plan, nil
+	}
+	children, err := pickPlatforms(doc.Manifests, match, req)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range children {
+		rt.Tag, rt.Digest = "", d.Digest
+		child, err := a.manifest(ctx, rt)
+		if err != nil {
+			return nil, err
+		}
+		cdoc, err := parseManifest(child)
+		if err != nil {
+			return nil, err
+		}
+		plan.manifests = append(plan.manifests, planManifest{digest: d.Digest, platform: platforms.Format(*d.Platform)})
+		plan.addBlobs(cdoc)
+	}
+	return plan, nil
+}
+
+// pickPlatforms returns the index entries to prefetch: every image entry,
+// or the best match for the platform.
+func pickPlatforms(entries []ocispec.Descriptor, match platforms.MatchComparer, req adminapi.PrefetchRequest) ([]ocispec.Descriptor, error) {
+	var out, all []ocispec.Descriptor
+	var names []string
+	for _, d := range entries {
+		// Attestations and other artifacts have no real platform.
+		if d.Platform == nil || d.Platform.OS == "unknown" {
+			continue
+		}
+		all = append(all, d)
+		names = append(names, platforms.Format(*d.Platform))
+		if match != nil && match.Match(*d.Platform) && (len(out) == 0 || match.Less(*d.Platform, *out[0].Platform)) {
+			out = []ocispec.Descriptor{d}
+		}
+	}
+	if match == nil {
+		out = all
+	}
+	if len(out) == 0 {
+		return nil, &errPrefetch{status: http.StatusNotFound, code: adminapi.CodeNoPlatform,
+			msg: fmt.Sprintf("%s has no image for platform %s (it has %s)", req.Image, cmp.Or(req.Platform, "of the mirror host"), strings.Join(names, ", "))}
+	}
+	return out, nil
+}
+
+// manifest gets a manifest the way a client's request would, so the
+// manifest cache, the tracker's tag coalescing and stale answers all apply.
+func (a *admin) manifest(ctx context.Context, rt request) (oci.Manifest, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+	if err != nil {
+		return oci.Manifest{}, err
+	}
+	var man oci.Manifest
+	if rt.Digest != "" {
+		man, err = a.m.manifestByDigest(r, rt)
+	} else {
+		man, err = a.m.manifestByTag(r, rt)
+	}
+	if err == nil {
+		return man, nil
+	}
+	what := rt.registry + "/" + rt.Name + ":" + rt.Tag
+	if rt.Digest != "" {
+		what = rt.registry + "/" + rt.Name + "@" + rt.Digest.String()
+	}
+	var oci errcode.Error
+	if errors.Is(err, upstream.ErrNotFound) || (errors.As(err, &oci) && (oci.Code == errcode.ErrorCodeManifestUnknown || oci.Code == errcode.ErrorCodeNameUnknown)) {
+		return man, &errPrefetch{status: http.StatusNotFound, code: adminapi.CodeNotFound, msg: fmt.Sprintf("manifest %s not found upstream: %v", what, err)}
+	}
+	return man, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s: %v", what, err)}
+}
+
+type manifestDoc struct {
+	Manifests []ocispec.Descriptor `json:"manifests"`
+	Config    *ocispec.Descriptor  `json:"config"`
+	Layers    []ocispec.Descriptor `json:"layers"`
+}
+
+func parseManifest(man oci.Manifest) (manifestDoc, error) {
+	var doc manifestDoc
+	if err := json.Unmarshal(man.Data, &doc); err != nil {
+		return doc, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s is not JSON: %v", man.Digest, err)}
+	}
+	if len(doc.Manifests) == 0 && doc.Config == nil {
+		return doc, &errPrefetch{status: http.StatusBadRequest, code: adminapi.CodeInvalidRequest, msg: fmt.Sprintf("manifest %s (%s) is neither an image nor an index", man.Digest, man.MediaType)}
+	}
+	return doc, nil
+}
+
+// addBlobs adds an image's config and layers, each digest once.
+func (p *prefetchPlan) addBlobs(doc manifestDoc) {
+	add := func(d ocispec.Descriptor, kind string) {
+		if d.Digest.Validate() != nil || slices.ContainsFunc(p.blobs, func(b planBlob) bool { return b.desc.Digest == d.Digest }) {
+			return
+		}
+		p.blobs = append(p.blobs, planBlob{desc: d, kind: kind})
+	}
+	if doc.Config != nil {
+		add(*doc.Config, "config")
+	}
+	for _, l := range doc.Layers {
+		add(l, "layer")
+	}
+}

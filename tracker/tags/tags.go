@@ -9,19 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/blobswarm/blobswarm/internal/coalesce"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
-
-// Manifest is a tag's resolution: the exact manifest bytes and their type.
-type Manifest struct {
-	MediaType string
-	Digest    digest.Digest
-	Data      []byte
-}
 
 // Resolver answers tag lookups from a short-lived cache.
 type Resolver struct {

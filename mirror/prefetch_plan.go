@@ -3,7 +3,6 @@ package mirror
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -95,16 +94,16 @@ func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefet
 	if plan.top, err = a.manifest(ctx, rt); err != nil {
 		return nil, err
 	}
-	doc, err := parseManifest(plan.top)
+	img, err := parseManifest(plan.top)
 	if err != nil {
 		return nil, err
 	}
-	if len(doc.Manifests) == 0 {
+	if len(img.Manifests) == 0 {
 		plan.manifests = []planManifest{{digest: plan.top.Digest, platform: "(single image)"}}
-		plan.addBlobs(doc)
+		plan.addBlobs(img)
 		return plan, nil
 	}
-	children, err := pickPlatforms(doc.Manifests, match, req)
+	children, err := pickPlatforms(img.Manifests, match, req)
 	if err != nil {
 		return nil, err
 	}
@@ -114,12 +113,12 @@ func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefet
 		if err != nil {
 			return nil, err
 		}
-		cdoc, err := parseManifest(child)
+		childImg, err := parseManifest(child)
 		if err != nil {
 			return nil, err
 		}
 		plan.manifests = append(plan.manifests, planManifest{digest: d.Digest, platform: platforms.Format(*d.Platform)})
-		plan.addBlobs(cdoc)
+		plan.addBlobs(childImg)
 	}
 	return plan, nil
 }
@@ -177,35 +176,31 @@ func (a *admin) manifest(ctx context.Context, rt request) (oci.Manifest, error) 
 	return man, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s: %v", what, err)}
 }
 
-type manifestDoc struct {
-	Manifests []ocispec.Descriptor `json:"manifests"`
-	Config    *ocispec.Descriptor  `json:"config"`
-	Layers    []ocispec.Descriptor `json:"layers"`
-}
-
-func parseManifest(man oci.Manifest) (manifestDoc, error) {
-	var doc manifestDoc
-	if err := json.Unmarshal(man.Data, &doc); err != nil {
-		return doc, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s is not JSON: %v", man.Digest, err)}
+// parseManifest reads a manifest prefetch can plan from: an index or an
+// image.
+func parseManifest(man oci.Manifest) (oci.Image, error) {
+	img, err := oci.ParseImage(man)
+	if err != nil {
+		return img, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: err.Error()}
 	}
-	if len(doc.Manifests) == 0 && doc.Config == nil {
-		return doc, &errPrefetch{status: http.StatusBadRequest, code: adminapi.CodeInvalidRequest, msg: fmt.Sprintf("manifest %s (%s) is neither an image nor an index", man.Digest, man.MediaType)}
+	if len(img.Manifests) == 0 && img.Config == nil {
+		return img, &errPrefetch{status: http.StatusBadRequest, code: adminapi.CodeInvalidRequest, msg: fmt.Sprintf("manifest %s (%s) is neither an image nor an index", man.Digest, man.MediaType)}
 	}
-	return doc, nil
+	return img, nil
 }
 
 // addBlobs adds an image's config and layers, each digest once.
-func (p *prefetchPlan) addBlobs(doc manifestDoc) {
+func (p *prefetchPlan) addBlobs(img oci.Image) {
 	add := func(d ocispec.Descriptor, kind string) {
 		if d.Digest.Validate() != nil || slices.ContainsFunc(p.blobs, func(b planBlob) bool { return b.desc.Digest == d.Digest }) {
 			return
 		}
 		p.blobs = append(p.blobs, planBlob{desc: d, kind: kind})
 	}
-	if doc.Config != nil {
-		add(*doc.Config, "config")
+	if img.Config != nil {
+		add(*img.Config, "config")
 	}
-	for _, l := range doc.Layers {
+	for _, l := range img.Layers {
 		add(l, "layer")
 	}
 }

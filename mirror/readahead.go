@@ -2,12 +2,10 @@ package mirror
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
@@ -17,18 +15,14 @@ import (
 // and the swarm trades best when every layer is in flight at once. For an
 // index it reads ahead the manifest of this node's platform.
 func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
-	var doc struct {
-		Manifests []ocispec.Descriptor `json:"manifests"`
-		Config    *ocispec.Descriptor  `json:"config"`
-		Layers    []ocispec.Descriptor `json:"layers"`
-	}
-	if err := json.Unmarshal(man.Data, &doc); err != nil {
+	img, err := oci.ParseImage(man)
+	if err != nil {
 		return
 	}
-	if len(doc.Manifests) > 0 {
+	if len(img.Manifests) > 0 {
 		want, _ := platforms.Parse(m.cfg.Platform)
 		match := platforms.Only(want)
-		for _, d := range doc.Manifests {
+		for _, d := range img.Manifests {
 			if d.Platform != nil && match.Match(*d.Platform) {
 				if child, err := m.manifestForReadahead(registry, repo, d.Digest); err == nil {
 					m.readahead(registry, repo, child)
@@ -38,9 +32,9 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		}
 		return
 	}
-	blobs := doc.Layers
-	if doc.Config != nil {
-		blobs = append(blobs, *doc.Config)
+	blobs := img.Layers
+	if img.Config != nil {
+		blobs = append(blobs, *img.Config)
 	}
 	for _, b := range blobs {
 		if b.Digest.Validate() != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
-	"github.com/blobswarm/blobswarm/mirror/route"
 )
 
 // prefetchPlan is everything one prefetch will fetch, worked out before
@@ -85,13 +84,13 @@ func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefet
 		}
 		match = platforms.Only(spec)
 	}
-	rt := request{Route: route.Route{Kind: route.Manifest, Name: plan.repo}, registry: plan.registry}
+	ref := manifestRef{registry: plan.registry, repo: plan.repo}
 	if c, ok := named.(reference.Canonical); ok {
-		rt.Digest = c.Digest()
+		ref.digest = c.Digest()
 	} else {
-		rt.Tag = named.(reference.Tagged).Tag()
+		ref.tag = named.(reference.Tagged).Tag()
 	}
-	if plan.top, err = a.manifest(ctx, rt); err != nil {
+	if plan.top, err = a.manifest(ctx, ref); err != nil {
 		return nil, err
 	}
 	img, err := parseManifest(plan.top)
@@ -108,8 +107,7 @@ func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefet
 		return nil, err
 	}
 	for _, d := range children {
-		rt.Tag, rt.Digest = "", d.Digest
-		child, err := a.manifest(ctx, rt)
+		child, err := a.manifest(ctx, manifestRef{registry: plan.registry, repo: plan.repo, digest: d.Digest})
 		if err != nil {
 			return nil, err
 		}
@@ -150,30 +148,18 @@ func pickPlatforms(entries []ocispec.Descriptor, match platforms.MatchComparer, 
 }
 
 // manifest gets a manifest the way a client's request would, so the
-// manifest cache, the tracker's tag coalescing and stale answers all apply.
-func (a *admin) manifest(ctx context.Context, rt request) (oci.Manifest, error) {
-	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
-	if err != nil {
-		return oci.Manifest{}, err
-	}
-	var man oci.Manifest
-	if rt.Digest != "" {
-		man, err = a.m.manifestByDigest(r, rt)
-	} else {
-		man, err = a.m.manifestByTag(r, rt)
-	}
+// manifest cache, the tracker's tag coalescing and stale answers all apply,
+// and tells a reference the upstream lacks from an upstream that failed.
+func (a *admin) manifest(ctx context.Context, ref manifestRef) (oci.Manifest, error) {
+	man, err := a.m.manifest(ctx, ref, nil)
 	if err == nil {
 		return man, nil
 	}
-	what := rt.registry + "/" + rt.Name + ":" + rt.Tag
-	if rt.Digest != "" {
-		what = rt.registry + "/" + rt.Name + "@" + rt.Digest.String()
+	var ec errcode.Error
+	if errors.Is(err, upstream.ErrNotFound) || (errors.As(err, &ec) && (ec.Code == errcode.ErrorCodeManifestUnknown || ec.Code == errcode.ErrorCodeNameUnknown)) {
+		return oci.Manifest{}, &errPrefetch{status: http.StatusNotFound, code: adminapi.CodeNotFound, msg: fmt.Sprintf("manifest %s not found upstream: %v", ref, err)}
 	}
-	var oci errcode.Error
-	if errors.Is(err, upstream.ErrNotFound) || (errors.As(err, &oci) && (oci.Code == errcode.ErrorCodeManifestUnknown || oci.Code == errcode.ErrorCodeNameUnknown)) {
-		return man, &errPrefetch{status: http.StatusNotFound, code: adminapi.CodeNotFound, msg: fmt.Sprintf("manifest %s not found upstream: %v", what, err)}
-	}
-	return man, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s: %v", what, err)}
+	return oci.Manifest{}, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s: %v", ref, err)}
 }
 
 // parseManifest reads a manifest prefetch can plan from: an index or an

@@ -2,10 +2,8 @@ package mirror
 
 import (
 	"context"
-	"errors"
 
 	"github.com/containerd/platforms"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
@@ -24,7 +22,10 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		match := platforms.Only(want)
 		for _, d := range img.Manifests {
 			if d.Platform != nil && match.Match(*d.Platform) {
-				if child, err := m.manifestForReadahead(registry, repo, d.Digest); err == nil {
+				// Through the manifest cache, where the client's request
+				// for this child, which comes next, will find it.
+				child, err := m.manifest(context.Background(), manifestRef{registry: registry, repo: repo, digest: d.Digest}, nil)
+				if err == nil {
 					m.readahead(registry, repo, child)
 				}
 				return
@@ -50,22 +51,3 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		}
 	}
 }
-
-// manifestForReadahead gets a child manifest of an index from the cache or
-// the upstream, caching it for the client's request that will follow.
-func (m *Mirror) manifestForReadahead(registry, repo string, d digest.Digest) (oci.Manifest, error) {
-	if man, err := m.manifests.Get(d); err == nil {
-		return man, nil
-	}
-	data, mediaType, err := m.upstream.GetManifest(context.Background(), registry, repo, d.String(), defaultAccept)
-	if err != nil {
-		return oci.Manifest{}, err
-	}
-	man := oci.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
-	if man.Digest != d {
-		return oci.Manifest{}, errWrongDigest
-	}
-	return man, m.manifests.Put(man)
-}
-
-var errWrongDigest = errors.New("upstream sent a manifest that does not match its digest")

@@ -93,14 +93,15 @@ func (m *Mirror) manifestByDigest(ctx context.Context, ref manifestRef, accept [
 // manifestByTag resolves a tag upstream every time (tags move), but asks
 // with a HEAD first so a manifest we already hold costs no download, and
 // answers from the last known resolution when the upstream is down.
+// Clients asking for the tag at once share one resolution, which the
+// first one's deadline bounds and none of them cancels by leaving.
 func (m *Mirror) manifestByTag(ctx context.Context, ref manifestRef, accept []string) (oci.Manifest, error) {
 	key := strings.Join([]string{ref.registry, ref.repo, ref.tag, strings.Join(accept, ",")}, "\x00")
-	// Detached: the request that started the resolution may leave while
-	// others still wait on it.
-	dctx := context.WithoutCancel(ctx)
-	v, err, _ := m.tags.Do(key, func() (any, error) { return m.resolveTag(dctx, ref, accept) })
+	man, err := m.tags.Do(ctx, key, func(ctx context.Context) (oci.Manifest, error) {
+		return m.resolveTag(ctx, ref, accept)
+	})
 	if err == nil {
-		return v.(oci.Manifest), nil
+		return man, nil
 	}
 	if !upstream.Unreachable(err) {
 		return oci.Manifest{}, err

@@ -29,10 +29,20 @@ type adminFixture struct {
 }
 
 // newAdminFixture runs a mirror (no tracker) in front of an embedded
-// origin it knows by the origin's own host name.
+// origin, serving it over HTTP.
 func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
 	o := harness.NewOrigin(t, origin.Config{})
+	m, data := newTestMirror(t, o)
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	return &adminFixture{origin: o, data: data, url: srv.URL}
+}
+
+// newTestMirror opens a mirror (no tracker) in front of o, which it knows
+// by the origin's own host name, and returns it with its data directory.
+func newTestMirror(t *testing.T, o *harness.Origin) (*Mirror, string) {
+	t.Helper()
 	cfg := Defaults()
 	cfg.Data = t.TempDir()
 	cfg.Upstream = []string{o.Host() + "=" + o.Server.URL}
@@ -43,13 +53,11 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(func() {
-		srv.Close()
 		m.Drain(t.Context())
 		m.Close()
 	})
-	return &adminFixture{origin: o, data: cfg.Data, url: srv.URL}
+	return m, cfg.Data
 }
 
 func (f *adminFixture) call(t *testing.T, method, path, token string, body any) (*http.Response, []byte) {

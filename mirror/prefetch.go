@@ -166,49 +166,20 @@ func (t *blobTask) set(done int64, source string) {
 	t.mu.Unlock()
 }
 
-func (t *blobTask) Write(b []byte) (int, error) {
-	t.mu.Lock()
-	t.done += int64(len(b))
-	t.mu.Unlock()
-	return len(b), nil
-}
-
-// fetchBlob pulls one blob into the store through the same flight a
-// client's request would start or join: the swarm when there is a
-// tracker, else the origin. It follows the verified prefix for progress
-// and returns once the blob is committed (its digest checked).
+// fetchBlob pulls one blob into the store the way a client's request
+// would: the swarm when there is a tracker, else the origin.
 func (a *admin) fetchBlob(ctx context.Context, t *blobTask) error {
-	m := a.m
-	if size, err := m.store.Stat(t.ref.Digest); err == nil {
-		// Asked for ahead of a rollout: the most recently used, not the
-		// first to go.
-		m.cache.Use(t.ref.Digest)()
-		t.set(size, adminapi.SourceCache)
-		return nil
-	}
-	fl, _, err := m.flight(t.ref)
+	source := a.sourceWhileFetching()
+	fetched, err := a.m.Fetch(ctx, t.ref, func(verified int64) { t.set(verified, source) })
 	if err != nil {
 		return err
 	}
-	if fl == nil {
-		t.set(t.size, adminapi.SourceCache)
-		return nil
+	if fetched {
+		source = a.sourceAfterFetch(t.ref.Digest)
+	} else {
+		source = adminapi.SourceCache
 	}
-	defer fl.Release()
-	t.set(0, a.sourceWhileFetching())
-	size, err := fl.Size(ctx)
-	if err != nil {
-		return err
-	}
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	if _, err := io.CopyBuffer(t, fl.NewReader(ctx, 0, size), *buf); err != nil {
-		return err
-	}
-	if err := fl.Wait(ctx); err != nil {
-		return err
-	}
-	t.set(size, a.sourceAfterFetch(t.ref.Digest))
+	t.set(t.size, source)
 	return nil
 }
 

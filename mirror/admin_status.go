@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
 )
@@ -21,9 +23,7 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	st.Cache = adminapi.Cache{Bytes: cs.Bytes, Blobs: cs.Blobs, QuotaBytes: cs.Quota, Evictions: cs.Evictions, EvictedBytes: cs.EvictedBytes}
 	st.Registries = m.registries()
 	st.DefaultRegistry = m.cfg.DefaultUpstream
-	m.mu.Lock()
-	st.InflightFetches = len(m.flights)
-	m.mu.Unlock()
+	st.InflightFetches = int(gaugeValue(m.metrics.inflight))
 	s := m.Stats()
 	st.Bytes = adminapi.Bytes{Served: s.BytesServed, FromOrigin: s.BytesFromOrigin, FromPeers: s.BytesFromPeers,
 		FromSeeder: s.BytesFromSeeder, Uploaded: s.BytesUploaded}
@@ -135,4 +135,14 @@ func (rs *rateSampler) swarm(ctx context.Context, m *Mirror) (*adminapi.Swarm, e
 type adminapiTorrent struct {
 	d digest.Digest
 	t adminapi.Torrent
+}
+
+// gaugeValue reads a gauge of the mirror's metrics, so that status and
+// /metrics tell the same numbers.
+func gaugeValue(g prometheus.Gauge) float64 {
+	var d dto.Metric
+	if err := g.Write(&d); err != nil {
+		return 0
+	}
+	return d.GetGauge().GetValue()
 }

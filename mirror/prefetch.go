@@ -28,10 +28,10 @@ func (a *admin) prefetch(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var pe *errPrefetch
 		if !errors.As(err, &pe) {
-			pe = &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: err.Error()}
+			pe = &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, err: err}
 		}
 		a.m.log.Warn("prefetch refused", "image", req.Image, "err", err)
-		adminError(w, pe.status, pe.code, pe.msg)
+		adminError(w, pe.status, pe.code, pe.Error())
 		return
 	}
 	a.m.log.Info("prefetch", "image", req.Image, "fleet", req.Fleet, "manifests", len(plan.manifests), "blobs", len(plan.blobs))

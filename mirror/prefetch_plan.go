@@ -43,20 +43,22 @@ type planBlob struct {
 type errPrefetch struct {
 	status int
 	code   string
-	msg    string
+	err    error
 }
 
-func (e *errPrefetch) Error() string { return e.msg }
+func (e *errPrefetch) Error() string { return e.err.Error() }
+
+func (e *errPrefetch) Unwrap() error { return e.err }
 
 // plan resolves the reference and the manifests of the platforms asked for.
 func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefetchPlan, error) {
 	m := a.m
 	bad := func(code, format string, args ...any) error {
-		return &errPrefetch{status: http.StatusBadRequest, code: code, msg: fmt.Sprintf(format, args...)}
+		return &errPrefetch{status: http.StatusBadRequest, code: code, err: fmt.Errorf(format, args...)}
 	}
 	named, err := reference.ParseNormalizedNamed(req.Image)
 	if err != nil {
-		return nil, bad(adminapi.CodeInvalidRequest, "image %q: %v", req.Image, err)
+		return nil, bad(adminapi.CodeInvalidRequest, "image %q: %w", req.Image, err)
 	}
 	named = reference.TagNameOnly(named)
 	plan := &prefetchPlan{registry: reference.Domain(named), repo: reference.Path(named)}
@@ -80,7 +82,7 @@ func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefet
 		}
 		spec, err := platforms.Parse(p)
 		if err != nil {
-			return nil, bad(adminapi.CodeInvalidRequest, "platform %q: %v", p, err)
+			return nil, bad(adminapi.CodeInvalidRequest, "platform %q: %w", p, err)
 		}
 		match = platforms.Only(spec)
 	}
@@ -142,7 +144,7 @@ func pickPlatforms(entries []ocispec.Descriptor, match platforms.MatchComparer, 
 	}
 	if len(out) == 0 {
 		return nil, &errPrefetch{status: http.StatusNotFound, code: adminapi.CodeNoPlatform,
-			msg: fmt.Sprintf("%s has no image for platform %s (it has %s)", req.Image, cmp.Or(req.Platform, "of the mirror host"), strings.Join(names, ", "))}
+			err: fmt.Errorf("%s has no image for platform %s (it has %s)", req.Image, cmp.Or(req.Platform, "of the mirror host"), strings.Join(names, ", "))}
 	}
 	return out, nil
 }
@@ -157,9 +159,9 @@ func (a *admin) manifest(ctx context.Context, ref manifestRef) (oci.Manifest, er
 	}
 	var ec errcode.Error
 	if errors.Is(err, upstream.ErrNotFound) || (errors.As(err, &ec) && (ec.Code == errcode.ErrorCodeManifestUnknown || ec.Code == errcode.ErrorCodeNameUnknown)) {
-		return oci.Manifest{}, &errPrefetch{status: http.StatusNotFound, code: adminapi.CodeNotFound, msg: fmt.Sprintf("manifest %s not found upstream: %v", ref, err)}
+		return oci.Manifest{}, &errPrefetch{status: http.StatusNotFound, code: adminapi.CodeNotFound, err: fmt.Errorf("manifest %s not found upstream: %w", ref, err)}
 	}
-	return oci.Manifest{}, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: fmt.Sprintf("manifest %s: %v", ref, err)}
+	return oci.Manifest{}, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, err: fmt.Errorf("manifest %s: %w", ref, err)}
 }
 
 // parseManifest reads a manifest prefetch can plan from: an index or an
@@ -167,10 +169,10 @@ func (a *admin) manifest(ctx context.Context, ref manifestRef) (oci.Manifest, er
 func parseManifest(man oci.Manifest) (oci.Image, error) {
 	img, err := oci.ParseImage(man)
 	if err != nil {
-		return img, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, msg: err.Error()}
+		return img, &errPrefetch{status: http.StatusBadGateway, code: adminapi.CodeUpstream, err: err}
 	}
 	if len(img.Manifests) == 0 && img.Config == nil {
-		return img, &errPrefetch{status: http.StatusBadRequest, code: adminapi.CodeInvalidRequest, msg: fmt.Sprintf("manifest %s (%s) is neither an image nor an index", man.Digest, man.MediaType)}
+		return img, &errPrefetch{status: http.StatusBadRequest, code: adminapi.CodeInvalidRequest, err: fmt.Errorf("manifest %s (%s) is neither an image nor an index", man.Digest, man.MediaType)}
 	}
 	return img, nil
 }

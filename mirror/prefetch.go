@@ -16,6 +16,9 @@ import (
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
 )
 
+// prefetch plans before it answers, so that a bad reference gets an error
+// status rather than a stream; the stream then reports every blob until
+// the summary.
 func (a *admin) prefetch(w http.ResponseWriter, r *http.Request) {
 	var req adminapi.PrefetchRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))

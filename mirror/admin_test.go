@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -29,10 +30,25 @@ type adminFixture struct {
 }
 
 // newAdminFixture runs a mirror (no tracker) in front of an embedded
-// origin it knows by the origin's own host name.
+// origin, serving it over HTTP.
 func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
-	o := harness.NewOrigin(t, origin.Config{})
+	return serveMirror(t, harness.NewOrigin(t, origin.Config{}))
+}
+
+// serveMirror serves a mirror in front of o over HTTP.
+func serveMirror(t *testing.T, o *harness.Origin) *adminFixture {
+	t.Helper()
+	m, data := newTestMirror(t, o)
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	return &adminFixture{origin: o, data: data, url: srv.URL}
+}
+
+// newTestMirror opens a mirror (no tracker) in front of o, which it knows
+// by the origin's own host name, and returns it with its data directory.
+func newTestMirror(t *testing.T, o *harness.Origin) (*Mirror, string) {
+	t.Helper()
 	cfg := Defaults()
 	cfg.Data = t.TempDir()
 	cfg.Upstream = []string{o.Host() + "=" + o.Server.URL}
@@ -43,13 +59,11 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(func() {
-		srv.Close()
 		m.Drain(t.Context())
 		m.Close()
 	})
-	return &adminFixture{origin: o, data: cfg.Data, url: srv.URL}
+	return m, cfg.Data
 }
 
 func (f *adminFixture) call(t *testing.T, method, path, token string, body any) (*http.Response, []byte) {
@@ -285,4 +299,38 @@ func TestPrefetchPicksPlatform(t *testing.T) {
 	if n := f.origin.TotalBlobGETs(); n != len(pushed.Blobs()) {
 		t.Errorf("origin served %d blob GETs, want each of %d blobs once", n, len(pushed.Blobs()))
 	}
+}
+
+func TestStatusCountsFetchesInProgress(t *testing.T) {
+	valve := harness.NewValve(64 << 10)
+	f := serveMirror(t, harness.NewOriginWith(t, origin.Config{}, valve.Wrap))
+	// Registered last to run first: the server's Close waits for the pull
+	// the valve holds.
+	t.Cleanup(valve.Open)
+	pushed, err := testimage.PushImage(t.Context(), f.origin.Host()+"/app:v1", 1, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := pushed.Images[0].Layers[0]
+	// A client's pull, not a prefetch: status counts every fetch.
+	pulled := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(f.url + "/v2/app/blobs/" + layer.Digest.String() + "?ns=" + f.origin.Host())
+		if err != nil {
+			pulled <- err
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && (resp.StatusCode != http.StatusOK || digest.FromBytes(body) != layer.Digest) {
+			err = fmt.Errorf("HTTP %d, digest %s", resp.StatusCode, digest.FromBytes(body))
+		}
+		pulled <- err
+	}()
+	harness.Eventually(t, "status to count the held fetch", func() bool { return f.status(t).InflightFetches == 1 })
+	valve.Open()
+	if err := <-pulled; err != nil {
+		t.Fatalf("GET blob: %v", err)
+	}
+	harness.Eventually(t, "status to count no fetch once the blob is in", func() bool { return f.status(t).InflightFetches == 0 })
 }

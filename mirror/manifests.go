@@ -15,16 +15,32 @@ import (
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
-func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, req request) {
-	var (
-		man oci.Manifest
-		err error
-	)
-	if req.Digest != "" {
-		man, err = m.manifestByDigest(r, req)
-	} else {
-		man, err = m.manifestByTag(r, req)
+// manifestRef names a repository's manifest by tag or, when digest is
+// set, by digest.
+type manifestRef struct {
+	registry, repo string
+	tag            string
+	digest         digest.Digest
+}
+
+// tagOrDigest is how the API path names the manifest.
+func (r manifestRef) tagOrDigest() string {
+	if r.digest != "" {
+		return r.digest.String()
 	}
+	return r.tag
+}
+
+func (r manifestRef) String() string {
+	if r.digest != "" {
+		return r.registry + "/" + r.repo + "@" + r.digest.String()
+	}
+	return r.registry + "/" + r.repo + ":" + r.tag
+}
+
+func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, req request) {
+	ref := manifestRef{registry: req.registry, repo: req.Name, tag: req.Tag, digest: req.Digest}
+	man, err := m.manifest(r.Context(), ref, r.Header.Values("Accept"))
 	if err != nil {
 		m.writeError(w, r, err)
 		return
@@ -38,24 +54,38 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, req reque
 	if r.Method != http.MethodHead {
 		w.Write(man.Data)
 		if m.swarm != nil && m.cfg.Readahead {
-			go m.readahead(req.registry, req.Name, man)
+			go m.readahead(ref.registry, ref.repo, man)
 		}
 	}
 }
 
-func (m *Mirror) manifestByDigest(r *http.Request, req request) (oci.Manifest, error) {
-	if man, err := m.manifests.Get(req.Digest); err == nil {
+// manifest gets the manifest ref names in one of the media types accept
+// lists (none: any the mirror knows), through the manifest cache, the
+// coalescing of tag resolutions and the stale answer when the upstream is
+// down. Client requests, prefetch and readahead all get manifests here.
+func (m *Mirror) manifest(ctx context.Context, ref manifestRef, accept []string) (oci.Manifest, error) {
+	if len(accept) == 0 {
+		accept = defaultAccept
+	}
+	if ref.digest != "" {
+		return m.manifestByDigest(ctx, ref, accept)
+	}
+	return m.manifestByTag(ctx, ref, accept)
+}
+
+func (m *Mirror) manifestByDigest(ctx context.Context, ref manifestRef, accept []string) (oci.Manifest, error) {
+	if man, err := m.manifests.Get(ref.digest); err == nil {
 		m.metrics.cache.WithLabelValues("manifest", "hit").Inc()
 		return man, nil
 	}
 	m.metrics.cache.WithLabelValues("manifest", "miss").Inc()
-	man, err := m.fetchManifest(r.Context(), r, req, req.Digest.String())
+	man, err := m.fetchManifest(ctx, ref, accept)
 	if err != nil {
 		return man, err
 	}
-	if man.Digest != req.Digest {
-		return man, m.upstream.StatusError(req.registry, http.StatusBadGateway,
-			fmt.Sprintf("manifest %s: upstream sent content with digest %s", req.Digest, man.Digest))
+	if man.Digest != ref.digest {
+		return man, m.upstream.StatusError(ref.registry, http.StatusBadGateway,
+			fmt.Sprintf("manifest %s: upstream sent content with digest %s", ref.digest, man.Digest))
 	}
 	return man, m.manifests.Put(man)
 }
@@ -63,19 +93,20 @@ func (m *Mirror) manifestByDigest(r *http.Request, req request) (oci.Manifest, e
 // manifestByTag resolves a tag upstream every time (tags move), but asks
 // with a HEAD first so a manifest we already hold costs no download, and
 // answers from the last known resolution when the upstream is down.
-func (m *Mirror) manifestByTag(r *http.Request, req request) (oci.Manifest, error) {
-	key := strings.Join([]string{req.registry, req.Name, req.Tag, strings.Join(r.Header.Values("Accept"), ",")}, "\x00")
-	// Detached: the request that started the resolution may leave while
-	// others still wait on it.
-	ctx := context.WithoutCancel(r.Context())
-	v, err, _ := m.tags.Do(key, func() (any, error) { return m.resolveTag(ctx, r, req) })
+// Clients asking for the tag at once share one resolution, which the
+// first one's deadline bounds and none of them cancels by leaving.
+func (m *Mirror) manifestByTag(ctx context.Context, ref manifestRef, accept []string) (oci.Manifest, error) {
+	key := strings.Join([]string{ref.registry, ref.repo, ref.tag, strings.Join(accept, ",")}, "\x00")
+	man, err := m.tags.Do(ctx, key, func(ctx context.Context) (oci.Manifest, error) {
+		return m.resolveTag(ctx, ref, accept)
+	})
 	if err == nil {
-		return v.(oci.Manifest), nil
+		return man, nil
 	}
 	if !upstream.Unreachable(err) {
 		return oci.Manifest{}, err
 	}
-	d, _, terr := m.manifests.Tag(req.registry, req.Name, req.Tag)
+	d, _, terr := m.manifests.Tag(ref.registry, ref.repo, ref.tag)
 	if terr != nil {
 		return oci.Manifest{}, err
 	}
@@ -84,70 +115,55 @@ func (m *Mirror) manifestByTag(r *http.Request, req request) (oci.Manifest, erro
 		return oci.Manifest{}, err
 	}
 	m.metrics.staleManifests.Inc()
-	m.log.Warn("serving stale tag: upstream unreachable", "registry", req.registry, "repo", req.Name, "tag", req.Tag, "digest", d, "err", err)
+	m.log.Warn("serving stale tag: upstream unreachable", "registry", ref.registry, "repo", ref.repo, "tag", ref.tag, "digest", d, "err", err)
 	return man, nil
 }
 
-func (m *Mirror) resolveTag(ctx context.Context, r *http.Request, req request) (oci.Manifest, error) {
+func (m *Mirror) resolveTag(ctx context.Context, ref manifestRef, accept []string) (oci.Manifest, error) {
 	if m.trackers != nil {
-		man, err := m.resolveTagViaTracker(ctx, r, req)
+		man, err := m.resolveTagViaTracker(ctx, ref, accept)
 		if err == nil || !errors.Is(err, trackerclient.ErrUnavailable) {
 			return man, err
 		}
-		m.log.Warn("tracker unreachable: resolving tag at the origin", "registry", req.registry, "repo", req.Name, "tag", req.Tag, "err", err)
+		m.log.Warn("tracker unreachable: resolving tag at the origin", "registry", ref.registry, "repo", ref.repo, "tag", ref.tag, "err", err)
 	}
-	path := "/v2/" + req.Name + "/manifests/" + req.Tag
-	resp, err := m.upstream.Do(ctx, http.MethodHead, req.registry, req.Name, path, acceptHeader(r))
+	path := "/v2/" + ref.repo + "/manifests/" + ref.tag
+	resp, err := m.upstream.Do(ctx, http.MethodHead, ref.registry, ref.repo, path, http.Header{"Accept": accept})
 	if err != nil {
 		return oci.Manifest{}, err
 	}
 	resp.Body.Close()
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return oci.Manifest{}, m.upstream.StatusError(req.registry, resp.StatusCode, "manifest "+req.Name+":"+req.Tag)
+		return oci.Manifest{}, m.upstream.StatusError(ref.registry, resp.StatusCode, "manifest "+ref.repo+":"+ref.tag)
 	}
 	if resp.StatusCode == http.StatusOK {
 		if d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil {
 			if man, err := m.manifests.Get(d); err == nil {
 				m.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-				return man, m.manifests.SetTag(req.registry, req.Name, req.Tag, d, man.MediaType)
+				return man, m.manifests.SetTag(ref.registry, ref.repo, ref.tag, d, man.MediaType)
 			}
 		}
 	}
 	// Some registries answer HEAD poorly (no digest, 404 where GET works):
 	// GET decides.
 	m.metrics.cache.WithLabelValues("manifest", "miss").Inc()
-	man, err := m.fetchManifest(ctx, r, req, req.Tag)
+	man, err := m.fetchManifest(ctx, ref, accept)
 	if err != nil {
 		return man, err
 	}
 	if err := m.manifests.Put(man); err != nil {
 		return man, err
 	}
-	return man, m.manifests.SetTag(req.registry, req.Name, req.Tag, man.Digest, man.MediaType)
+	return man, m.manifests.SetTag(ref.registry, ref.repo, ref.tag, man.Digest, man.MediaType)
 }
 
 // fetchManifest GETs a manifest and returns its exact bytes.
-func (m *Mirror) fetchManifest(ctx context.Context, r *http.Request, req request, ref string) (oci.Manifest, error) {
-	data, mediaType, err := m.upstream.GetManifest(ctx, req.registry, req.Name, ref, acceptHeader(r).Values("Accept"))
+func (m *Mirror) fetchManifest(ctx context.Context, ref manifestRef, accept []string) (oci.Manifest, error) {
+	data, mediaType, err := m.upstream.GetManifest(ctx, ref.registry, ref.repo, ref.tagOrDigest(), accept)
 	if err != nil {
 		return oci.Manifest{}, err
 	}
-	return oci.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}, nil
-}
-
-// acceptHeader passes the client's manifest types upstream, so the
-// upstream picks the representation the client can use.
-func acceptHeader(r *http.Request) http.Header {
-	h := http.Header{}
-	for _, v := range r.Header.Values("Accept") {
-		h.Add("Accept", v)
-	}
-	if len(h) == 0 {
-		for _, t := range defaultAccept {
-			h.Add("Accept", t)
-		}
-	}
-	return h
+	return oci.NewManifest(mediaType, data), nil
 }
 
 // defaultAccept is what a client that states nothing can still use.
@@ -160,13 +176,13 @@ var defaultAccept = []string{
 
 // resolveTagViaTracker asks the tracker, whose short-lived cache folds a
 // fleet's simultaneous resolutions into one origin request.
-func (m *Mirror) resolveTagViaTracker(ctx context.Context, r *http.Request, req request) (oci.Manifest, error) {
-	man, err := m.trackers.Manifest(ctx, req.registry, req.Name, req.Tag, acceptHeader(r).Values("Accept"))
+func (m *Mirror) resolveTagViaTracker(ctx context.Context, ref manifestRef, accept []string) (oci.Manifest, error) {
+	man, err := m.trackers.Manifest(ctx, ref.registry, ref.repo, ref.tag, accept)
 	if err != nil {
 		return oci.Manifest{}, err
 	}
 	if err := m.manifests.Put(man); err != nil {
 		return man, err
 	}
-	return man, m.manifests.SetTag(req.registry, req.Name, req.Tag, man.Digest, man.MediaType)
+	return man, m.manifests.SetTag(ref.registry, ref.repo, ref.tag, man.Digest, man.MediaType)
 }

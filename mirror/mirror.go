@@ -15,12 +15,12 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/internal/coalesce"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
@@ -61,7 +61,7 @@ type Mirror struct {
 	// them (Drain).
 	fetches sync.WaitGroup
 
-	tags singleflight.Group
+	tags coalesce.Group[oci.Manifest]
 }
 
 // New opens the mirror's data directory. It does not listen; use Handler.

@@ -2,12 +2,8 @@ package mirror
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 
 	"github.com/containerd/platforms"
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
@@ -17,20 +13,19 @@ import (
 // and the swarm trades best when every layer is in flight at once. For an
 // index it reads ahead the manifest of this node's platform.
 func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
-	var doc struct {
-		Manifests []ocispec.Descriptor `json:"manifests"`
-		Config    *ocispec.Descriptor  `json:"config"`
-		Layers    []ocispec.Descriptor `json:"layers"`
-	}
-	if err := json.Unmarshal(man.Data, &doc); err != nil {
+	img, err := oci.ParseImage(man)
+	if err != nil {
 		return
 	}
-	if len(doc.Manifests) > 0 {
+	if len(img.Manifests) > 0 {
 		want, _ := platforms.Parse(m.cfg.Platform)
 		match := platforms.Only(want)
-		for _, d := range doc.Manifests {
+		for _, d := range img.Manifests {
 			if d.Platform != nil && match.Match(*d.Platform) {
-				if child, err := m.manifestForReadahead(registry, repo, d.Digest); err == nil {
+				// Through the manifest cache, where the client's request
+				// for this child, which comes next, will find it.
+				child, err := m.manifest(context.Background(), manifestRef{registry: registry, repo: repo, digest: d.Digest}, nil)
+				if err == nil {
 					m.readahead(registry, repo, child)
 				}
 				return
@@ -38,9 +33,9 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		}
 		return
 	}
-	blobs := doc.Layers
-	if doc.Config != nil {
-		blobs = append(blobs, *doc.Config)
+	blobs := img.Layers
+	if img.Config != nil {
+		blobs = append(blobs, *img.Config)
 	}
 	for _, b := range blobs {
 		if b.Digest.Validate() != nil {
@@ -56,22 +51,3 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		}
 	}
 }
-
-// manifestForReadahead gets a child manifest of an index from the cache or
-// the upstream, caching it for the client's request that will follow.
-func (m *Mirror) manifestForReadahead(registry, repo string, d digest.Digest) (oci.Manifest, error) {
-	if man, err := m.manifests.Get(d); err == nil {
-		return man, nil
-	}
-	data, mediaType, err := m.upstream.GetManifest(context.Background(), registry, repo, d.String(), defaultAccept)
-	if err != nil {
-		return oci.Manifest{}, err
-	}
-	man := oci.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
-	if man.Digest != d {
-		return oci.Manifest{}, errWrongDigest
-	}
-	return man, m.manifests.Put(man)
-}
-
-var errWrongDigest = errors.New("upstream sent a manifest that does not match its digest")

@@ -9,19 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-	"golang.org/x/sync/singleflight"
-
+	"github.com/blobswarm/blobswarm/internal/coalesce"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
-
-// Manifest is a tag's resolution: the exact manifest bytes and their type.
-type Manifest struct {
-	MediaType string
-	Digest    digest.Digest
-	Data      []byte
-}
 
 // Resolver answers tag lookups from a short-lived cache.
 type Resolver struct {
@@ -29,7 +20,7 @@ type Resolver struct {
 	ttl time.Duration
 	now func() time.Time
 
-	group singleflight.Group
+	group coalesce.Group[oci.Manifest]
 	mu    sync.Mutex
 	cache map[string]entry
 }
@@ -55,33 +46,18 @@ func (r *Resolver) Resolve(ctx context.Context, registry, repo, tag string, acce
 	if ok && r.now().Before(e.expires) {
 		return e.m, nil
 	}
-	ch := r.group.DoChan(key, func() (any, error) {
-		// The shared request outlives an asker who leaves, since others
-		// wait on it, but keeps the first asker's deadline: a stalled
-		// origin must not hold the tag, and everyone queued on it, forever.
-		dctx := context.WithoutCancel(ctx)
-		if deadline, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			dctx, cancel = context.WithDeadline(dctx, deadline)
-			defer cancel()
-		}
-		data, mediaType, err := r.up.GetManifest(dctx, registry, repo, tag, accept)
+	return r.group.Do(ctx, key, func(ctx context.Context) (oci.Manifest, error) {
+		data, mediaType, err := r.up.GetManifest(ctx, registry, repo, tag, accept)
 		if err != nil {
 			return oci.Manifest{}, err
 		}
-		m := oci.Manifest{MediaType: mediaType, Digest: digest.FromBytes(data), Data: data}
+		m := oci.NewManifest(mediaType, data)
 		r.mu.Lock()
 		r.cache[key] = entry{m: m, expires: r.now().Add(r.ttl)}
 		r.sweepLocked()
 		r.mu.Unlock()
 		return m, nil
 	})
-	select {
-	case res := <-ch:
-		return res.Val.(oci.Manifest), res.Err
-	case <-ctx.Done():
-		return oci.Manifest{}, ctx.Err()
-	}
 }
 
 // sweepLocked drops expired answers so the cache stays as small as the set

@@ -1,7 +1,8 @@
 // Package oci is what the mirror and the tracker share about registries'
 // names: the grammar of repository names, tags, digests and registry hosts,
-// the blob and manifest values both sides pass around, and the errors a
-// bad name becomes. It is pure: a function of strings and bytes.
+// the blob and manifest values both sides pass around, what a manifest
+// lists, and the errors a bad name becomes. It is pure: a function of
+// strings and bytes.
 package oci
 
 import (

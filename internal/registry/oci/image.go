@@ -1,0 +1,29 @@
+package oci
+
+import (
+	"encoding/json"
+	"fmt"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Image is what a manifest points to: an index's manifests, or an image's
+// config and layers. Docker's manifest lists and v2 images use the same
+// field names, so one shape reads all four media types.
+type Image struct {
+	Manifests []ocispec.Descriptor `json:"manifests"`
+	Config    *ocispec.Descriptor  `json:"config"`
+	Layers    []ocispec.Descriptor `json:"layers"`
+}
+
+// ParseImage reads the descriptors in m. It does not look at the media
+// type, so a document that is neither an index nor an image parses to an
+// Image with neither manifests nor config; what that means is the
+// caller's call.
+func ParseImage(m Manifest) (Image, error) {
+	var img Image
+	if err := json.Unmarshal(m.Data, &img); err != nil {
+		return Image{}, fmt.Errorf("manifest %s is not JSON: %w", m.Digest, err)
+	}
+	return img, nil
+}

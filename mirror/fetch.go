@@ -1,0 +1,60 @@
+package mirror
+
+import (
+	"context"
+	"io"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+)
+
+// Fetch brings ref into the store through the one fetch of it that client
+// requests also share: it starts that fetch, or joins the one in progress,
+// and returns once the blob is committed (its digest checked). fetched is
+// false when the blob was in the store already; such a blob counts as just
+// used, since whoever asks for it ahead of a pull is about to need it.
+//
+// progress hears how many bytes from the start of the blob have been
+// verified: 0 once the fetch is joined, then each time the count grows.
+// When ctx ends Fetch returns, and the fetch goes on without the caller.
+func (m *Mirror) Fetch(ctx context.Context, ref oci.Blob, progress func(verified int64)) (fetched bool, err error) {
+	if _, err := m.store.Stat(ref.Digest); err == nil {
+		m.cache.Use(ref.Digest)()
+		return false, nil
+	}
+	fl, _, err := m.flight(ref)
+	if err != nil {
+		return false, err
+	}
+	if fl == nil {
+		// Committed since the Stat, and so used just now.
+		return false, nil
+	}
+	defer fl.Release()
+	progress(0)
+	size, err := fl.Size(ctx)
+	if err != nil {
+		return false, err
+	}
+	// Reading the verified prefix is how a flight shows its progress.
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	if _, err := io.CopyBuffer(&progressWriter{report: progress}, fl.NewReader(ctx, 0, size), *buf); err != nil {
+		return false, err
+	}
+	if err := fl.Wait(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// progressWriter reports the running total of what it is given.
+type progressWriter struct {
+	n      int64
+	report func(int64)
+}
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	w.n += int64(len(b))
+	w.report(w.n)
+	return len(b), nil
+}

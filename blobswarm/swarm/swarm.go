@@ -58,8 +58,6 @@ type Swarm struct {
 	// byHash is read from client callbacks, with the client's lock held.
 	byHash sync.Map // metainfo.Hash -> *entry
 
-	recvMu   sync.Mutex
-	received map[netip.Addr]int64
 	// fromSeeders counts piece bytes from trackers' seeders, known by their
 	// peer ID prefix: on one host every node shares an IP.
 	fromSeeders atomic.Int64
@@ -84,7 +82,6 @@ func New(cfg Config, st *store.Store, logger *slog.Logger) (*Swarm, error) {
 		store:    st,
 		log:      logger,
 		torrents: make(map[digest.Digest]*entry),
-		received: make(map[netip.Addr]int64),
 	}
 	cc.Slogger = logger.With("component", "bittorrent")
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, s.countReceived)
@@ -342,21 +339,6 @@ func (s *Swarm) countReceived(ev torrent.ReceivedUsefulDataEvent) {
 	if pc, ok := ev.Peer.TryAsPeerConn(); ok && bytes.HasPrefix(pc.PeerID[:], []byte(peernet.SeederPeerIDPrefix)) {
 		s.fromSeeders.Add(n)
 	}
-	ip := peerIP(ev.Peer.RemoteAddr)
-	s.recvMu.Lock()
-	s.received[ip] += n
-	s.recvMu.Unlock()
-}
-
-func peerIP(a torrent.PeerRemoteAddr) netip.Addr {
-	if tcp, ok := a.(*net.TCPAddr); ok {
-		return tcp.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // openResult keeps the storage's error, which the client does not report.
@@ -380,9 +362,6 @@ type Stats struct {
 	// chunk asked of two peers (a request moved to a faster peer, or the
 	// end of a download), paid for on the wire and thrown away.
 	Redundant int64
-	// ReceivedFrom splits Downloaded by peer IP, so the tracker's seeder
-	// can be told apart from other mirrors.
-	ReceivedFrom map[netip.Addr]int64
 	// FromSeeders is the part of Downloaded that came from trackers'
 	// seeders rather than from other mirrors.
 	FromSeeders int64
@@ -405,17 +384,11 @@ type TorrentStats struct {
 func (s *Swarm) Stats() Stats {
 	cs := s.client.Stats()
 	st := Stats{
-		Downloaded:   cs.BytesReadUsefulData.Int64(),
-		Redundant:    cs.BytesReadData.Int64() - cs.BytesReadUsefulData.Int64(),
-		Uploaded:     cs.BytesWrittenData.Int64(),
-		ReceivedFrom: make(map[netip.Addr]int64),
-		FromSeeders:  s.fromSeeders.Load(),
+		Downloaded:  cs.BytesReadUsefulData.Int64(),
+		Redundant:   cs.BytesReadData.Int64() - cs.BytesReadUsefulData.Int64(),
+		Uploaded:    cs.BytesWrittenData.Int64(),
+		FromSeeders: s.fromSeeders.Load(),
 	}
-	s.recvMu.Lock()
-	for ip, n := range s.received {
-		st.ReceivedFrom[ip] = n
-	}
-	s.recvMu.Unlock()
 	for _, ip := range s.client.BadPeerIPs() {
 		if a, err := netip.ParseAddr(ip); err == nil {
 			st.Banned = append(st.Banned, a.Unmap())

@@ -223,22 +223,22 @@ type originSource struct{ m *Mirror }
 // asked for, with a Range request.
 func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) error {
 	m := o.m
-	p := fl.Partial()
-	body, start, size, err := m.upstream.GetBlobFrom(ctx, ref.Registry, ref.Repo, ref.Digest, p.Resume())
+	from := fl.Verified()
+	body, start, size, err := m.upstream.GetBlobFrom(ctx, ref.Registry, ref.Repo, ref.Digest, from)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	if start == 0 {
-		p.Rewind()
+	if start < from {
+		// The upstream ignored the Range and sends the whole blob.
+		fl.Rewind()
 	}
-	if err := p.Reserve(size); err != nil {
+	if err := fl.Reserve(size); err != nil {
 		return err
 	}
-	fl.SetSize(size)
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	n, err := io.CopyBuffer(&advancingWriter{p: p, fl: fl, off: start}, body, *buf)
+	n, err := io.CopyBuffer(fl, body, *buf)
 	m.metrics.originBytes.Add(float64(n))
 	if err == nil && start+n != size {
 		err = fmt.Errorf("got %d of %d bytes", start+n, size)
@@ -248,21 +248,6 @@ func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Fligh
 	}
 	m.metrics.fetchesBySource.WithLabelValues("origin", "ok").Inc()
 	return nil
-}
-
-// advancingWriter appends to the partial file and lets readers see each
-// write as soon as it is on disk.
-type advancingWriter struct {
-	p   *store.Partial
-	fl  *flight.Flight
-	off int64
-}
-
-func (a *advancingWriter) Write(b []byte) (int, error) {
-	n, err := a.p.Write(b)
-	a.off += int64(n)
-	a.fl.Advance(a.off)
-	return n, err
 }
 
 // copyBuffers are the buffers blobs stream through on a miss. 1 MiB instead

@@ -121,10 +121,9 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 	if err != nil {
 		return err
 	}
-	if err := fl.Partial().Reserve(info.Length); err != nil {
+	if err := fl.Reserve(info.Length); err != nil {
 		return err
 	}
-	fl.SetSize(info.Length)
 	blob, err := torrentstore.InFlight(s.store, d, fl)
 	if err != nil {
 		return err
@@ -134,7 +133,7 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 		return err
 	}
 	start := time.Now()
-	if err := s.await(ctx, e, &info, fl.Partial(), fill); err != nil {
+	if err := s.await(ctx, e, &info, fill); err != nil {
 		s.remove(d)
 		return fmt.Errorf("download %s from swarm: %w", d, err)
 	}
@@ -142,9 +141,8 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 	return nil
 }
 
-// await drives one download to its end, hashing the verified prefix for
-// the commit as it grows.
-func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *store.Partial, fill RangeSource) error {
+// await drives one download to its end.
+func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill RangeSource) error {
 	t := e.t
 	ctx, cancel := context.WithCancel(ctx)
 	var filled chan error // set while the filler runs
@@ -155,8 +153,6 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *sto
 			<-filled
 		}
 	}()
-	changes := t.SubscribePieceStateChanges()
-	defer changes.Close()
 	// Every piece at one priority, so the library fetches rarest first. An
 	// in-order window ahead of the verified prefix (16 MiB, to stream to
 	// the reader sooner) had every mirror of a fleet asking for the same
@@ -177,14 +173,8 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *sto
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
-		case _, ok := <-changes.Values:
-			if !ok {
-				return errors.New("torrent closed")
-			}
-			verified := e.blob.VerifiedPrefix()
-			if err := p.HashPrefix(min(int64(verified)*info.PieceLength, info.Length)); err != nil {
-				return err
-			}
+		case <-t.Closed():
+			return errors.New("torrent closed")
 		case err := <-filled:
 			filled = nil
 			if err != nil {

@@ -44,7 +44,6 @@ type Blob struct {
 	file     *os.File
 	info     *metainfo.Info
 	complete []bool
-	prefix   int // pieces [0, prefix) are complete
 	closed   bool
 }
 
@@ -94,7 +93,6 @@ func (b *Blob) OpenTorrent(_ context.Context, info *metainfo.Info, _ metainfo.Ha
 		for i := range b.complete {
 			b.complete[i] = true
 		}
-		b.prefix = len(b.complete)
 	}
 	return storage.TorrentImpl{
 		Piece:     b.piece,
@@ -111,8 +109,8 @@ func (b *Blob) Promote() error {
 	if b.fl == nil {
 		return nil
 	}
-	if b.prefix != len(b.complete) {
-		return fmt.Errorf("promote %s: only %d of %d pieces verified", b.digest, b.prefix, len(b.complete))
+	if v := b.fl.Verified(); v != b.info.Length {
+		return fmt.Errorf("promote %s: only %d of %d bytes verified", b.digest, v, b.info.Length)
 	}
 	f, err := b.store.Open(b.digest)
 	if err != nil {
@@ -121,13 +119,6 @@ func (b *Blob) Promote() error {
 	b.fl.Release()
 	b.fl, b.file = nil, f
 	return nil
-}
-
-// VerifiedPrefix is how many pieces from the start are verified.
-func (b *Blob) VerifiedPrefix() int {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.prefix
 }
 
 // Close releases the flight reference or the stored file. Further reads
@@ -176,21 +167,23 @@ func (b *Blob) writeAt(p []byte, off int64) (int, error) {
 	}
 }
 
+// setComplete records a piece's check and extends the flight's verified
+// prefix over the run of complete pieces that now follows it. The prefix
+// itself is the flight's alone; a piece that fails a later check does not
+// shrink it: readers may already have its bytes, and they were verified
+// when they were read.
 func (b *Blob) setComplete(i int, complete bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.complete[i] = complete
-	for b.prefix < len(b.complete) && b.complete[b.prefix] {
-		b.prefix++
+	if b.fl == nil || !complete {
+		return
 	}
-	fl := b.fl
-	verified := min(int64(b.prefix)*b.info.PieceLength, b.info.Length)
-	b.mu.Unlock()
-	// A piece that fails a later check does not shrink the prefix: readers
-	// may already have its bytes, and they were verified when they were
-	// read. Advance ignores anything that is not growth.
-	if fl != nil {
-		fl.Advance(verified)
+	next := int(b.fl.Verified() / b.info.PieceLength)
+	for next < len(b.complete) && b.complete[next] {
+		next++
 	}
+	b.fl.Advance(min(int64(next)*b.info.PieceLength, b.info.Length))
 }
 
 func (b *Blob) isComplete(i int) bool {

@@ -74,7 +74,9 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	fl := flight.New(partial)
-	fl.SetSize(info.Length)
+	if err := fl.Reserve(info.Length); err != nil {
+		t.Fatal(err)
+	}
 	blob, err := InFlight(s, d, fl)
 	if err != nil {
 		t.Fatal(err)

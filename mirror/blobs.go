@@ -171,11 +171,10 @@ func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight) {
 	defer func() { <-m.fetchSlots }()
 
 	err := m.source.Fetch(context.Background(), ref, fl)
-	p := fl.Partial()
 	if err == nil {
-		err = p.Commit()
+		err = fl.Commit()
 	} else {
-		p.Abort()
+		fl.Abort()
 	}
 	m.stored(ref.Digest, err)
 	if h, ok := m.source.(interface{ Stored(oci.Blob, error) }); ok {

@@ -33,9 +33,6 @@ func New(p *store.Partial) *Flight {
 	return &Flight{partial: p, size: -1, refs: 1, changed: make(chan struct{})}
 }
 
-// Partial is where the fetcher commits or aborts.
-func (f *Flight) Partial() *store.Partial { return f.partial }
-
 func (f *Flight) notify() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -89,6 +86,13 @@ func (f *Flight) Advance(n int64) {
 
 // Verified is how many bytes from offset 0 are final.
 func (f *Flight) Verified() int64 { return f.partial.Verified() }
+
+// Commit moves the blob into the store if its bytes match the digest; see
+// store.Partial.Commit.
+func (f *Flight) Commit() error { return f.partial.Commit() }
+
+// Abort discards the partial file.
+func (f *Flight) Abort() { f.partial.Abort() }
 
 // Finish ends the flight: nil once the blob is committed to the store, else
 // the reason readers will get.

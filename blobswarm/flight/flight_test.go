@@ -45,7 +45,7 @@ func TestReaderStreamsWhileArriving(t *testing.T) {
 	got := make(chan []byte)
 	go func() { b, _ := io.ReadAll(r); got <- b }()
 	fl.Write(data[4:]) // final as written: no Advance
-	if err := fl.Partial().Commit(); err != nil {
+	if err := fl.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	fl.Finish(nil)

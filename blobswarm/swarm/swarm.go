@@ -1,5 +1,5 @@
 // Package swarm shares blobs between nodes over BitTorrent: it downloads a
-// blob into a flight from whoever has it and seeds what the store holds.
+// blob into a sink from whoever has it and seeds what the store holds.
 //
 // One torrent per blob (see torrentmeta), storage backed by the blob store
 // (see torrentstore), and an anacrolix client tuned for a datacenter: peers
@@ -27,7 +27,6 @@ import (
 	"github.com/anacrolix/torrent/storage"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
@@ -100,35 +99,38 @@ func (s *Swarm) Close() error {
 // ListenPort is the port peers connect to.
 func (s *Swarm) ListenPort() int { return s.client.LocalPort() }
 
-// Download fetches blob d from the swarm into fl's partial. It sets the
-// flight's size and advances it as verified pieces extend the readable
-// prefix; pieces near the front come first so readers stream while the
-// rest arrives. The node uploads what it has from its first verified piece.
+// Sink is where a download puts a blob: its file, with the one record of
+// its verified prefix (in the mirror, the blob's flight).
+type Sink interface {
+	// Reserve gives the blob its size before the first piece arrives.
+	Reserve(size int64) error
+	torrentstore.Partial
+}
+
+// Download fetches blob d from the swarm into sink. It reserves the blob's
+// size, writes pieces as they come and advances the sink as verified
+// pieces extend the run from the start, so readers stream while the rest
+// arrives. The node uploads what it has from its first verified piece.
 //
 // When no piece data arrives for the stall timeout, the pieces still
 // missing come from fill (if not nil) while the torrent keeps trading;
 // without fill the download ends with ErrStalled.
 //
 // It returns nil once every piece is verified; the caller then commits the
-// partial, finishes the flight and calls Seed so the torrent keeps seeding
-// from the stored file (or Drop if the commit failed). Until then the
-// torrent holds a reference on the flight. On any error (ctx, ErrStalled,
-// a failed fill, bad info bytes) the torrent is gone and the flight
-// released, and the caller aborts the partial and may fall back to the
-// origin.
-func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, fl *flight.Flight, fill RangeSource) error {
+// sink's bytes and calls Seed so the torrent keeps seeding from the stored
+// file (or Drop if the commit failed). Until then the torrent uploads from
+// the sink, which must stay open. On any error (ctx, ErrStalled, a failed
+// fill, bad info bytes) the torrent is gone and no longer touches the
+// sink, and the caller may fall back to the origin with the same sink.
+func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, sink Sink, fill RangeSource) error {
 	info, err := torrentmeta.Parse(infoBytes, d)
 	if err != nil {
 		return err
 	}
-	if err := fl.Reserve(info.Length); err != nil {
+	if err := sink.Reserve(info.Length); err != nil {
 		return err
 	}
-	blob, err := torrentstore.InFlight(s.store, d, fl)
-	if err != nil {
-		return err
-	}
-	e, err := s.add(d, infoBytes, blob, announce)
+	e, err := s.add(d, infoBytes, torrentstore.InFlight(s.store, d, sink), announce)
 	if err != nil {
 		return err
 	}

@@ -170,15 +170,15 @@ func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight) {
 	m.fetchSlots <- struct{}{}
 	defer func() { <-m.fetchSlots }()
 
-	err := m.source.Fetch(context.Background(), ref, fl)
+	fetched, err := m.source.Fetch(context.Background(), ref, fl)
 	if err == nil {
 		err = fl.Commit()
 	} else {
 		fl.Abort()
 	}
 	m.stored(ref.Digest, err)
-	if h, ok := m.source.(interface{ Stored(oci.Blob, error) }); ok {
-		h.Stored(ref, err)
+	if fetched != nil {
+		fetched.Committed(err)
 	}
 	if err != nil {
 		m.log.Warn("blob fetch failed", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
@@ -220,12 +220,12 @@ type originSource struct{ m *Mirror }
 
 // When the swarm fell short, the bytes it verified stay: only the rest is
 // asked for, with a Range request.
-func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) error {
+func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) (Fetched, error) {
 	m := o.m
 	from := fl.Verified()
 	body, start, size, err := m.upstream.GetBlobFrom(ctx, ref.Registry, ref.Repo, ref.Digest, from)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer body.Close()
 	if start < from {
@@ -233,7 +233,7 @@ func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Fligh
 		fl.Rewind()
 	}
 	if err := fl.Reserve(size); err != nil {
-		return err
+		return nil, err
 	}
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
@@ -243,10 +243,12 @@ func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Fligh
 		err = fmt.Errorf("got %d of %d bytes", start+n, size)
 	}
 	if err != nil {
-		return m.upstream.StatusError(ref.Registry, http.StatusBadGateway, fmt.Sprintf("reading blob %s: %v", ref.Digest, err))
+		return nil, m.upstream.StatusError(ref.Registry, http.StatusBadGateway, fmt.Sprintf("reading blob %s: %v", ref.Digest, err))
 	}
 	m.metrics.fetchesBySource.WithLabelValues("origin", "ok").Inc()
-	return nil
+	// Nothing follows the commit: this fetch had no torrent, so the blob
+	// is not seeded.
+	return nil, nil
 }
 
 // copyBuffers are the buffers blobs stream through on a miss. 1 MiB instead

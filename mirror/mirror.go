@@ -31,12 +31,20 @@ import (
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
-// BlobSource fills a flight with a blob's bytes: it sets the size, writes
-// the bytes into the flight's partial file and advances the flight as a
-// verified prefix grows. It returns nil once every byte is written; the
-// mirror then verifies the digest and commits.
+// BlobSource fills a flight with a blob's bytes: it reserves the size,
+// then writes bytes that are final as they come, or writes bytes at any
+// offset and advances the verified prefix as checked ones extend it. It
+// returns once every byte is written; the mirror then checks the digest,
+// commits, and tells the Fetched, if the source returned one, how the
+// commit went. A failed Fetch returns no Fetched.
 type BlobSource interface {
-	Fetch(ctx context.Context, b oci.Blob, fl *flight.Flight) error
+	Fetch(ctx context.Context, b oci.Blob, fl *flight.Flight) (Fetched, error)
+}
+
+// Fetched is what a source still has to do for a blob it wrote whole once
+// the mirror's commit is over: err is the commit's.
+type Fetched interface {
+	Committed(err error)
 }
 
 // Mirror serves the pull API.
@@ -139,7 +147,7 @@ func (m *Mirror) joinSwarm(roots *x509.CertPool) error {
 	// (tag, then blob) before the origin fallback.
 	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: roots, Secret: secret})
 	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
-		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[oci.Blob][]byte{}}
+		metainfoTimeout: m.cfg.MetainfoTimeout}
 	go m.reseed()
 	return nil
 }

@@ -116,32 +116,50 @@ type Sink interface {
 // missing come from fill (if not nil) while the torrent keeps trading;
 // without fill the download ends with ErrStalled.
 //
-// It returns nil once every piece is verified; the caller then commits the
-// sink's bytes and calls Seed so the torrent keeps seeding from the stored
-// file (or Drop if the commit failed). Until then the torrent uploads from
-// the sink, which must stay open. On any error (ctx, ErrStalled, a failed
-// fill, bad info bytes) the torrent is gone and no longer touches the
-// sink, and the caller may fall back to the origin with the same sink.
-func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, sink Sink, fill RangeSource) error {
+// It returns once every piece is verified. The torrent still uploads from
+// the sink then, which must stay open: the caller commits the sink's bytes
+// to the store and then calls the Download's Seed, or its Drop if the
+// commit failed. On any error (ctx, ErrStalled, a failed fill, bad info
+// bytes) the torrent is gone and no longer touches the sink, and the
+// caller may fall back to the origin with the same sink.
+func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, sink Sink, fill RangeSource) (*Download, error) {
 	info, err := torrentmeta.Parse(infoBytes, d)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := sink.Reserve(info.Length); err != nil {
-		return err
+		return nil, err
 	}
 	e, err := s.add(d, infoBytes, torrentstore.InFlight(s.store, d, sink), announce)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	start := time.Now()
 	if err := s.await(ctx, e, &info, fill); err != nil {
 		s.remove(d)
-		return fmt.Errorf("download %s from swarm: %w", d, err)
+		return nil, fmt.Errorf("download %s from swarm: %w", d, err)
 	}
 	s.log.Debug("swarm download complete", "digest", d, "bytes", info.Length, "took", time.Since(start))
-	return nil
+	return &Download{s: s, d: d, infoBytes: infoBytes, announce: announce}, nil
 }
+
+// Download is a blob the swarm delivered whole into its sink, whose torrent
+// runs on until the caller, having committed the sink (or failed to),
+// calls Seed or Drop. It carries the torrent's info bytes to Seed, so the
+// caller need not keep them.
+type Download struct {
+	s         *Swarm
+	d         digest.Digest
+	infoBytes []byte
+	announce  []string
+}
+
+// Seed keeps sharing the committed blob, now from the stored file; see
+// Swarm.Seed.
+func (dl *Download) Seed() error { return dl.s.Seed(dl.d, dl.infoBytes, dl.announce) }
+
+// Drop ends the torrent of a blob whose commit failed; see Swarm.Drop.
+func (dl *Download) Drop() error { return dl.s.Drop(dl.d) }
 
 // await drives one download to its end.
 func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill RangeSource) error {
@@ -205,7 +223,7 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill R
 }
 
 // Seed shares blob d from the store: after its download was committed (the
-// running torrent switches from the partial to the stored file), or for a
+// running torrent switches from the sink to the stored file), or for a
 // blob found in the store at startup. The info bytes are saved so InfoBytes
 // can return them after a restart.
 func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error {
@@ -220,6 +238,9 @@ func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error
 			return fmt.Errorf("seed %s: running torrent has other info bytes", d)
 		}
 		if err := e.blob.Promote(); err != nil {
+			// It must not go on reading the sink, which the caller
+			// closes next.
+			s.remove(d)
 			return err
 		}
 		e.t.AddTrackers([][]string{announce})

@@ -133,8 +133,8 @@ func storedBytes(t testing.TB, st *store.Store, d digest.Digest) []byte {
 }
 
 // download runs the mirror's side of a swarm fetch: a flight over a new
-// partial, Download, then commit and seed on success. It returns the
-// download's error.
+// partial, Download, then commit and seed on success (drop when the commit
+// fails). It returns the download's error.
 func download(t testing.TB, s *Swarm, st *store.Store, b testBlob) (*flight.Flight, <-chan error) {
 	t.Helper()
 	return downloadFilling(t, s, st, b, nil)
@@ -152,18 +152,20 @@ func downloadFilling(t testing.TB, s *Swarm, st *store.Store, b testBlob, fill R
 	done := make(chan error, 1)
 	go func() {
 		defer fl.Release()
-		err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl, fill)
+		dl, err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl, fill)
 		if err == nil {
-			err = p.Commit()
+			if err = fl.Commit(); err != nil {
+				dl.Drop()
+			}
 		}
 		if err != nil {
-			p.Abort()
+			fl.Abort()
 			fl.Finish(err)
 			done <- err
 			return
 		}
 		fl.Finish(nil)
-		done <- s.Seed(b.digest, b.infoBytes, nil)
+		done <- dl.Seed()
 	}()
 	return fl, done
 }
@@ -235,7 +237,7 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 		t.Fatalf("stored blob hashes to %s, want %s", got, b.digest)
 	}
 	if fl.Acquire() {
-		t.Fatal("the torrent still holds the flight after Seed")
+		t.Fatal("the partial is still open after Seed")
 	}
 	// The seeder is the only peer, told apart by its peer ID.
 	st = leecher.Stats()
@@ -487,11 +489,12 @@ func TestDownloadGivesUp(t *testing.T) {
 	fl := flight.New(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, nil); !errors.Is(err, context.Canceled) {
+	if _, err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled download: %v", err)
 	}
-	// The torrent let go of the flight: the caller's release is the last.
-	p.Abort()
+	// The failed download keeps nothing open: the caller's release is the
+	// last.
+	fl.Abort()
 	fl.Release()
 	if fl.Acquire() {
 		t.Fatal("failed download still holds the flight")
@@ -500,7 +503,7 @@ func TestDownloadGivesUp(t *testing.T) {
 		t.Fatalf("%d torrents left after failed downloads", n)
 	}
 
-	if err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl, nil); err == nil {
+	if _, err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl, nil); err == nil {
 		t.Fatal("download with garbage info bytes started")
 	}
 }

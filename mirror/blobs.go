@@ -215,42 +215,6 @@ func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref oc
 	m.blobHeaders(w, r, ref, resp.ContentLength)
 }
 
-// originSource fetches blobs straight from their upstream registry.
-type originSource struct{ m *Mirror }
-
-// When the swarm fell short, the bytes it verified stay: only the rest is
-// asked for, with a Range request.
-func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) (Fetched, error) {
-	m := o.m
-	from := fl.Verified()
-	body, start, size, err := m.upstream.GetBlobFrom(ctx, ref.Registry, ref.Repo, ref.Digest, from)
-	if err != nil {
-		return nil, err
-	}
-	defer body.Close()
-	if start < from {
-		// The upstream ignored the Range and sends the whole blob.
-		fl.Rewind()
-	}
-	if err := fl.Reserve(size); err != nil {
-		return nil, err
-	}
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	n, err := io.CopyBuffer(fl, body, *buf)
-	m.metrics.originBytes.Add(float64(n))
-	if err == nil && start+n != size {
-		err = fmt.Errorf("got %d of %d bytes", start+n, size)
-	}
-	if err != nil {
-		return nil, m.upstream.StatusError(ref.Registry, http.StatusBadGateway, fmt.Sprintf("reading blob %s: %v", ref.Digest, err))
-	}
-	m.metrics.fetchesBySource.WithLabelValues("origin", "ok").Inc()
-	// Nothing follows the commit: this fetch had no torrent, so the blob
-	// is not seeded.
-	return nil, nil
-}
-
 // copyBuffers are the buffers blobs stream through on a miss. 1 MiB instead
 // of io.Copy's 32 KiB: every chunk costs a file write, a read back and a
 // reader wake-up, and at 32 KiB that overhead held a cold miss to a quarter

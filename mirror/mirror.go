@@ -106,7 +106,12 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},
 	}
-	m.source = &originSource{m: m}
+	origin := &originSource{up: m.upstream, counters: sourceCounters{
+		originBytes: m.metrics.originBytes,
+		fetches:     m.metrics.fetchesBySource,
+		fallbacks:   m.metrics.fallbacks,
+	}}
+	m.source = origin
 	var ctx context.Context
 	ctx, m.stop = context.WithCancel(context.Background())
 	if err := m.openCache(ctx); err != nil {
@@ -114,15 +119,16 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		return nil, err
 	}
 	if len(cfg.Tracker) > 0 {
-		if err := m.joinSwarm(roots); err != nil {
+		if err := m.joinSwarm(roots, origin); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
 }
 
-// joinSwarm makes the fleet the source of missing blobs.
-func (m *Mirror) joinSwarm(roots *x509.CertPool) error {
+// joinSwarm makes the fleet the source of missing blobs, with origin to
+// fall back on.
+func (m *Mirror) joinSwarm(roots *x509.CertPool, origin *originSource) error {
 	secret, err := tlsfiles.Secret(m.cfg.TrackerSecretFile)
 	if err != nil {
 		return fmt.Errorf("tracker-%w", err)
@@ -146,8 +152,8 @@ func (m *Mirror) joinSwarm(roots *x509.CertPool) error {
 	// hung one must not hold a pull for the full upstream timeout twice
 	// (tag, then blob) before the origin fallback.
 	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: roots, Secret: secret})
-	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
-		metainfoTimeout: m.cfg.MetainfoTimeout}
+	m.source = &swarmSource{swarm: m.swarm, trackers: m.trackers, origin: origin, counters: origin.counters,
+		log: m.log, metainfoTimeout: m.cfg.MetainfoTimeout}
 	go m.reseed()
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
@@ -24,10 +23,11 @@ import (
 // origin when the tracker cannot be reached or the swarm stops making
 // progress, so the mirror is never worse than a plain one.
 type swarmSource struct {
-	m        *Mirror
 	swarm    *swarm.Swarm
 	trackers *trackerclient.Client
-	origin   BlobSource
+	origin   *originSource
+	counters sourceCounters
+	log      *slog.Logger
 	// metainfoTimeout bounds waiting for the tracker's seeder to fetch a
 	// blob from the origin.
 	metainfoTimeout time.Duration
@@ -49,34 +49,19 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 	if err != nil {
 		return s.fallback(ctx, ref, fl, "swarm", err)
 	}
-	s.m.metrics.fetchesBySource.WithLabelValues("swarm", "ok").Inc()
-	return seedOnCommit{dl: dl, d: ref.Digest, log: s.m.log}, nil
+	s.counters.fetches.WithLabelValues("swarm", "ok").Inc()
+	return seedOnCommit{dl: dl, d: ref.Digest, log: s.log}, nil
 }
 
 // pieces reads the spans of ref a stalled swarm download lacks from the
 // origin, counted as a fallback once per blob.
 func (s *swarmSource) pieces(ref oci.Blob) swarm.RangeSource {
 	var once sync.Once
+	ranges := s.origin.ranges(ref)
 	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-		once.Do(func() { s.m.metrics.fallbacks.WithLabelValues("pieces").Inc() })
-		body, err := s.m.upstream.GetBlobRange(ctx, ref.Registry, ref.Repo, ref.Digest, off, n)
-		if err != nil {
-			return nil, err
-		}
-		return countingBody{body, s.m.metrics.originBytes}, nil
+		once.Do(func() { s.counters.fallbacks.WithLabelValues("pieces").Inc() })
+		return ranges(ctx, off, n)
 	}
-}
-
-// countingBody adds what is read to a counter.
-type countingBody struct {
-	io.ReadCloser
-	c prometheus.Counter
-}
-
-func (b countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.c.Add(float64(n))
-	return n, err
 }
 
 // fallback fetches from the origin after the swarm path failed. Only what
@@ -84,8 +69,8 @@ func (b countingBody) Read(p []byte) (int, error) {
 // the Range, everything again); readers never see less than they saw, and
 // the commit checks the whole file anyway.
 func (s *swarmSource) fallback(ctx context.Context, ref oci.Blob, fl *flight.Flight, reason string, err error) (Fetched, error) {
-	s.m.metrics.fallbacks.WithLabelValues(reason).Inc()
-	s.m.log.Warn("falling back to the origin", "reason", reason, "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
+	s.counters.fallbacks.WithLabelValues(reason).Inc()
+	s.log.Warn("falling back to the origin", "reason", reason, "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
 	fetched, ferr := s.origin.Fetch(ctx, ref, fl)
 	if ferr != nil {
 		if errors.As(ferr, new(*upstream.Error)) {

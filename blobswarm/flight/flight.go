@@ -1,8 +1,18 @@
 // Package flight shares one in-progress blob download with every reader that
 // wants it. The fetcher (HTTP from an origin, or pieces from a swarm) writes
-// through the flight into its store.Partial and says how far the verified
-// prefix reaches; readers stream that prefix as it grows instead of waiting
-// for the whole blob.
+// through the flight and says how far the verified prefix reaches; readers
+// stream that prefix as it grows instead of waiting for the whole blob.
+//
+// A flight is the one owner of its partial file: sources write through it
+// (a swarm sees it only as a small sink: reserve, write at, read at,
+// advance), readers read through it, and the fetcher commits or aborts
+// through it. The verified prefix, the bytes that are final, is recorded
+// once, in the store.Partial underneath: it bounds what readers see, where
+// another source resumes, and how far the digest may be hashed before the
+// commit, and the last is the store's guarantee, so the record sits next
+// to the hash. The flight adds only what readers wait on (the size, the
+// outcome, a wake-up on every change); torrent storage keeps only which
+// pieces passed their check, and reads the prefix when one does.
 package flight
 
 import (

@@ -34,7 +34,7 @@ type Flight struct {
 	done    bool
 	err     error
 	refs    int
-	changed chan struct{} // closed and replaced on every state change
+	changed chan struct{} // closed and replaced on every change readers wait for
 }
 
 // New starts a flight over p. The caller holds the first reference and must

@@ -27,9 +27,11 @@ var ErrDigestMismatch = errors.New("content does not match digest")
 // source whose bytes are checked only later (torrent pieces, at any
 // offset) uses WriteAt, then Advance once checked bytes reach the prefix;
 // the hash follows the prefix in the background, off the caller's path
-// (anacrolix calls Advance's caller from its piece hashers, and hashing a
-// long prefix there would hold back the next piece). Either way Commit
-// only hashes what the prefix left. Concurrent ReadAt is safe.
+// (torrent storage advances from anacrolix's piece hashers, and hashing a
+// long prefix there would hold back the pieces after it). Either way
+// Commit only hashes what the hash has not reached, and it alone judges:
+// a hash that could not keep up just leaves it more to read. Concurrent
+// ReadAt is safe.
 type Partial struct {
 	store  *Store
 	digest digest.Digest
@@ -83,7 +85,7 @@ func (p *Partial) Write(b []byte) (int, error) {
 		p.hash.Reset()
 		p.hashed = 0
 	}
-	_ = p.hashTo(off) // on failure Commit reads it all again
+	p.hashTo(off)
 	n, err := p.f.WriteAt(b, off)
 	if p.hashed == off {
 		p.hash.Write(b[:n])
@@ -129,7 +131,7 @@ func (p *Partial) Advance(n int64) bool {
 
 // hashVerified brings the hash up to the verified prefix until it stops
 // growing, the partial is finished, or the file cannot be read (Commit
-// will then read it all again and say why).
+// then reads it all again and says why).
 func (p *Partial) hashVerified() {
 	p.hashMu.Lock()
 	defer p.hashMu.Unlock()
@@ -142,7 +144,7 @@ func (p *Partial) hashVerified() {
 			return
 		}
 		p.mu.Unlock()
-		if err := p.hashTo(to); err != nil {
+		if !p.hashTo(to) {
 			p.mu.Lock()
 			p.hashing = false
 			p.mu.Unlock()
@@ -151,19 +153,19 @@ func (p *Partial) hashVerified() {
 	}
 }
 
-// hashTo hashes the file up to n. A read error starts the hash over.
-// Call with hashMu held.
-func (p *Partial) hashTo(n int64) error {
+// hashTo hashes the file up to n and says whether it got there; a read
+// error starts the hash over. Call with hashMu held.
+func (p *Partial) hashTo(n int64) bool {
 	if n <= p.hashed {
-		return nil
+		return true
 	}
 	if _, err := io.Copy(p.hash, io.NewSectionReader(p.f, p.hashed, n-p.hashed)); err != nil {
 		p.hash.Reset()
 		p.hashed = 0
-		return fmt.Errorf("hash %s: %w", p.digest, err)
+		return false
 	}
 	p.hashed = n
-	return nil
+	return true
 }
 
 // ReadAt reads what has been written so far.

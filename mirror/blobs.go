@@ -170,16 +170,15 @@ func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight) {
 	m.fetchSlots <- struct{}{}
 	defer func() { <-m.fetchSlots }()
 
-	err := m.source.Fetch(context.Background(), ref, fl)
-	p := fl.Partial()
+	fetched, err := m.source.Fetch(context.Background(), ref, fl)
 	if err == nil {
-		err = p.Commit()
+		err = fl.Commit()
 	} else {
-		p.Abort()
+		fl.Abort()
 	}
 	m.stored(ref.Digest, err)
-	if h, ok := m.source.(interface{ Stored(oci.Blob, error) }); ok {
-		h.Stored(ref, err)
+	if fetched != nil {
+		fetched.Committed(err)
 	}
 	if err != nil {
 		m.log.Warn("blob fetch failed", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
@@ -214,55 +213,6 @@ func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref oc
 		return
 	}
 	m.blobHeaders(w, r, ref, resp.ContentLength)
-}
-
-// originSource fetches blobs straight from their upstream registry.
-type originSource struct{ m *Mirror }
-
-// When the swarm fell short, the bytes it verified stay: only the rest is
-// asked for, with a Range request.
-func (o *originSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) error {
-	m := o.m
-	p := fl.Partial()
-	body, start, size, err := m.upstream.GetBlobFrom(ctx, ref.Registry, ref.Repo, ref.Digest, p.Resume())
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	if start == 0 {
-		p.Rewind()
-	}
-	if err := p.Reserve(size); err != nil {
-		return err
-	}
-	fl.SetSize(size)
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	n, err := io.CopyBuffer(&advancingWriter{p: p, fl: fl, off: start}, body, *buf)
-	m.metrics.originBytes.Add(float64(n))
-	if err == nil && start+n != size {
-		err = fmt.Errorf("got %d of %d bytes", start+n, size)
-	}
-	if err != nil {
-		return m.upstream.StatusError(ref.Registry, http.StatusBadGateway, fmt.Sprintf("reading blob %s: %v", ref.Digest, err))
-	}
-	m.metrics.fetchesBySource.WithLabelValues("origin", "ok").Inc()
-	return nil
-}
-
-// advancingWriter appends to the partial file and lets readers see each
-// write as soon as it is on disk.
-type advancingWriter struct {
-	p   *store.Partial
-	fl  *flight.Flight
-	off int64
-}
-
-func (a *advancingWriter) Write(b []byte) (int, error) {
-	n, err := a.p.Write(b)
-	a.off += int64(n)
-	a.fl.Advance(a.off)
-	return n, err
 }
 
 // copyBuffers are the buffers blobs stream through on a miss. 1 MiB instead

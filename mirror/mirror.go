@@ -28,12 +28,20 @@ import (
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
-// BlobSource fills a flight with a blob's bytes: it sets the size, writes
-// the bytes into the flight's partial file and advances the flight as a
-// verified prefix grows. It returns nil once every byte is written; the
-// mirror then verifies the digest and commits.
+// BlobSource fills a flight with a blob's bytes: it reserves the size,
+// then writes bytes that are final as they come, or writes bytes at any
+// offset and advances the verified prefix as checked ones extend it. It
+// returns once every byte is written; the mirror then checks the digest,
+// commits, and tells the Fetched, if the source returned one, how the
+// commit went. A failed Fetch returns no Fetched.
 type BlobSource interface {
-	Fetch(ctx context.Context, b oci.Blob, fl *flight.Flight) error
+	Fetch(ctx context.Context, b oci.Blob, fl *flight.Flight) (Fetched, error)
+}
+
+// Fetched is what a source still has to do for a blob it wrote whole once
+// the mirror's commit is over: err is the commit's.
+type Fetched interface {
+	Committed(err error)
 }
 
 // Mirror serves the pull API.
@@ -88,7 +96,12 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},
 	}
-	m.source = &originSource{m: m}
+	origin := &originSource{up: m.upstream, counters: sourceCounters{
+		originBytes: m.metrics.originBytes,
+		fetches:     m.metrics.fetchesBySource,
+		fallbacks:   m.metrics.fallbacks,
+	}}
+	m.source = origin
 	var ctx context.Context
 	ctx, m.stop = context.WithCancel(context.Background())
 	if err := m.openCache(ctx, s.quota); err != nil {
@@ -96,15 +109,16 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		return nil, err
 	}
 	if len(cfg.Tracker) > 0 {
-		if err := m.joinSwarm(s); err != nil {
+		if err := m.joinSwarm(s, origin); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
 }
 
-// joinSwarm makes the fleet the source of missing blobs.
-func (m *Mirror) joinSwarm(s settings) error {
+// joinSwarm makes the fleet the source of missing blobs, with origin to
+// fall back on.
+func (m *Mirror) joinSwarm(s settings, origin *originSource) error {
 	var err error
 	m.swarm, err = swarm.New(swarm.Config{
 		ListenAddr:   m.cfg.PeerListen,
@@ -121,8 +135,8 @@ func (m *Mirror) joinSwarm(s settings) error {
 	// hung one must not hold a pull for the full upstream timeout twice
 	// (tag, then blob) before the origin fallback.
 	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: s.roots, Secret: s.secret})
-	m.source = &swarmSource{m: m, swarm: m.swarm, trackers: m.trackers, origin: m.source,
-		metainfoTimeout: m.cfg.MetainfoTimeout, info: map[oci.Blob][]byte{}}
+	m.source = &swarmSource{swarm: m.swarm, trackers: m.trackers, origin: origin, counters: origin.counters,
+		log: m.log, metainfoTimeout: m.cfg.MetainfoTimeout}
 	go m.reseed()
 	return nil
 }

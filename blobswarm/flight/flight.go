@@ -1,7 +1,18 @@
 // Package flight shares one in-progress blob download with every reader that
 // wants it. The fetcher (HTTP from an origin, or pieces from a swarm) writes
-// into a store.Partial and reports how long the verified prefix is; readers
+// through the flight and says how far the verified prefix reaches; readers
 // stream that prefix as it grows instead of waiting for the whole blob.
+//
+// A flight is the one owner of its partial file: sources write through it
+// (a swarm sees it only as a small sink: reserve, write at, read at,
+// advance), readers read through it, and the fetcher commits or aborts
+// through it. The verified prefix, the bytes that are final, is recorded
+// once, in the store.Partial underneath: it bounds what readers see, where
+// another source resumes, and how far the digest may be hashed before the
+// commit, and the last is the store's guarantee, so the record sits next
+// to the hash. The flight adds only what readers wait on (the size, the
+// outcome, a wake-up on every change); torrent storage keeps only which
+// pieces passed their check, and reads the prefix when one does.
 package flight
 
 import (
@@ -20,11 +31,10 @@ type Flight struct {
 
 	mu      sync.Mutex
 	size    int64 // -1 until the source said how big the blob is
-	avail   int64 // bytes from offset 0 that readers may see
 	done    bool
 	err     error
 	refs    int
-	changed chan struct{} // closed and replaced on every state change
+	changed chan struct{} // closed and replaced on every change readers wait for
 }
 
 // New starts a flight over p. The caller holds the first reference and must
@@ -33,32 +43,66 @@ func New(p *store.Partial) *Flight {
 	return &Flight{partial: p, size: -1, refs: 1, changed: make(chan struct{})}
 }
 
-// Partial is where the fetcher writes.
-func (f *Flight) Partial() *store.Partial { return f.partial }
+func (f *Flight) notify() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notifyLocked()
+}
 
 func (f *Flight) notifyLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
 
-// SetSize records the blob's total size once the source knows it.
-func (f *Flight) SetSize(n int64) {
+// Reserve gives the blob its size once the source knows it: the disk
+// space is taken, and readers learn how much is coming.
+func (f *Flight) Reserve(size int64) error {
+	if err := f.partial.Reserve(size); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.size = n
+	f.size = size
 	f.notifyLocked()
+	return nil
 }
 
-// Advance says the first n bytes are written and may be read. Bytes from a
-// swarm count only once their piece hash checked out.
+// Write appends bytes that are final as they come (an origin's stream)
+// to the verified prefix; readers may have them at once.
+func (f *Flight) Write(b []byte) (int, error) {
+	n, err := f.partial.Write(b)
+	if n > 0 {
+		f.notify()
+	}
+	return n, err
+}
+
+// Rewind makes the next Write start at offset 0 again; see store.Partial.
+func (f *Flight) Rewind() { f.partial.Rewind() }
+
+// WriteAt writes bytes not yet checked, beyond the verified prefix.
+func (f *Flight) WriteAt(b []byte, off int64) (int, error) { return f.partial.WriteAt(b, off) }
+
+// ReadAt reads what has been written, checked or not.
+func (f *Flight) ReadAt(b []byte, off int64) (int, error) { return f.partial.ReadAt(b, off) }
+
+// Advance says the first n bytes passed their check and may be read.
+// Anything that is not growth is ignored.
 func (f *Flight) Advance(n int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if n > f.avail {
-		f.avail = n
-		f.notifyLocked()
+	if f.partial.Advance(n) {
+		f.notify()
 	}
 }
+
+// Verified is how many bytes from offset 0 are final.
+func (f *Flight) Verified() int64 { return f.partial.Verified() }
+
+// Commit moves the blob into the store if its bytes match the digest; see
+// store.Partial.Commit.
+func (f *Flight) Commit() error { return f.partial.Commit() }
+
+// Abort discards the partial file.
+func (f *Flight) Abort() { f.partial.Abort() }
 
 // Finish ends the flight: nil once the blob is committed to the store, else
 // the reason readers will get.
@@ -137,8 +181,10 @@ func (f *Flight) Wait(ctx context.Context) error {
 func (f *Flight) waitFor(ctx context.Context, off int64) (int64, error) {
 	for {
 		f.mu.Lock()
-		avail, done, err, ch := f.avail, f.done, f.err, f.changed
+		done, err, ch := f.done, f.err, f.changed
 		f.mu.Unlock()
+		// Read after the channel: growth from here on closes it.
+		avail := f.partial.Verified()
 		if avail > off {
 			return avail - off, nil
 		}

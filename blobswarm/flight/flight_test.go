@@ -28,12 +28,14 @@ func newFlight(t *testing.T, data []byte) (*Flight, *store.Store) {
 func TestReaderStreamsWhileArriving(t *testing.T) {
 	data := []byte("0123456789")
 	fl, _ := newFlight(t, data)
-	fl.SetSize(int64(len(data)))
+	if err := fl.Reserve(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
 	if !fl.Acquire() {
 		t.Fatal("Acquire failed on a live flight")
 	}
 	r := fl.NewReader(context.Background(), 0, int64(len(data)))
-	fl.Partial().Write(data[:4])
+	fl.WriteAt(data[:4], 0)
 	fl.Advance(4)
 	buf := make([]byte, 10)
 	n, err := r.Read(buf)
@@ -42,9 +44,8 @@ func TestReaderStreamsWhileArriving(t *testing.T) {
 	}
 	got := make(chan []byte)
 	go func() { b, _ := io.ReadAll(r); got <- b }()
-	fl.Partial().Write(data[4:])
-	fl.Advance(10)
-	if err := fl.Partial().Commit(); err != nil {
+	fl.Write(data[4:]) // final as written: no Advance
+	if err := fl.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	fl.Finish(nil)
@@ -60,7 +61,9 @@ func TestReaderStreamsWhileArriving(t *testing.T) {
 
 func TestReaderGetsFailure(t *testing.T) {
 	fl, _ := newFlight(t, []byte("abc"))
-	fl.SetSize(3)
+	if err := fl.Reserve(3); err != nil {
+		t.Fatal(err)
+	}
 	r := fl.NewReader(context.Background(), 0, 3)
 	boom := errors.New("origin went away")
 	go fl.Finish(boom)

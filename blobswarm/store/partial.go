@@ -19,20 +19,37 @@ import (
 // were fetched for; such a blob is discarded, never stored.
 var ErrDigestMismatch = errors.New("content does not match digest")
 
-// Partial is a blob being received. Bytes arrive either in order (Write,
-// hashed on the way) or at any offset (WriteAt, as torrent pieces do; the
-// caller then hashes the prefix it knows is final with HashPrefix as it
-// grows, and Commit hashes whatever is left). Concurrent ReadAt is safe.
+// Partial is a blob being received, and the one record of how much of it
+// is final: the verified prefix, bytes [0, Verified()) that no write will
+// change and that readers may already have.
+//
+// Bytes come in one of two ways. A source whose bytes are final as they
+// arrive (an origin's in-order stream) uses Write, which extends the
+// prefix and hashes the bytes on the way, without reading them back. A
+// source whose bytes are checked only later (torrent pieces, at any
+// offset) uses WriteAt, then Advance once checked bytes reach the prefix;
+// the hash follows the prefix in the background, off the caller's path
+// (torrent storage advances from anacrolix's piece hashers, and hashing a
+// long prefix there would hold back the pieces after it). Either way
+// Commit only hashes what the hash has not reached, and it alone judges:
+// a hash that could not keep up just leaves it more to read. Concurrent
+// ReadAt is safe.
 type Partial struct {
 	store  *Store
 	digest digest.Digest
 	f      *os.File
 
 	mu       sync.Mutex
-	hash     hash.Hash // covers bytes [0, hashed)
-	hashed   int64
-	written  int64 // next offset for Write
+	verified int64
+	next     int64 // where Write goes: the end of the prefix, or less after Rewind
+	hashing  bool  // a goroutine is bringing the hash up to the prefix
 	finished bool
+
+	// hashMu guards the hash apart from mu: hashing takes long, and
+	// Advance must not wait for it.
+	hashMu sync.Mutex
+	hash   hash.Hash // covers bytes [0, hashed), hashed <= verified
+	hashed int64
 }
 
 // NewPartial creates an empty temp file for the blob d.
@@ -47,65 +64,110 @@ func (s *Store) NewPartial(d digest.Digest) (*Partial, error) {
 // Digest is the digest the bytes must match.
 func (p *Partial) Digest() digest.Digest { return p.digest }
 
-// File exposes the temp file for readers and for storage that writes pieces.
-func (p *Partial) File() *os.File { return p.f }
-
-// Write appends in order and hashes on the way. Writing again from an
-// offset already hashed (the origin taking over from the swarm) starts the
-// hash over: the bytes hashed must be the bytes stored.
-func (p *Partial) Write(b []byte) (int, error) {
+// Verified is the length of the final prefix: where another source can
+// take over.
+func (p *Partial) Verified() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n, err := p.f.WriteAt(b, p.written)
-	if p.written < p.hashed {
+	return p.verified
+}
+
+// Write puts final bytes at the end of the verified prefix (or where Rewind
+// left off) and hashes them on the way.
+func (p *Partial) Write(b []byte) (int, error) {
+	p.hashMu.Lock()
+	defer p.hashMu.Unlock()
+	p.mu.Lock()
+	off := p.next
+	p.mu.Unlock()
+	// The hash must cover the bytes as stored: rewriting hashed bytes
+	// starts it over, and a prefix that Advance made final is hashed
+	// before these bytes can follow it.
+	if off < p.hashed {
 		p.hash.Reset()
 		p.hashed = 0
 	}
-	if p.written == p.hashed {
+	p.hashTo(off)
+	n, err := p.f.WriteAt(b, off)
+	if p.hashed == off {
 		p.hash.Write(b[:n])
 		p.hashed += int64(n)
 	}
-	p.written += int64(n)
+	p.mu.Lock()
+	p.next = off + int64(n)
+	p.verified = max(p.verified, p.next)
+	p.mu.Unlock()
 	return n, err
 }
 
-// Resume makes the next Write append right after the hashed prefix (the
-// verified bytes a swarm download left) and returns its length, so another
-// source can fetch only the rest.
-func (p *Partial) Resume() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.written = p.hashed
-	return p.hashed
-}
-
-// Rewind makes the next Write start at the beginning again, for a source
-// that can only send the whole blob.
+// Rewind makes the next Write start at offset 0 again, for a source that
+// can only send the whole blob. The prefix stays final for readers; the
+// hash is of the bytes written again.
 func (p *Partial) Rewind() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.written = 0
+	p.next = 0
 }
 
-// WriteAt writes at any offset, beyond what HashPrefix was told is final.
+// WriteAt writes bytes that are not final yet (a torrent piece before its
+// check), beyond the verified prefix.
 func (p *Partial) WriteAt(b []byte, off int64) (int, error) { return p.f.WriteAt(b, off) }
 
-// HashPrefix hashes the file up to n bytes, which the caller knows are
-// final (verified torrent pieces), so that Commit only hashes the rest:
-// the blob's hash is computed while it downloads, not after.
-func (p *Partial) HashPrefix(n int64) error {
+// Advance makes bytes [0, n) final, once they passed their check, and
+// says whether the prefix grew. It never shrinks: readers may already have
+// the bytes.
+func (p *Partial) Advance(n int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if n <= p.verified {
+		return false
+	}
+	p.verified = n
+	p.next = max(p.next, n)
+	if !p.hashing && !p.finished {
+		p.hashing = true
+		go p.hashVerified()
+	}
+	return true
+}
+
+// hashVerified brings the hash up to the verified prefix until it stops
+// growing, the partial is finished, or the file cannot be read (Commit
+// then reads it all again and says why).
+func (p *Partial) hashVerified() {
+	p.hashMu.Lock()
+	defer p.hashMu.Unlock()
+	for {
+		p.mu.Lock()
+		to := p.verified
+		if p.finished || p.hashed >= to {
+			p.hashing = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		if !p.hashTo(to) {
+			p.mu.Lock()
+			p.hashing = false
+			p.mu.Unlock()
+			return
+		}
+	}
+}
+
+// hashTo hashes the file up to n and says whether it got there; a read
+// error starts the hash over. Call with hashMu held.
+func (p *Partial) hashTo(n int64) bool {
 	if n <= p.hashed {
-		return nil
+		return true
 	}
 	if _, err := io.Copy(p.hash, io.NewSectionReader(p.f, p.hashed, n-p.hashed)); err != nil {
 		p.hash.Reset()
 		p.hashed = 0
-		return fmt.Errorf("hash %s: %w", p.digest, err)
+		return false
 	}
 	p.hashed = n
-	return nil
+	return true
 }
 
 // ReadAt reads what has been written so far.
@@ -144,11 +206,15 @@ func (p *Partial) Reserve(size int64) error {
 // Close releases it.
 func (p *Partial) Commit() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.finished {
+	finished := p.finished
+	p.finished = true
+	p.mu.Unlock()
+	if finished {
 		return errors.New("partial already committed or aborted")
 	}
-	p.finished = true
+	// A hashing goroutine sees finished and stops at its next turn.
+	p.hashMu.Lock()
+	defer p.hashMu.Unlock()
 	h := p.hash
 	if _, err := io.Copy(h, io.NewSectionReader(p.f, p.hashed, 1<<62)); err != nil {
 		os.Remove(p.f.Name())

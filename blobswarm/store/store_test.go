@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -74,6 +75,25 @@ func TestCommitOutOfOrder(t *testing.T) {
 	}
 }
 
+// hashedUpTo waits until the background hash of p's verified prefix has
+// reached n bytes.
+func hashedUpTo(t *testing.T, p *Partial, n int64) {
+	t.Helper()
+	for {
+		p.hashMu.Lock()
+		hashed := p.hashed
+		p.hashMu.Unlock()
+		if hashed >= n {
+			return
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("hash stuck at %d of %d verified bytes", hashed, n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 // Pieces land anywhere; the verified prefix is hashed while the rest
 // arrives, and the commit hashes only the tail.
 func TestCommitWithHashedPrefix(t *testing.T) {
@@ -83,12 +103,16 @@ func TestCommitWithHashedPrefix(t *testing.T) {
 	p, _ := s.NewPartial(d)
 	p.Reserve(int64(len(data)))
 	p.WriteAt(data[:6], 0)
-	if err := p.HashPrefix(6); err != nil {
-		t.Fatal(err)
+	if p.Verified() != 0 {
+		t.Fatalf("WriteAt made %d bytes final", p.Verified())
 	}
+	if !p.Advance(6) {
+		t.Fatal("Advance(6) did not grow an empty prefix")
+	}
+	hashedUpTo(t, p, 6)
 	p.WriteAt(data[6:], 6)
-	if err := p.HashPrefix(4); err != nil { // shrinking is a no-op
-		t.Fatal(err)
+	if p.Advance(4) || p.Verified() != 6 { // shrinking is a no-op
+		t.Fatalf("Advance(4) after Advance(6): verified %d", p.Verified())
 	}
 	if err := p.Commit(); err != nil {
 		t.Fatal(err)
@@ -99,8 +123,30 @@ func TestCommitWithHashedPrefix(t *testing.T) {
 	}
 }
 
-// When the origin takes over from the swarm it writes from the start
-// again. If it sends other bytes than the swarm had hashed, the stored
+// When the origin takes over from the swarm it asks for the bytes after
+// the verified prefix, and Write appends them there.
+func TestWriteResumesAfterVerifiedPrefix(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	data := []byte("0123456789abcdef")
+	d := digest.FromBytes(data)
+	p, _ := s.NewPartial(d)
+	p.Reserve(int64(len(data)))
+	p.WriteAt(data[:8], 0)
+	p.Advance(8)
+	if _, err := p.Write(data[8:]); err != nil {
+		t.Fatal(err)
+	}
+	if p.Verified() != int64(len(data)) {
+		t.Fatalf("verified %d after the rest was written, want %d", p.Verified(), len(data))
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+}
+
+// An origin that ignores the Range sends the blob from the start again. If
+// it sends other bytes than the swarm had verified and hashed, the stored
 // file would not be what was hashed: the commit must judge the new bytes.
 func TestRewriteAfterHashedPrefixIsJudgedOnTheNewBytes(t *testing.T) {
 	s, _ := Open(t.TempDir())
@@ -109,11 +155,14 @@ func TestRewriteAfterHashedPrefixIsJudgedOnTheNewBytes(t *testing.T) {
 	p, _ := s.NewPartial(d)
 	p.Reserve(int64(len(data)))
 	p.WriteAt(data, 0)
-	if err := p.HashPrefix(8); err != nil {
-		t.Fatal(err)
-	}
+	p.Advance(8)
+	hashedUpTo(t, p, 8)
+	p.Rewind()
 	bad := []byte("XXXXXXXX")
 	p.Write(bad) // overwrites the hashed prefix
+	if p.Verified() != 8 {
+		t.Fatalf("verified %d after the rewrite, want the 8 readers may have", p.Verified())
+	}
 	if err := p.Commit(); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("Commit after a different rewrite = %v, want ErrDigestMismatch", err)
 	}

@@ -181,11 +181,13 @@ func fetchSwarm(ctx context.Context, s *Swarm, st *store.Store, d digest.Digest,
 	}
 	fl := flight.New(p)
 	defer fl.Release()
-	if err := s.Download(ctx, d, infoBytes, nil, fl, nil); err != nil {
-		p.Abort()
+	dl, err := s.Download(ctx, d, infoBytes, nil, fl, nil)
+	if err != nil {
+		fl.Abort()
 		return err
 	}
-	return p.Commit()
+	defer dl.Drop()
+	return fl.Commit()
 }
 
 // writeBenchBlob puts size pseudo-random bytes into st without holding

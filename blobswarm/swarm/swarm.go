@@ -1,5 +1,5 @@
 // Package swarm shares blobs between nodes over BitTorrent: it downloads a
-// blob into a flight from whoever has it and seeds what the store holds.
+// blob into a sink from whoever has it and seeds what the store holds.
 //
 // One torrent per blob (see torrentmeta), storage backed by the blob store
 // (see torrentstore), and an anacrolix client tuned for a datacenter: peers
@@ -27,7 +27,6 @@ import (
 	"github.com/anacrolix/torrent/storage"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/peernet"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
@@ -58,8 +57,6 @@ type Swarm struct {
 	// byHash is read from client callbacks, with the client's lock held.
 	byHash sync.Map // metainfo.Hash -> *entry
 
-	recvMu   sync.Mutex
-	received map[netip.Addr]int64
 	// fromSeeders counts piece bytes from trackers' seeders, known by their
 	// peer ID prefix: on one host every node shares an IP.
 	fromSeeders atomic.Int64
@@ -84,7 +81,6 @@ func New(cfg Config, st *store.Store, logger *slog.Logger) (*Swarm, error) {
 		store:    st,
 		log:      logger,
 		torrents: make(map[digest.Digest]*entry),
-		received: make(map[netip.Addr]int64),
 	}
 	cc.Slogger = logger.With("component", "bittorrent")
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, s.countReceived)
@@ -103,51 +99,70 @@ func (s *Swarm) Close() error {
 // ListenPort is the port peers connect to.
 func (s *Swarm) ListenPort() int { return s.client.LocalPort() }
 
-// Download fetches blob d from the swarm into fl's partial. It sets the
-// flight's size and advances it as verified pieces extend the readable
-// prefix; pieces near the front come first so readers stream while the
-// rest arrives. The node uploads what it has from its first verified piece.
+// Sink is where a download puts a blob: its file, with the one record of
+// its verified prefix (in the mirror, the blob's flight).
+type Sink interface {
+	// Reserve gives the blob its size before the first piece arrives.
+	Reserve(size int64) error
+	torrentstore.Partial
+}
+
+// Download fetches blob d from the swarm into sink. It reserves the blob's
+// size, writes pieces as they come and advances the sink as verified
+// pieces extend the run from the start, so readers stream while the rest
+// arrives. The node uploads what it has from its first verified piece.
 //
 // When no piece data arrives for the stall timeout, the pieces still
 // missing come from fill (if not nil) while the torrent keeps trading;
 // without fill the download ends with ErrStalled.
 //
-// It returns nil once every piece is verified; the caller then commits the
-// partial, finishes the flight and calls Seed so the torrent keeps seeding
-// from the stored file (or Drop if the commit failed). Until then the
-// torrent holds a reference on the flight. On any error (ctx, ErrStalled,
-// a failed fill, bad info bytes) the torrent is gone and the flight
-// released, and the caller aborts the partial and may fall back to the
-// origin.
-func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, fl *flight.Flight, fill RangeSource) error {
+// It returns once every piece is verified. The torrent still uploads from
+// the sink then, which must stay open: the caller commits the sink's bytes
+// to the store and then calls the Download's Seed, or its Drop if the
+// commit failed. On any error (ctx, ErrStalled, a failed fill, bad info
+// bytes) the torrent is gone and no longer touches the sink, and the
+// caller may fall back to the origin with the same sink.
+func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, sink Sink, fill RangeSource) (*Download, error) {
 	info, err := torrentmeta.Parse(infoBytes, d)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := fl.Partial().Reserve(info.Length); err != nil {
-		return err
+	if err := sink.Reserve(info.Length); err != nil {
+		return nil, err
 	}
-	fl.SetSize(info.Length)
-	blob, err := torrentstore.InFlight(s.store, d, fl)
+	e, err := s.add(d, infoBytes, torrentstore.InFlight(s.store, d, sink), announce)
 	if err != nil {
-		return err
-	}
-	e, err := s.add(d, infoBytes, blob, announce)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	start := time.Now()
-	if err := s.await(ctx, e, &info, fl.Partial(), fill); err != nil {
+	if err := s.await(ctx, e, &info, fill); err != nil {
 		s.remove(d)
-		return fmt.Errorf("download %s from swarm: %w", d, err)
+		return nil, fmt.Errorf("download %s from swarm: %w", d, err)
 	}
 	s.log.Debug("swarm download complete", "digest", d, "bytes", info.Length, "took", time.Since(start))
-	return nil
+	return &Download{s: s, d: d, infoBytes: infoBytes, announce: announce}, nil
 }
 
-// await drives one download to its end, hashing the verified prefix for
-// the commit as it grows.
-func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *store.Partial, fill RangeSource) error {
+// Download is a blob the swarm delivered whole into its sink, whose torrent
+// runs on until the caller, having committed the sink (or failed to),
+// calls Seed or Drop. It carries the torrent's info bytes to Seed, so the
+// caller need not keep them.
+type Download struct {
+	s         *Swarm
+	d         digest.Digest
+	infoBytes []byte
+	announce  []string
+}
+
+// Seed keeps sharing the committed blob, now from the stored file; see
+// Swarm.Seed.
+func (dl *Download) Seed() error { return dl.s.Seed(dl.d, dl.infoBytes, dl.announce) }
+
+// Drop ends the torrent of a blob whose commit failed; see Swarm.Drop.
+func (dl *Download) Drop() error { return dl.s.Drop(dl.d) }
+
+// await drives one download to its end.
+func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill RangeSource) error {
 	t := e.t
 	ctx, cancel := context.WithCancel(ctx)
 	var filled chan error // set while the filler runs
@@ -158,8 +173,6 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *sto
 			<-filled
 		}
 	}()
-	changes := t.SubscribePieceStateChanges()
-	defer changes.Close()
 	// Every piece at one priority, so the library fetches rarest first. An
 	// in-order window ahead of the verified prefix (16 MiB, to stream to
 	// the reader sooner) had every mirror of a fleet asking for the same
@@ -180,14 +193,8 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *sto
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
-		case _, ok := <-changes.Values:
-			if !ok {
-				return errors.New("torrent closed")
-			}
-			verified := e.blob.VerifiedPrefix()
-			if err := p.HashPrefix(min(int64(verified)*info.PieceLength, info.Length)); err != nil {
-				return err
-			}
+		case <-t.Closed():
+			return errors.New("torrent closed")
 		case err := <-filled:
 			filled = nil
 			if err != nil {
@@ -216,7 +223,7 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, p *sto
 }
 
 // Seed shares blob d from the store: after its download was committed (the
-// running torrent switches from the partial to the stored file), or for a
+// running torrent switches from the sink to the stored file), or for a
 // blob found in the store at startup. The info bytes are saved so InfoBytes
 // can return them after a restart.
 func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error {
@@ -231,6 +238,9 @@ func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error
 			return fmt.Errorf("seed %s: running torrent has other info bytes", d)
 		}
 		if err := e.blob.Promote(); err != nil {
+			// It must not go on reading the sink, which the caller
+			// closes next.
+			s.remove(d)
 			return err
 		}
 		e.t.AddTrackers([][]string{announce})
@@ -342,21 +352,6 @@ func (s *Swarm) countReceived(ev torrent.ReceivedUsefulDataEvent) {
 	if pc, ok := ev.Peer.TryAsPeerConn(); ok && bytes.HasPrefix(pc.PeerID[:], []byte(peernet.SeederPeerIDPrefix)) {
 		s.fromSeeders.Add(n)
 	}
-	ip := peerIP(ev.Peer.RemoteAddr)
-	s.recvMu.Lock()
-	s.received[ip] += n
-	s.recvMu.Unlock()
-}
-
-func peerIP(a torrent.PeerRemoteAddr) netip.Addr {
-	if tcp, ok := a.(*net.TCPAddr); ok {
-		return tcp.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // openResult keeps the storage's error, which the client does not report.
@@ -380,9 +375,6 @@ type Stats struct {
 	// chunk asked of two peers (a request moved to a faster peer, or the
 	// end of a download), paid for on the wire and thrown away.
 	Redundant int64
-	// ReceivedFrom splits Downloaded by peer IP, so the tracker's seeder
-	// can be told apart from other mirrors.
-	ReceivedFrom map[netip.Addr]int64
 	// FromSeeders is the part of Downloaded that came from trackers'
 	// seeders rather than from other mirrors.
 	FromSeeders int64
@@ -405,17 +397,11 @@ type TorrentStats struct {
 func (s *Swarm) Stats() Stats {
 	cs := s.client.Stats()
 	st := Stats{
-		Downloaded:   cs.BytesReadUsefulData.Int64(),
-		Redundant:    cs.BytesReadData.Int64() - cs.BytesReadUsefulData.Int64(),
-		Uploaded:     cs.BytesWrittenData.Int64(),
-		ReceivedFrom: make(map[netip.Addr]int64),
-		FromSeeders:  s.fromSeeders.Load(),
+		Downloaded:  cs.BytesReadUsefulData.Int64(),
+		Redundant:   cs.BytesReadData.Int64() - cs.BytesReadUsefulData.Int64(),
+		Uploaded:    cs.BytesWrittenData.Int64(),
+		FromSeeders: s.fromSeeders.Load(),
 	}
-	s.recvMu.Lock()
-	for ip, n := range s.received {
-		st.ReceivedFrom[ip] = n
-	}
-	s.recvMu.Unlock()
 	for _, ip := range s.client.BadPeerIPs() {
 		if a, err := netip.ParseAddr(ip); err == nil {
 			st.Banned = append(st.Banned, a.Unmap())

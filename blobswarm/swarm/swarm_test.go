@@ -133,8 +133,8 @@ func storedBytes(t testing.TB, st *store.Store, d digest.Digest) []byte {
 }
 
 // download runs the mirror's side of a swarm fetch: a flight over a new
-// partial, Download, then commit and seed on success. It returns the
-// download's error.
+// partial, Download, then commit and seed on success (drop when the commit
+// fails). It returns the download's error.
 func download(t testing.TB, s *Swarm, st *store.Store, b testBlob) (*flight.Flight, <-chan error) {
 	t.Helper()
 	return downloadFilling(t, s, st, b, nil)
@@ -152,18 +152,20 @@ func downloadFilling(t testing.TB, s *Swarm, st *store.Store, b testBlob, fill R
 	done := make(chan error, 1)
 	go func() {
 		defer fl.Release()
-		err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl, fill)
+		dl, err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl, fill)
 		if err == nil {
-			err = p.Commit()
+			if err = fl.Commit(); err != nil {
+				dl.Drop()
+			}
 		}
 		if err != nil {
-			p.Abort()
+			fl.Abort()
 			fl.Finish(err)
 			done <- err
 			return
 		}
 		fl.Finish(nil)
-		done <- s.Seed(b.digest, b.infoBytes, nil)
+		done <- dl.Seed()
 	}()
 	return fl, done
 }
@@ -235,12 +237,10 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 		t.Fatalf("stored blob hashes to %s, want %s", got, b.digest)
 	}
 	if fl.Acquire() {
-		t.Fatal("the torrent still holds the flight after Seed")
+		t.Fatal("the partial is still open after Seed")
 	}
+	// The seeder is the only peer, told apart by its peer ID.
 	st = leecher.Stats()
-	if got := st.ReceivedFrom[netip.MustParseAddr(seederIP)]; got != int64(len(b.data)) {
-		t.Errorf("received %d bytes from the seeder, want %d (all: %v)", got, len(b.data), st.ReceivedFrom)
-	}
 	if st.Downloaded != int64(len(b.data)) || st.FromSeeders != st.Downloaded {
 		t.Errorf("Downloaded = %d, FromSeeders = %d, want %d from the seeder", st.Downloaded, st.FromSeeders, len(b.data))
 	}
@@ -252,13 +252,17 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 	// blob from the leecher alone, from its stored file.
 	third, thirdStore := newSwarm(t, otherIP, Config{})
 	third.bootstrap = []netip.AddrPort{addr(leecher, leecherIP)}
+	uploaded := leecher.Stats().Uploaded
 	_, done = download(t, third, thirdStore, b)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if st := third.Stats(); st.ReceivedFrom[netip.MustParseAddr(leecherIP)] != int64(len(b.data)) || st.FromSeeders != 0 {
-		t.Errorf("third node got %d bytes from the leecher and %d from seeders, want all %d from the leecher",
-			st.ReceivedFrom[netip.MustParseAddr(leecherIP)], st.FromSeeders, len(b.data))
+	if st := third.Stats(); st.Downloaded != int64(len(b.data)) || st.FromSeeders != 0 {
+		t.Errorf("third node got %d bytes, %d of them from seeders, want all %d from the leecher",
+			st.Downloaded, st.FromSeeders, len(b.data))
+	}
+	if got := leecher.Stats().Uploaded - uploaded; got < int64(len(b.data)) {
+		t.Errorf("the leecher uploaded %d bytes to the third node, want at least %d", got, len(b.data))
 	}
 
 	// A restarted node finds the info bytes next to its store.
@@ -306,16 +310,29 @@ func (f flipped) ReadAt(b []byte, off int64) (int, error) {
 }
 
 // corruptPeer runs a plain client at ip whose storage lies about b.
-func corruptPeer(t *testing.T, ip string, b testBlob) netip.AddrPort {
+func corruptPeer(t *testing.T, ip string, b testBlob) plainClient {
 	t.Helper()
 	return plainPeer(t, ip, b, func(blob *torrentstore.Blob) storage.ClientImpl {
 		return wrapped{blob, func(_ metainfo.Piece, p storage.PieceImpl) storage.PieceImpl { return flipped{p} }}
 	})
 }
 
+// plainClient is a peer that is not a Swarm: its own counters say what it
+// sent.
+type plainClient struct {
+	addr netip.AddrPort
+	cl   *torrent.Client
+}
+
+// uploaded counts the piece bytes it sent.
+func (p plainClient) uploaded() int64 {
+	st := p.cl.Stats()
+	return st.BytesWrittenData.Int64()
+}
+
 // plainPeer runs a plain client at ip that offers b from the storage wrap
 // makes of the stored blob.
-func plainPeer(t *testing.T, ip string, b testBlob, wrap func(*torrentstore.Blob) storage.ClientImpl) netip.AddrPort {
+func plainPeer(t *testing.T, ip string, b testBlob, wrap func(*torrentstore.Blob) storage.ClientImpl) plainClient {
 	t.Helper()
 	st := openStore(t)
 	putBlob(t, st, b)
@@ -339,14 +356,14 @@ func plainPeer(t *testing.T, ip string, b testBlob, wrap func(*torrentstore.Blob
 		InfoBytes: b.infoBytes,
 		Storage:   wrap(blob),
 	})
-	return netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(cl.LocalPort()))
+	return plainClient{addr: netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(cl.LocalPort())), cl: cl}
 }
 
 func TestCorruptPeerIsBannedAndBlobStillCompletes(t *testing.T) {
 	b := newBlob(t, 2, 2<<20)
 	liar := corruptPeer(t, otherIP, b)
 	leecher, leecherStore := newSwarm(t, leecherIP, Config{})
-	leecher.bootstrap = []netip.AddrPort{liar}
+	leecher.bootstrap = []netip.AddrPort{liar.addr}
 
 	fl, done := download(t, leecher, leecherStore, b)
 	if !fl.Acquire() {
@@ -355,15 +372,14 @@ func TestCorruptPeerIsBannedAndBlobStillCompletes(t *testing.T) {
 	defer fl.Release()
 	// The liar is the only peer: its first bad piece gets it banned.
 	waitFor(t, "the corrupt peer to be banned", func() bool {
-		return slices.Contains(leecher.Stats().Banned, liar.Addr())
+		return slices.Contains(leecher.Stats().Banned, liar.addr.Addr())
 	})
 	honest := seeder(t, seederIP, b)
 	if err := leecher.addPeers(b.digest, addr(honest, seederIP)); err != nil {
 		t.Fatal(err)
 	}
 	checkStreamed(t, fl, done, b)
-	st := leecher.Stats()
-	if st.ReceivedFrom[liar.Addr()] == 0 {
+	if liar.uploaded() == 0 {
 		t.Fatal("the corrupt peer never sent anything; the test proves nothing")
 	}
 	var stored []digest.Digest
@@ -473,11 +489,12 @@ func TestDownloadGivesUp(t *testing.T) {
 	fl := flight.New(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, nil); !errors.Is(err, context.Canceled) {
+	if _, err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled download: %v", err)
 	}
-	// The torrent let go of the flight: the caller's release is the last.
-	p.Abort()
+	// The failed download keeps nothing open: the caller's release is the
+	// last.
+	fl.Abort()
 	fl.Release()
 	if fl.Acquire() {
 		t.Fatal("failed download still holds the flight")
@@ -486,7 +503,7 @@ func TestDownloadGivesUp(t *testing.T) {
 		t.Fatalf("%d torrents left after failed downloads", n)
 	}
 
-	if err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl, nil); err == nil {
+	if _, err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl, nil); err == nil {
 		t.Fatal("download with garbage info bytes started")
 	}
 }
@@ -508,7 +525,7 @@ func TestBlobOverSixtyFourMiBComesFromASuperSeeder(t *testing.T) {
 	if got := digest.FromBytes(storedBytes(t, leecherStore, b.digest)); got != b.digest {
 		t.Fatalf("stored blob hashes to %s, want %s", got, b.digest)
 	}
-	if got := leecher.Stats().ReceivedFrom[netip.MustParseAddr(seederIP)]; got != int64(len(b.data)) {
+	if got := leecher.Stats().FromSeeders; got != int64(len(b.data)) {
 		t.Errorf("received %d bytes from the seeder, want %d", got, len(b.data))
 	}
 }

@@ -3,12 +3,13 @@
 //
 // A blob already in the store is seeded straight from its file, every piece
 // reported complete without hashing: the store only holds blobs that passed
-// their digest check. A blob on its way in is written into the partial file
-// of its flight; piece completion lives in memory (never sqlite: its cost
-// grows with the piece count squared), and every verified piece moves the
-// flight's readable prefix forward. Once the partial is committed, Promote
-// switches reads to the stored file so the torrent keeps seeding after the
-// flight's file is closed.
+// their digest check. A blob on its way in is written into a Partial (the
+// mirror's flight), which owns the file and its verified prefix; piece
+// completion lives here, in memory (never sqlite: its cost grows with the
+// piece count squared), and every verified piece that extends the run from
+// the start advances the Partial. Once the caller committed the Partial,
+// Promote switches reads to the stored file so the torrent keeps seeding
+// after the Partial's file is closed.
 package torrentstore
 
 import (
@@ -23,12 +24,24 @@ import (
 	"github.com/anacrolix/torrent/storage"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 )
 
 // ErrReadOnly is returned for a write to a blob that is already stored.
 var ErrReadOnly = errors.New("stored blob is read-only")
+
+// Partial is where a download's pieces go: the blob's file, with the one
+// record of how far from its start the bytes are verified.
+type Partial interface {
+	io.ReaderAt
+	// WriteAt writes a piece before its check.
+	io.WriterAt
+	// Advance says bytes [0, n) passed their checks; it ignores anything
+	// that is not growth.
+	Advance(n int64)
+	// Verified is how far Advance got.
+	Verified() int64
+}
 
 // Blob is the storage of one blob's torrent. It implements
 // storage.ClientImpl; give it to exactly one torrent (AddTorrentOpts.Storage).
@@ -37,14 +50,12 @@ type Blob struct {
 	digest digest.Digest
 
 	mu sync.RWMutex
-	// Exactly one of fl and file is set until Close: fl while bytes go to
-	// the flight's partial (we hold a reference so the file stays open),
-	// file once reading from the store.
-	fl       *flight.Flight
+	// Exactly one of partial and file is set until Close: partial while
+	// the blob arrives, file once reading from the store.
+	partial  Partial
 	file     *os.File
 	info     *metainfo.Info
 	complete []bool
-	prefix   int // pieces [0, prefix) are complete
 	closed   bool
 }
 
@@ -57,16 +68,10 @@ func Stored(s *store.Store, d digest.Digest) (*Blob, error) {
 	return &Blob{store: s, digest: d, file: f}, nil
 }
 
-// InFlight opens storage that writes blob d into the flight's partial. It
-// holds a reference on the flight until Promote or Close.
-func InFlight(s *store.Store, d digest.Digest, fl *flight.Flight) (*Blob, error) {
-	if fl.Partial().Digest() != d {
-		return nil, fmt.Errorf("flight is for %s, not %s", fl.Partial().Digest(), d)
-	}
-	if !fl.Acquire() {
-		return nil, fmt.Errorf("download %s: flight already over", d)
-	}
-	return &Blob{store: s, digest: d, fl: fl}, nil
+// InFlight opens storage that writes blob d into p. The caller keeps p
+// open until Promote or Close returned: the torrent uploads from it.
+func InFlight(s *store.Store, d digest.Digest, p Partial) *Blob {
+	return &Blob{store: s, digest: d, partial: p}
 }
 
 // OpenTorrent binds the storage to the blob's torrent.
@@ -94,7 +99,6 @@ func (b *Blob) OpenTorrent(_ context.Context, info *metainfo.Info, _ metainfo.Ha
 		for i := range b.complete {
 			b.complete[i] = true
 		}
-		b.prefix = len(b.complete)
 	}
 	return storage.TorrentImpl{
 		Piece:     b.piece,
@@ -103,35 +107,27 @@ func (b *Blob) OpenTorrent(_ context.Context, info *metainfo.Info, _ metainfo.Ha
 	}, nil
 }
 
-// Promote switches reads to the stored blob after the partial was committed
-// and gives the flight its reference back.
+// Promote switches reads to the stored blob after the partial was
+// committed; from then on the partial is not touched.
 func (b *Blob) Promote() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fl == nil {
+	if b.partial == nil {
 		return nil
 	}
-	if b.prefix != len(b.complete) {
-		return fmt.Errorf("promote %s: only %d of %d pieces verified", b.digest, b.prefix, len(b.complete))
+	if v := b.partial.Verified(); v != b.info.Length {
+		return fmt.Errorf("promote %s: only %d of %d bytes verified", b.digest, v, b.info.Length)
 	}
 	f, err := b.store.Open(b.digest)
 	if err != nil {
 		return fmt.Errorf("promote %s: %w", b.digest, err)
 	}
-	b.fl.Release()
-	b.fl, b.file = nil, f
+	b.partial, b.file = nil, f
 	return nil
 }
 
-// VerifiedPrefix is how many pieces from the start are verified.
-func (b *Blob) VerifiedPrefix() int {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.prefix
-}
-
-// Close releases the flight reference or the stored file. Further reads
-// fail.
+// Close lets go of the partial or closes the stored file. Further reads
+// and writes fail.
 func (b *Blob) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -139,10 +135,7 @@ func (b *Blob) Close() error {
 		return nil
 	}
 	b.closed = true
-	if b.fl != nil {
-		b.fl.Release()
-		b.fl = nil
-	}
+	b.partial = nil
 	if b.file != nil {
 		return b.file.Close()
 	}
@@ -156,8 +149,8 @@ func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
 	switch {
 	case b.file != nil:
 		return b.file.ReadAt(p, off)
-	case b.fl != nil:
-		return b.fl.Partial().ReadAt(p, off)
+	case b.partial != nil:
+		return b.partial.ReadAt(p, off)
 	default:
 		return 0, fmt.Errorf("read %s: %w", b.digest, os.ErrClosed)
 	}
@@ -167,8 +160,8 @@ func (b *Blob) writeAt(p []byte, off int64) (int, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	switch {
-	case b.fl != nil:
-		return b.fl.Partial().WriteAt(p, off)
+	case b.partial != nil:
+		return b.partial.WriteAt(p, off)
 	case b.file != nil:
 		return 0, fmt.Errorf("write %s: %w", b.digest, ErrReadOnly)
 	default:
@@ -176,21 +169,23 @@ func (b *Blob) writeAt(p []byte, off int64) (int, error) {
 	}
 }
 
+// setComplete records a piece's check and advances the partial over the
+// run of complete pieces that now follows its verified prefix. The prefix
+// itself is the partial's alone; a piece that fails a later check does not
+// shrink it: readers may already have its bytes, and they were verified
+// when they were read.
 func (b *Blob) setComplete(i int, complete bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.complete[i] = complete
-	for b.prefix < len(b.complete) && b.complete[b.prefix] {
-		b.prefix++
+	if b.partial == nil || !complete {
+		return
 	}
-	fl := b.fl
-	verified := min(int64(b.prefix)*b.info.PieceLength, b.info.Length)
-	b.mu.Unlock()
-	// A piece that fails a later check does not shrink the prefix: readers
-	// may already have its bytes, and they were verified when they were
-	// read. Advance ignores anything that is not growth.
-	if fl != nil {
-		fl.Advance(verified)
+	next := int(b.partial.Verified() / b.info.PieceLength)
+	for next < len(b.complete) && b.complete[next] {
+		next++
 	}
+	b.partial.Advance(min(int64(next)*b.info.PieceLength, b.info.Length))
 }
 
 func (b *Blob) isComplete(i int) bool {

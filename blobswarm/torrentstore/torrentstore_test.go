@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
+	"sync/atomic"
 	"testing"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -58,6 +60,35 @@ func readable(t *testing.T, fl *flight.Flight, size int64) []byte {
 	return got
 }
 
+// lettingGo is a Partial that fails the test when the storage uses it
+// after it was to let go of it (Promote or Close).
+type lettingGo struct {
+	Partial
+	t    *testing.T
+	gone atomic.Bool
+}
+
+func (l *lettingGo) check(what string) {
+	if l.gone.Load() {
+		l.t.Errorf("%s on the partial after the storage let go of it", what)
+	}
+}
+
+func (l *lettingGo) ReadAt(b []byte, off int64) (int, error) {
+	l.check("ReadAt")
+	return l.Partial.ReadAt(b, off)
+}
+
+func (l *lettingGo) WriteAt(b []byte, off int64) (int, error) {
+	l.check("WriteAt")
+	return l.Partial.WriteAt(b, off)
+}
+
+func (l *lettingGo) Advance(n int64) {
+	l.check("Advance")
+	l.Partial.Advance(n)
+}
+
 func writePiece(t *testing.T, ti storage.TorrentImpl, info *metainfo.Info, b []byte, i int) {
 	t.Helper()
 	p := info.Piece(i)
@@ -74,11 +105,11 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	fl := flight.New(partial)
-	fl.SetSize(info.Length)
-	blob, err := InFlight(s, d, fl)
-	if err != nil {
+	if err := fl.Reserve(info.Length); err != nil {
 		t.Fatal(err)
 	}
+	sink := &lettingGo{Partial: fl, t: t}
+	blob := InFlight(s, d, sink)
 	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
 	if err != nil {
 		t.Fatal(err)
@@ -120,17 +151,15 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 
 	// The mirror commits, finishes the flight and lets go of it: the
 	// partial's file is closed, and seeding goes on from the store.
-	if err := partial.Commit(); err != nil {
+	if err := fl.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	if err := blob.Promote(); err != nil {
 		t.Fatal(err)
 	}
+	sink.gone.Store(true)
 	fl.Finish(nil)
 	fl.Release()
-	if fl.Acquire() {
-		t.Fatal("flight still referenced after promote")
-	}
 	r := ti.NewReader()
 	got := make([]byte, len(b))
 	if _, err := r.ReadAt(got, 0); err != nil && err != io.EOF {
@@ -155,24 +184,32 @@ func TestPromoteRefusesIncompleteBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	fl := flight.New(partial)
-	blob, err := InFlight(s, d, fl)
+	sink := &lettingGo{Partial: fl, t: t}
+	blob := InFlight(s, d, sink)
+	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := blob.Promote(); err == nil {
 		t.Fatal("promoted a blob with no verified pieces")
 	}
-	// Dropping the torrent gives the flight back; the last holder closes it.
+	// Dropping the torrent lets go of the partial: the caller may abort
+	// and close it, and the torrent's pieces fail from then on.
 	if err := blob.Close(); err != nil {
 		t.Fatal(err)
 	}
-	partial.Abort()
+	sink.gone.Store(true)
+	fl.Abort()
 	fl.Release()
-	if fl.Acquire() {
-		t.Fatal("flight still referenced after close")
+	p := ti.Piece(info.Piece(0))
+	if _, err := p.WriteAt([]byte{1}, 0); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+	if _, err := p.ReadAt(make([]byte, 1), 0); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+	if err := p.MarkComplete(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -89,12 +89,17 @@ func fetchFromSwarm(t *testing.T, tr *harness.Process, d digest.Digest, info []b
 	}
 	fl := flight.New(p)
 	defer fl.Release()
-	if err := sw.Download(t.Context(), d, info, []string{tr.URL() + api.AnnouncePath}, fl, nil); err != nil {
-		p.Abort()
+	dl, err := sw.Download(t.Context(), d, info, []string{tr.URL() + api.AnnouncePath}, fl, nil)
+	if err != nil {
+		fl.Abort()
 		t.Fatalf("download %s through the tracker: %v", d, err)
 	}
-	if err := p.Commit(); err != nil {
+	if err := fl.Commit(); err != nil {
+		dl.Drop()
 		t.Fatalf("commit %s: %v", d, err)
+	}
+	if err := dl.Seed(); err != nil {
+		t.Fatalf("seed %s: %v", d, err)
 	}
 	fl.Finish(nil)
 	f, err := st.Open(d)

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"io"
 
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
@@ -35,26 +34,14 @@ func (m *Mirror) Fetch(ctx context.Context, ref oci.Blob, progress func(verified
 	if err != nil {
 		return false, err
 	}
-	// Reading the verified prefix is how a flight shows its progress.
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	if _, err := io.CopyBuffer(&progressWriter{report: progress}, fl.NewReader(ctx, 0, size), *buf); err != nil {
-		return false, err
+	for n := int64(0); n < size; {
+		if n, err = fl.Progress(ctx, n); err != nil {
+			return false, err
+		}
+		progress(n)
 	}
 	if err := fl.Wait(ctx); err != nil {
 		return false, err
 	}
 	return true, nil
-}
-
-// progressWriter reports the running total of what it is given.
-type progressWriter struct {
-	n      int64
-	report func(int64)
-}
-
-func (w *progressWriter) Write(b []byte) (int, error) {
-	w.n += int64(len(b))
-	w.report(w.n)
-	return len(b), nil
 }

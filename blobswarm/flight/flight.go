@@ -202,6 +202,14 @@ func (f *Flight) waitFor(ctx context.Context, off int64) (int64, error) {
 	}
 }
 
+// Progress blocks until more than n bytes are verified, and returns how
+// many are: a follower of the fetch learns its progress without reading
+// the bytes.
+func (f *Flight) Progress(ctx context.Context, n int64) (int64, error) {
+	more, err := f.waitFor(ctx, n)
+	return n + more, err
+}
+
 // NewReader reads n bytes from off as they become available. The caller
 // must hold a reference (Acquire) for as long as it reads.
 func (f *Flight) NewReader(ctx context.Context, off, n int64) io.Reader {

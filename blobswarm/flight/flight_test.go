@@ -85,3 +85,28 @@ func TestSizeWaitsAndFails(t *testing.T) {
 		t.Fatalf("Size after failure = %v", err)
 	}
 }
+
+// Progress wakes a follower on growth of the verified prefix, and ends
+// with the flight's error when it fails.
+func TestProgressFollowsTheVerifiedPrefix(t *testing.T) {
+	data := []byte("0123456789")
+	fl, _ := newFlight(t, data)
+	if err := fl.Reserve(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int64)
+	go func() {
+		n, _ := fl.Progress(context.Background(), 0)
+		got <- n
+	}()
+	fl.WriteAt(data[:6], 0)
+	fl.Advance(6)
+	if n := <-got; n != 6 {
+		t.Fatalf("Progress after 0 = %d, want 6", n)
+	}
+	failed := errors.New("origin gone")
+	go fl.Finish(failed)
+	if _, err := fl.Progress(context.Background(), 6); !errors.Is(err, failed) {
+		t.Fatalf("Progress of a failed flight: %v, want its error", err)
+	}
+}

@@ -13,8 +13,9 @@ import (
 	"github.com/containerd/platforms"
 
 	"github.com/blobswarm/blobswarm/blobswarm/cache"
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	"github.com/blobswarm/blobswarm/internal/secretfile"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 )
 
@@ -161,10 +162,10 @@ func (c Config) resolve() (settings, error) {
 	if s.roots, err = tlsfiles.Roots(c.CA); err != nil {
 		return s, err
 	}
-	if s.secret, err = tlsfiles.Secret(c.TrackerSecretFile); err != nil {
+	if s.secret, err = secretfile.Read(c.TrackerSecretFile); err != nil {
 		return s, fmt.Errorf("tracker-%w", err)
 	}
-	if s.peerCIDRs, err = peernet.ParseCIDRs(c.PeerCIDR); err != nil {
+	if s.peerCIDRs, err = peerfilter.ParseCIDRs(c.PeerCIDR); err != nil {
 		return s, fmt.Errorf("peer-cidr: %w", err)
 	}
 	if _, err := platforms.Parse(c.Platform); err != nil {

@@ -14,8 +14,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	"github.com/blobswarm/blobswarm/internal/secretfile"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
 )
 
@@ -136,7 +137,7 @@ func (c Config) Resolve() (Settings, error) {
 	if s.announceURL, err = c.announceURL(); err != nil {
 		return s, fmt.Errorf("announce-url: %w", err)
 	}
-	if s.peerCIDRs, err = peernet.ParseCIDRs(c.PeerCIDR); err != nil {
+	if s.peerCIDRs, err = peerfilter.ParseCIDRs(c.PeerCIDR); err != nil {
 		return s, fmt.Errorf("peer-cidr: %w", err)
 	}
 	if c.Redis != "" {
@@ -153,7 +154,7 @@ func (c Config) Resolve() (Settings, error) {
 	if s.roots, err = tlsfiles.Roots(c.CA); err != nil {
 		return s, err
 	}
-	if s.secret, err = tlsfiles.Secret(c.SecretFile); err != nil {
+	if s.secret, err = secretfile.Read(c.SecretFile); err != nil {
 		return s, err
 	}
 	return s, nil

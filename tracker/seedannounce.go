@@ -13,7 +13,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerid"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
 )
@@ -87,7 +87,7 @@ func mirrorHasAll(peers peerstore.Store, ih metainfo.Hash) bool {
 		return false
 	}
 	for _, p := range ps {
-		if p.Seeder() && bytes.HasPrefix(p.ID[:], []byte(peernet.MirrorPeerIDPrefix)) {
+		if p.Seeder() && bytes.HasPrefix(p.ID[:], []byte(peerid.MirrorPrefix)) {
 			return true
 		}
 	}

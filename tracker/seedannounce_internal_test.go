@@ -8,7 +8,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerid"
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
 )
 
@@ -37,10 +37,10 @@ func TestMirrorHasAllCountsOnlyCompleteMirrors(t *testing.T) {
 		left   int64
 		want   bool
 	}{
-		{"the seeder itself", peernet.SeederPeerIDPrefix, 0, false},
-		{"a mirror still downloading", peernet.MirrorPeerIDPrefix, 100, false},
+		{"the seeder itself", peerid.SeederPrefix, 0, false},
+		{"a mirror still downloading", peerid.MirrorPrefix, 100, false},
 		{"another client claiming every piece", "-GT0003-", 0, false},
-		{"a mirror with every piece", peernet.MirrorPeerIDPrefix, 0, true},
+		{"a mirror with every piece", peerid.MirrorPrefix, 0, true},
 	}
 	for i, s := range steps {
 		add(s.prefix, uint16(6881+i), s.left)

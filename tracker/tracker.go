@@ -20,7 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
@@ -146,7 +146,7 @@ func seederAddr(peerListen, announceURL string, port int) string {
 // allowFilter admits announces from the configured networks; with none
 // configured, from the same loopback and private ranges the swarm allows.
 func allowFilter(cidrs []netip.Prefix) func(netip.Addr) bool {
-	return func(a netip.Addr) bool { return peernet.Allowed(cidrs, a) }
+	return func(a netip.Addr) bool { return peerfilter.Allowed(cidrs, a) }
 }
 
 // Close stops the seeder and releases Redis.

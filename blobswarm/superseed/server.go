@@ -28,9 +28,11 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
+	"github.com/blobswarm/blobswarm/blobswarm/peerid"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/blobswarm/uploadcap"
 )
 
 // Config tunes a Server. The zero value is usable; New applies defaults.
@@ -38,7 +40,7 @@ type Config struct {
 	// ListenAddr is host:port for peer connections (default ":6881").
 	ListenAddr string
 	// AllowedPeers are the networks peers may connect from (none given:
-	// peernet.DefaultAllowed, as for the mirrors).
+	// peerfilter.DefaultAllowed, as for the mirrors).
 	AllowedPeers []netip.Prefix
 	// UploadRate caps piece data in bytes/s; 0 is unlimited.
 	UploadRate int64
@@ -111,13 +113,13 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Server, error) {
 		torrents: map[metainfo.Hash]*blob{},
 		byDigest: map[digest.Digest]*blob{},
 	}
-	copy(s.peerID[:], peernet.SeederPeerIDPrefix)
-	if _, err := rand.Read(s.peerID[len(peernet.SeederPeerIDPrefix):]); err != nil {
+	copy(s.peerID[:], peerid.SeederPrefix)
+	if _, err := rand.Read(s.peerID[len(peerid.SeederPrefix):]); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("seeder peer id: %w", err)
 	}
 	if cfg.UploadRate > 0 {
-		s.limiter = peernet.UploadLimiter(cfg.UploadRate, maxRequest)
+		s.limiter = uploadcap.Limiter(cfg.UploadRate, maxRequest)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
@@ -304,7 +306,7 @@ func (s *Server) completeElsewhere(ih metainfo.Hash) bool {
 
 func (s *Server) allowed(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
-	return ok && peernet.Allowed(s.cfg.AllowedPeers, tcp.AddrPort().Addr())
+	return ok && peerfilter.Allowed(s.cfg.AllowedPeers, tcp.AddrPort().Addr())
 }
 
 // serve runs one peer connection from handshake to close.

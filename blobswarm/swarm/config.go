@@ -15,7 +15,9 @@ import (
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
 
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
+	"github.com/blobswarm/blobswarm/blobswarm/peerid"
+	"github.com/blobswarm/blobswarm/blobswarm/uploadcap"
 )
 
 // Config is the node's BitTorrent setup. The zero value is usable; defaults
@@ -49,7 +51,7 @@ func (c Config) withDefaults() Config {
 		c.ListenAddr = ":6881"
 	}
 	if c.AllowedPeers == nil {
-		c.AllowedPeers = peernet.DefaultAllowed
+		c.AllowedPeers = peerfilter.DefaultAllowed
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 30 * time.Second
@@ -78,7 +80,7 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 		return nil, fmt.Errorf("listen address %q: bad port: %w", c.ListenAddr, err)
 	}
 	cc := torrent.NewDefaultClientConfig()
-	cc.Bep20 = peernet.MirrorPeerIDPrefix
+	cc.Bep20 = peerid.MirrorPrefix
 	cc.ListenHost = func(string) string { return host }
 	cc.ListenPort = port
 	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
@@ -144,7 +146,7 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 	if c.UploadRate > 0 {
 		// The library refuses requests longer than the burst: mirrors ask
 		// for ChunkSize, other clients for 16 KiB.
-		cc.UploadRateLimiter = peernet.UploadLimiter(c.UploadRate, max(c.ChunkSize, 128<<10))
+		cc.UploadRateLimiter = uploadcap.Limiter(c.UploadRate, max(c.ChunkSize, 128<<10))
 	}
 	if c.DownloadRate > 0 {
 		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(c.DownloadRate), 0)
@@ -164,7 +166,7 @@ func (a allowList) Lookup(ip net.IP) (iplist.Range, bool) {
 	if !ok {
 		return iplist.Range{First: ip, Last: ip, Description: "not an IP address"}, true
 	}
-	if peernet.Allowed(a, addr) {
+	if peerfilter.Allowed(a, addr) {
 		return iplist.Range{}, false
 	}
 	return iplist.Range{First: ip, Last: ip, Description: "outside the allowed peer networks"}, true

@@ -27,7 +27,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerid"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentstore"
@@ -349,7 +349,7 @@ func (s *Swarm) countReceived(ev torrent.ReceivedUsefulDataEvent) {
 	if e, ok := s.byHash.Load(ev.Peer.Torrent().InfoHash()); ok {
 		e.(*entry).received.Add(n)
 	}
-	if pc, ok := ev.Peer.TryAsPeerConn(); ok && bytes.HasPrefix(pc.PeerID[:], []byte(peernet.SeederPeerIDPrefix)) {
+	if pc, ok := ev.Peer.TryAsPeerConn(); ok && bytes.HasPrefix(pc.PeerID[:], []byte(peerid.SeederPrefix)) {
 		s.fromSeeders.Add(n)
 	}
 }

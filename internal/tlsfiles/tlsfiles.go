@@ -46,28 +46,3 @@ func Roots(caFile string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
-
-// Secret reads a shared secret from a file (trailing newline ignored), or
-// returns "" when no file is given.
-func Secret(file string) (string, error) {
-	if file == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("secret-file: %w", err)
-	}
-	s := string(b)
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	if s == "" {
-		return "", fmt.Errorf("secret-file: %s is empty", file)
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f {
-			return "", fmt.Errorf("secret-file: %s: the secret must not contain spaces or control characters", file)
-		}
-	}
-	return s, nil
-}

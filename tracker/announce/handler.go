@@ -209,7 +209,7 @@ func (h *Handler) announce(ctx context.Context, req Request, self peerstore.Peer
 	if err != nil {
 		return resp, err
 	}
-	for _, p := range handOut(pool, self, want) {
+	for _, p := range pickPeers(pool, self, want) {
 		na := krpc.NodeAddr{IP: p.Addr.Addr().AsSlice(), Port: int(p.Addr.Port())}
 		if p.Addr.Addr().Is4() {
 			resp.Peers = append(resp.Peers, na)

@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/internal/testredis"
 	"github.com/blobswarm/blobswarm/tracker/announce"
 	"github.com/blobswarm/blobswarm/tracker/api"
@@ -167,7 +167,7 @@ func startAnnounceServer(b *testing.B, store peerstore.Store) string {
 	h, err := announce.New(store, announce.Config{
 		Interval:   5 * time.Second,
 		MaxPeers:   50,
-		PeerFilter: func(a netip.Addr) bool { return peernet.Allowed(nil, a) },
+		PeerFilter: func(a netip.Addr) bool { return peerfilter.Allowed(nil, a) },
 		Registerer: prometheus.NewRegistry(),
 		Logger:     slog.New(slog.DiscardHandler),
 	})

@@ -1,10 +1,10 @@
-package peernet_test
+package uploadcap_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/blobswarm/blobswarm/blobswarm/peernet"
+	"github.com/blobswarm/blobswarm/blobswarm/uploadcap"
 )
 
 // After an idle spell a capped sender may put only a few milliseconds'
@@ -12,7 +12,7 @@ import (
 // uplink queue the cap is there to keep short.
 func TestUploadLimiterBurstIsMillisecondsNotASecond(t *testing.T) {
 	const rate = 10 << 20 // bytes/s
-	lim := peernet.UploadLimiter(rate, 64<<10)
+	lim := uploadcap.Limiter(rate, 64<<10)
 	if got := lim.Burst(); got != 64<<10 {
 		t.Fatalf("burst at 10 MiB/s = %d, want the largest request, 64 KiB (5 ms is only 52 KiB)", got)
 	}
@@ -28,7 +28,7 @@ func TestUploadLimiterBurstIsMillisecondsNotASecond(t *testing.T) {
 	if want := 490 * time.Millisecond; wait < want {
 		t.Fatalf("half a second's worth was let through after %s, want at least %s", wait, want)
 	}
-	if got := peernet.UploadLimiter(1<<30, 64<<10).Burst(); got != (1<<30)/200 {
+	if got := uploadcap.Limiter(1<<30, 64<<10).Burst(); got != (1<<30)/200 {
 		t.Fatalf("burst at 1 GiB/s = %d, want 5 ms of it", got)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
 )
 
-// handOut chooses up to want peers of pool for self: never self (by id, nor
+// pickPeers chooses up to want peers of pool for self: never self (by id, nor
 // an older entry at its address), seeders first, then leechers that need the
 // least. It reorders pool.
 //
@@ -17,7 +17,7 @@ import (
 // byte count: in a fleet that started together nearly every leecher has a
 // different count, and an exact order would send every requester to the same
 // few leechers. Peers of equal rank come in random order.
-func handOut(pool []peerstore.Peer, self peerstore.Peer, want int) []peerstore.Peer {
+func pickPeers(pool []peerstore.Peer, self peerstore.Peer, want int) []peerstore.Peer {
 	pool = slices.DeleteFunc(pool, func(p peerstore.Peer) bool {
 		return p.ID == self.ID || p.Addr == self.Addr
 	})

@@ -16,7 +16,7 @@ func testPeer(n int, left int64) peerstore.Peer {
 	}
 }
 
-func TestHandOutExcludesRequester(t *testing.T) {
+func TestPickPeersExcludesRequester(t *testing.T) {
 	self := testPeer(1, 500)
 	sameID := self
 	sameID.Addr = netip.MustParseAddrPort("10.9.9.9:1")
@@ -25,39 +25,39 @@ func TestHandOutExcludesRequester(t *testing.T) {
 	others := []peerstore.Peer{testPeer(3, 0), testPeer(4, 7)}
 	pool := append([]peerstore.Peer{sameID, sameAddr}, others...)
 
-	got := handOut(pool, self, 10)
+	got := pickPeers(pool, self, 10)
 	if len(got) != 2 || !slices.Contains(got, others[0]) || !slices.Contains(got, others[1]) {
-		t.Errorf("handOut = %v, want only %v", got, others)
+		t.Errorf("pickPeers = %v, want only %v", got, others)
 	}
 }
 
-func TestHandOutOrdersByCompletion(t *testing.T) {
+func TestPickPeersOrdersByCompletion(t *testing.T) {
 	pool := []peerstore.Peer{testPeer(1, 1<<20), testPeer(2, 0), testPeer(3, 1<<10), testPeer(4, 1<<30), testPeer(5, 0)}
-	got := handOut(pool, testPeer(9, 1), 4)
+	got := pickPeers(pool, testPeer(9, 1), 4)
 	if len(got) != 4 {
-		t.Fatalf("handOut gave %d peers, want 4", len(got))
+		t.Fatalf("pickPeers gave %d peers, want 4", len(got))
 	}
 	if !got[0].Seeder() || !got[1].Seeder() {
-		t.Errorf("handOut = %v, want the two seeders first", got)
+		t.Errorf("pickPeers = %v, want the two seeders first", got)
 	}
 	if got[2].Left != 1<<10 || got[3].Left != 1<<20 {
-		t.Errorf("handOut = %v, want leechers by least left, the furthest behind left out", got)
+		t.Errorf("pickPeers = %v, want leechers by least left, the furthest behind left out", got)
 	}
 }
 
 // Peers of equal rank must not come in the same order to every requester,
 // or the first few of them would be dialled by the whole fleet.
-func TestHandOutShufflesEqualRanks(t *testing.T) {
+func TestPickPeersShufflesEqualRanks(t *testing.T) {
 	// 1000 and 1023 bytes left rank alike; 0 (seeders) ranks first.
 	base := []peerstore.Peer{testPeer(1, 1000), testPeer(2, 1023), testPeer(3, 0), testPeer(4, 0), testPeer(5, 0)}
 	firstSeeder := map[peerstore.PeerID]bool{}
 	firstLeecher := map[peerstore.PeerID]bool{}
 	for range 50 {
-		got := handOut(slices.Clone(base), testPeer(9, 1), 5)
+		got := pickPeers(slices.Clone(base), testPeer(9, 1), 5)
 		firstSeeder[got[0].ID] = true
 		firstLeecher[got[3].ID] = true
 		if got[3].Seeder() || !got[2].Seeder() {
-			t.Fatalf("handOut = %v, want the three seeders first", got)
+			t.Fatalf("pickPeers = %v, want the three seeders first", got)
 		}
 	}
 	if len(firstSeeder) < 2 || len(firstLeecher) < 2 {

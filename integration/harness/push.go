@@ -3,14 +3,29 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"testing"
 
 	"github.com/opencontainers/go-digest"
 )
+
+// PushRandomBlob puts size random bytes as a blob of repo on o and returns
+// them with their digest.
+func PushRandomBlob(t testing.TB, o *Origin, repo string, size int) ([]byte, digest.Digest) {
+	t.Helper()
+	b := make([]byte, size)
+	rand.Read(b)
+	d, _, err := PushBlob(t.Context(), o.Server.URL, repo, bytes.NewReader(b), digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, d
+}
 
 // PushBlob uploads everything r yields as one blob of repo on the registry
 // at base (e.g. "http://127.0.0.1:5000"), hashing it with alg on the way,

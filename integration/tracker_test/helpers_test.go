@@ -4,8 +4,6 @@
 package tracker_test
 
 import (
-	"bytes"
-	"crypto/rand"
 	"io"
 	"net/http"
 	"net/url"
@@ -39,18 +37,6 @@ func trackerArgs(o *harness.Origin, data string, extra ...string) []string {
 
 func newOrigin(t *testing.T) *harness.Origin {
 	return harness.NewOrigin(t, origin.Config{})
-}
-
-// pushBlob puts size random bytes as a blob of repo on the origin.
-func pushBlob(t *testing.T, o *harness.Origin, repo string, size int) ([]byte, digest.Digest) {
-	t.Helper()
-	b := make([]byte, size)
-	rand.Read(b)
-	d, _, err := harness.PushBlob(t.Context(), o.Server.URL, repo, bytes.NewReader(b), digest.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, d
 }
 
 func get(t *testing.T, u string) (*http.Response, []byte) {

@@ -24,7 +24,7 @@ import (
 func TestMalformedRequests(t *testing.T) {
 	t.Parallel()
 	o := newOrigin(t)
-	_, d := pushBlob(t, o, "app", 4<<10)
+	_, d := harness.PushRandomBlob(t, o, "app", 4<<10)
 	data := t.TempDir()
 	tr := harness.Start(t, "tracker", trackerArgs(o, data)...)
 	before := dataFiles(t, data)

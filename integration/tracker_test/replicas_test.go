@@ -18,7 +18,7 @@ import (
 func TestReplicasOnOneRedisActAsOneTracker(t *testing.T) {
 	redis := "redis://" + testredis.Start(t)
 	o := newOrigin(t)
-	_, d := pushBlob(t, o, "app", 600<<10)
+	_, d := harness.PushRandomBlob(t, o, "app", 600<<10)
 	o.Reset()
 	dataB := t.TempDir()
 	a := harness.Start(t, "tracker", trackerArgs(o, t.TempDir(), "--redis", redis)...)

@@ -21,7 +21,7 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 	o := newOrigin(t)
 	blobs := map[digest.Digest][]byte{}
 	for _, size := range []int{1 << 20, 300 << 10} {
-		b, d := pushBlob(t, o, "team/app", size)
+		b, d := harness.PushRandomBlob(t, o, "team/app", size)
 		blobs[d] = b
 	}
 	o.Reset()

@@ -3,7 +3,6 @@ package client_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -41,18 +40,6 @@ func failingURL(t *testing.T) string {
 	return srv.URL
 }
 
-func pushBlob(t *testing.T, o *harness.Origin, repo string, size int) ([]byte, digest.Digest) {
-	t.Helper()
-	b := make([]byte, size)
-	rand.Read(b)
-	d, _, err := harness.PushBlob(t.Context(), o.Server.URL, repo, bytes.NewReader(b), digest.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Reset()
-	return b, d
-}
-
 func wantInfo(t *testing.T, d digest.Digest, b []byte) []byte {
 	t.Helper()
 	info, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
@@ -65,7 +52,8 @@ func wantInfo(t *testing.T, d digest.Digest, b []byte) []byte {
 func TestFailsOverToALiveReplica(t *testing.T) {
 	o := harness.NewOrigin(t, origin.Config{})
 	live := startTracker(t, o, time.Minute)
-	b, d := pushBlob(t, o, "app", 100<<10)
+	b, d := harness.PushRandomBlob(t, o, "app", 100<<10)
+	o.Reset()
 	img, err := testimage.PushImage(t.Context(), o.Host()+"/app:v1", 1, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +93,8 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 	valve := harness.NewValve(0)
 	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
 	live := startTracker(t, o, 0)
-	b, d := pushBlob(t, o, "app", 1<<20)
+	b, d := harness.PushRandomBlob(t, o, "app", 1<<20)
+	o.Reset()
 	c := trackerclient.New([]string{live}, trackerclient.Options{Timeout: 10 * time.Second})
 
 	type result struct {
@@ -148,7 +137,8 @@ func TestWaitingEndsWithTheContext(t *testing.T) {
 	t.Cleanup(valve.Open)
 	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
 	live := startTracker(t, o, 0)
-	_, d := pushBlob(t, o, "app", 1000)
+	_, d := harness.PushRandomBlob(t, o, "app", 1000)
+	o.Reset()
 	c := trackerclient.New([]string{live}, trackerclient.Options{Timeout: 10 * time.Second})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
@@ -161,7 +151,8 @@ func TestWaitingEndsWithTheContext(t *testing.T) {
 func TestReturnsTheTrackersOCIErrorCode(t *testing.T) {
 	o := harness.NewOrigin(t, origin.Config{})
 	live := startTracker(t, o, time.Minute)
-	pushBlob(t, o, "app", 1000)
+	harness.PushRandomBlob(t, o, "app", 1000)
+	o.Reset()
 	c := trackerclient.New([]string{deadURL(t), live}, trackerclient.Options{Timeout: 10 * time.Second})
 
 	check := func(what string, err error, want errcode.ErrorCode) {

@@ -49,6 +49,23 @@ func (s *fakeSource) Fetch(ctx context.Context, _ oci.Blob, fl *flight.Flight) (
 
 func (s *fakeSource) Committed(err error) { s.committed <- err }
 
+// heldSource sizes blob at once and writes it when release is called
+// (once; later calls do nothing), so a test can look at what clients get
+// before the first byte.
+func heldSource(blob []byte) (src *fakeSource, release func()) {
+	held := make(chan struct{})
+	var once sync.Once
+	src = newFakeSource(func(_ context.Context, fl *flight.Flight) error {
+		if err := fl.Reserve(int64(len(blob))); err != nil {
+			return err
+		}
+		<-held
+		_, err := fl.Write(blob)
+		return err
+	})
+	return src, func() { once.Do(func() { close(held) }) }
+}
+
 // pullFixture is a mirror whose only source of blobs is a fakeSource: no
 // upstream, tracker or swarm is ever asked.
 type pullFixture struct {
@@ -165,18 +182,8 @@ func TestConcurrentGetsShareOneFetch(t *testing.T) {
 	const clients = 5
 	blob := testBytes(3<<20 + 17)
 	d := digest.FromBytes(blob)
-	release := make(chan struct{})
-	src := newFakeSource(func(_ context.Context, fl *flight.Flight) error {
-		if err := fl.Reserve(int64(len(blob))); err != nil {
-			return err
-		}
-		<-release
-		_, err := fl.Write(blob)
-		return err
-	})
+	src, releaseSource := heldSource(blob)
 	f := newPullFixture(t, src)
-	var releaseOnce sync.Once
-	releaseSource := func() { releaseOnce.Do(func() { close(release) }) }
 	defer releaseSource()
 
 	var wg sync.WaitGroup
@@ -223,17 +230,9 @@ func TestConcurrentGetsShareOneFetch(t *testing.T) {
 func TestHeadersBeforeFirstByte(t *testing.T) {
 	blob := testBytes(1 << 20)
 	d := digest.FromBytes(blob)
-	release := make(chan struct{})
-	src := newFakeSource(func(_ context.Context, fl *flight.Flight) error {
-		if err := fl.Reserve(int64(len(blob))); err != nil {
-			return err
-		}
-		<-release
-		_, err := fl.Write(blob)
-		return err
-	})
+	src, release := heldSource(blob)
 	f := newPullFixture(t, src)
-	defer close(release)
+	defer release()
 
 	type result struct {
 		resp *http.Response

@@ -1,4 +1,4 @@
-// Package trackerclient is the mirror's side of the tracker API: torrents
+// Package client is the mirror's side of the tracker API (tracker/api): torrents
 // for blob digests and coalesced tag resolution, spread over the tracker
 // replicas a mirror is configured with.
 package client

@@ -1,7 +1,9 @@
-// Package upstream is the mirror's client for origin registries: it maps a
-// registry name as clients know it (docker.io, ghcr.io) to the URL it is
-// reached at, and performs the registry auth flows (bearer token, basic) so
-// clients of the mirror never see a challenge.
+// Package upstream is the client for origin registries, the mirror's and
+// the tracker's (its seeder and tag cache) alike: it maps a registry name
+// as clients know it (docker.io, ghcr.io) to the URL it is reached at and
+// performs the registry auth flows, so clients of the mirror never see a
+// challenge. Auth is behind the Authorizer seam (auth.go): a new kind of
+// upstream credential is a new Authorizer, or a case in the default one.
 package upstream
 
 import (
@@ -11,12 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker/auth"
@@ -45,24 +45,13 @@ type Config struct {
 	Endpoints map[string]Endpoint
 	// HTTP is the client for registry and token requests.
 	HTTP *http.Client
+	// Auth answers registries' challenges; nil is NewAuthorizer(HTTP).
+	Auth Authorizer
 }
 
 // Client talks to upstream registries.
 type Client struct {
 	cfg Config
-
-	mu     sync.Mutex
-	tokens map[tokenKey]token
-	// basic remembers registries that answered with a Basic challenge so
-	// later requests send credentials up front.
-	basic map[string]bool
-}
-
-type tokenKey struct{ host, scope string }
-
-type token struct {
-	value   string
-	expires time.Time
 }
 
 // New returns a client for the given upstreams.
@@ -70,7 +59,10 @@ func New(cfg Config) *Client {
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{}
 	}
-	return &Client{cfg: cfg, tokens: map[tokenKey]token{}, basic: map[string]bool{}}
+	if cfg.Auth == nil {
+		cfg.Auth = NewAuthorizer(cfg.HTTP)
+	}
+	return &Client{cfg: cfg}
 }
 
 // Endpoint returns where the registry host is reached.
@@ -133,7 +125,7 @@ func (c *Client) Do(ctx context.Context, method, host, repo, path string, header
 		for k, v := range header {
 			req.Header[k] = v
 		}
-		c.authorize(req, ep, scope)
+		c.cfg.Auth.Authorize(req, ep, scope)
 		resp, err := c.cfg.HTTP.Do(req)
 		if err != nil {
 			return nil, &Error{Host: host, URL: ep.URL.String(), Err: err}
@@ -149,89 +141,10 @@ func (c *Client) Do(ctx context.Context, method, host, repo, path string, header
 	// challenge, retry once. A second 401 goes to the caller.
 	challenges := auth.ParseAuthHeader(resp.Header)
 	drain(resp)
-	if err := c.answer(ctx, ep, scope, challenges); err != nil {
+	if err := c.cfg.Auth.Answer(ctx, ep, scope, challenges); err != nil {
 		return nil, &Error{Host: host, URL: ep.URL.String(), Status: http.StatusUnauthorized, Err: err}
 	}
 	return send()
-}
-
-func (c *Client) authorize(req *http.Request, ep Endpoint, scope string) {
-	if ep.Creds.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+ep.Creds.Token)
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t, ok := c.tokens[tokenKey{ep.Host, scope}]; ok && time.Now().Before(t.expires) {
-		req.Header.Set("Authorization", "Bearer "+t.value)
-		return
-	}
-	if c.basic[ep.Host] && ep.Creds.Username != "" {
-		req.SetBasicAuth(ep.Creds.Username, ep.Creds.Password)
-	}
-}
-
-func (c *Client) answer(ctx context.Context, ep Endpoint, scope string, challenges []auth.Challenge) error {
-	c.mu.Lock()
-	delete(c.tokens, tokenKey{ep.Host, scope})
-	c.mu.Unlock()
-	for _, ch := range challenges {
-		switch ch.Scheme {
-		case auth.BearerAuth:
-			if ep.Creds.Token != "" {
-				return errors.New("configured token was refused")
-			}
-			return c.fetchToken(ctx, ep, scope, ch)
-		case auth.BasicAuth:
-			if ep.Creds.Username == "" {
-				return errors.New("registry requires credentials and none are configured")
-			}
-			c.mu.Lock()
-			already := c.basic[ep.Host]
-			c.basic[ep.Host] = true
-			c.mu.Unlock()
-			if already {
-				return errors.New("configured credentials were refused")
-			}
-			return nil
-		}
-	}
-	return errors.New("registry answered 401 without a supported challenge")
-}
-
-// defaultTokenLife is what the distribution spec says to assume when a
-// token response carries no expires_in.
-const defaultTokenLife = 60 * time.Second
-
-func (c *Client) fetchToken(ctx context.Context, ep Endpoint, scope string, ch auth.Challenge) error {
-	opts, err := auth.GenerateTokenOptions(ctx, ep.Host, ep.Creds.Username, ep.Creds.Password, ch)
-	if err != nil {
-		return fmt.Errorf("token challenge: %w", err)
-	}
-	// The challenge names the scope of the request that failed; ask for the
-	// repository's pull scope so one token serves all of its requests.
-	opts.Scopes = []string{scope}
-	// A token's life counts from before we asked, on our clock. The
-	// response's issued_at has whole seconds from another clock: with a
-	// short expires_in it can date a fresh token's expiry before now, and
-	// the retry would go out without it.
-	requested := time.Now()
-	tr, err := auth.FetchToken(ctx, c.cfg.HTTP, nil, opts)
-	if err != nil {
-		return fmt.Errorf("fetch token from %s: %w", opts.Realm, err)
-	}
-	life := time.Duration(tr.ExpiresInSeconds) * time.Second
-	if life <= 0 {
-		life = defaultTokenLife
-	}
-	// Renew a little early so a request never leaves with a token that
-	// expires on the way.
-	expires := requested.Add(life - life/10)
-	c.mu.Lock()
-	c.tokens[tokenKey{ep.Host, scope}] = token{value: tr.Token, expires: expires}
-	c.mu.Unlock()
-	slog.Debug("upstream token obtained", "upstream", ep.Host, "scope", scope, "expires", expires)
-	return nil
 }
 
 func drain(resp *http.Response) {

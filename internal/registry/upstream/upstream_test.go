@@ -3,12 +3,15 @@ package upstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/remotes/docker/auth"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
@@ -99,5 +102,59 @@ func TestParseEndpoints(t *testing.T) {
 	}
 	if got := upstream.DefaultEndpoint("docker.io").URL.String(); got != "https://registry-1.docker.io" {
 		t.Errorf("docker.io is reached at %s", got)
+	}
+}
+
+// vaultAuthorizer stands for a credential kind the default authorizer does
+// not know: it learns a token only when a registry challenges it.
+type vaultAuthorizer struct {
+	mu      sync.Mutex
+	token   string
+	answers int
+}
+
+func (v *vaultAuthorizer) Authorize(req *http.Request, _ upstream.Endpoint, _ string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.token != "" {
+		req.Header.Set("Authorization", "Bearer "+v.token)
+	}
+}
+
+func (v *vaultAuthorizer) Answer(_ context.Context, _ upstream.Endpoint, scope string, challenges []auth.Challenge) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.answers++
+	if len(challenges) != 1 || challenges[0].Scheme != auth.BearerAuth {
+		return fmt.Errorf("unexpected challenges %v", challenges)
+	}
+	v.token = "from-vault-for-" + scope
+	return nil
+}
+
+// The client's auth is a seam: another Authorizer answers the challenge,
+// and the retry carries what it decided.
+func TestClientUsesTheConfiguredAuthorizer(t *testing.T) {
+	want := "Bearer from-vault-for-repository:team/app:pull"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != want {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="https://auth.example/token",service="reg"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		w.Write([]byte("{}"))
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	v := &vaultAuthorizer{}
+	c := upstream.New(upstream.Config{Endpoints: map[string]upstream.Endpoint{"reg": {Host: "reg", URL: u}}, Auth: v})
+	for range 2 {
+		if _, _, err := c.GetManifest(t.Context(), "reg", "team/app", "latest", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v.answers != 1 {
+		t.Fatalf("authorizer answered %d challenges, want 1 (the second request carries the token)", v.answers)
 	}
 }

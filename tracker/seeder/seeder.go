@@ -131,11 +131,16 @@ func (s *Seeder) Metainfo(ctx context.Context, ref oci.Blob, wait time.Duration)
 func (s *Seeder) known(ctx context.Context, d digest.Digest) ([]byte, error) {
 	s.mu.Lock()
 	info, ok := s.seeded[d]
+	_, fetching := s.inflight[d]
 	s.mu.Unlock()
 	if ok {
 		return info, nil
 	}
-	if _, err := s.store.Stat(d); err == nil {
+	// A fetch in progress has its blob on disk before it has published it
+	// to the other replicas: answering from the disk then would send a
+	// mirror to another replica that does not know the blob yet, and that
+	// replica to the origin again.
+	if _, err := s.store.Stat(d); err == nil && !fetching {
 		if info, err := s.seeds.InfoBytes(d); err == nil {
 			return info, s.seedAgain(d, info)
 		}

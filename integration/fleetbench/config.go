@@ -2,7 +2,8 @@
 // emulated datacenter network (see integration/netlab), once through a
 // plain caching mirror per host pulling from the origin (central) and once
 // through the swarm (mirrors with a tracker), against the physical limit:
-// no host can receive the image faster than its own link allows.
+// no host can receive the image faster than the slowest link on its way
+// allows (see Config.Limit).
 //
 // The benchmark itself is BenchmarkFleet (make bench-fleet); this package
 // holds its configuration, the child processes it runs inside the hosts,
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,16 +24,28 @@ import (
 
 // Config is one benchmark invocation.
 type Config struct {
-	Nodes  int   // mirror hosts, besides the origin host
+	Nodes  int   // mirror hosts, besides the origin's and the tracker's
 	Size   int64 // image bytes, split evenly into Layers
 	Layers int
 	Link   netlab.Rate // every mirror host's link, each direction
-	// OriginLink is the origin host's link; Link when zero.
+	// OriginLink is the origin host's link; Link when zero. A WAN link to
+	// a registry elsewhere is often slower than the hosts' links.
 	OriginLink netlab.Rate
-	Latency    time.Duration // one-way delay between hosts (needs sch_netem)
-	MTU        int           // every link's; 1500 (Ethernet) when zero
-	Runs       int           // rollouts per mode, alternating which mode goes first
-	Out        string        // directory for the plot; none when empty
+	// TrackerLink is the tracker host's link; Link when zero.
+	TrackerLink netlab.Rate
+	// Topology says where the swarm rollouts run the tracker: on its own
+	// host (TopologySeparate, as deployed), beside the origin registry on
+	// its host (TopologyBeside, the benchmark's topology until issue 13),
+	// or a rollout of each (TopologyBoth).
+	Topology string
+	// Single adds to every run one host pulling alone directly (OneDirect)
+	// and one pulling alone through the swarm (OneSwarm).
+	Single bool
+
+	Latency time.Duration // one-way delay between hosts (needs sch_netem)
+	MTU     int           // every link's; 1500 (Ethernet) when zero
+	Runs    int           // rollouts per mode, alternating which mode goes first
+	Out     string        // directory for the plot; none when empty
 	// Concurrency is how many blobs each client fetches at once: 1 fetches
 	// the layers one after the other, as the Kraken comparison did;
 	// containerd's default is 3.
@@ -39,7 +53,8 @@ type Config struct {
 	// Bin is a blobswarm binary to measure instead of one built from this
 	// working tree, e.g. an older commit's for a before/after comparison.
 	Bin string
-	// SwarmOnly skips the central rollout, for tuning runs.
+	// SwarmOnly skips the fleet's central rollout, for tuning runs (not
+	// Single's direct one, which is the other half of a comparison).
 	SwarmOnly bool
 	// Timeline samples every host's counters during each rollout and
 	// reports when each link was busy (see Timeline).
@@ -60,7 +75,7 @@ type Config struct {
 
 // Defaults is the small shape that runs in about a minute.
 func Defaults() Config {
-	return Config{Nodes: 4, Size: 32 << 20, Layers: 2, Link: 100e6, Runs: 1, Concurrency: 1, UploadCap: 88}
+	return Config{Nodes: 4, Size: 32 << 20, Layers: 2, Link: 100e6, Runs: 1, Concurrency: 1, UploadCap: 88, Topology: TopologySeparate}
 }
 
 // Bind registers the flags that set c.
@@ -79,13 +94,19 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 		c.OriginLink, err = netlab.ParseRate(s)
 		return err
 	})
+	fs.Func("tracker-link", "the tracker host's link rate (default: -link)", func(s string) (err error) {
+		c.TrackerLink, err = netlab.ParseRate(s)
+		return err
+	})
+	fs.StringVar(&c.Topology, "topology", c.Topology, "where the swarm rollouts run the tracker: separate (its own host, as deployed), beside (on the origin's host, the old topology) or both")
+	fs.BoolVar(&c.Single, "single", c.Single, "also one host alone pulling directly from the origin and one alone through the swarm, each run; prints swarm/direct")
 	fs.DurationVar(&c.Latency, "latency", c.Latency, "one-way delay between hosts (needs the sch_netem kernel module)")
 	fs.IntVar(&c.MTU, "mtu", c.MTU, "every link's MTU (default 1500; 9000 for jumbo frames)")
 	fs.IntVar(&c.Runs, "runs", c.Runs, "rollouts per mode")
 	fs.StringVar(&c.Out, "out", c.Out, "directory for fleet.png (none when empty)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "blobs each client fetches at once (containerd's default is 3)")
 	fs.StringVar(&c.Bin, "bin", c.Bin, "blobswarm binary to measure (default: built from this working tree)")
-	fs.BoolVar(&c.SwarmOnly, "swarm-only", c.SwarmOnly, "skip the central rollout (tuning runs)")
+	fs.BoolVar(&c.SwarmOnly, "swarm-only", c.SwarmOnly, "skip the fleet's central rollout (tuning runs; -single still runs its direct pull)")
 	fs.BoolVar(&c.Timeline, "timeline", c.Timeline, "sample every host's received and uploaded bytes every 200 ms; print when each link was busy, write CSVs and a plot under -out")
 	fs.IntVar(&c.UploadCap, "upload-cap", c.UploadCap, "every mirror's --upload-rate as a percentage of -link (0: unlimited)")
 	fs.DurationVar(&c.Profile, "profile", c.Profile, "record CPU profiles of the tracker and every mirror for this long from each rollout's start; written under -out, summed up with go tool pprof -top")
@@ -97,6 +118,9 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 func (c Config) WithDefaults() Config {
 	if c.OriginLink == 0 {
 		c.OriginLink = c.Link
+	}
+	if c.TrackerLink == 0 {
+		c.TrackerLink = c.Link
 	}
 	if c.MTU == 0 {
 		c.MTU = 1500
@@ -113,8 +137,11 @@ func (c Config) Validate() error {
 	if c.Layers < 1 || c.Size < int64(c.Layers)<<10 {
 		errs = append(errs, fmt.Errorf("-size %d -layers %d: want at least one layer of at least 1 KiB", c.Size, c.Layers))
 	}
-	if c.Link <= 0 || c.OriginLink <= 0 {
-		errs = append(errs, errors.New("-link and -origin-link must be positive"))
+	if c.Link <= 0 || c.OriginLink <= 0 || c.TrackerLink <= 0 {
+		errs = append(errs, errors.New("-link, -origin-link and -tracker-link must be positive"))
+	}
+	if !slices.Contains([]string{TopologySeparate, TopologyBeside, TopologyBoth}, c.Topology) {
+		errs = append(errs, fmt.Errorf("-topology %q: want separate, beside or both", c.Topology))
 	}
 	if c.Runs < 1 {
 		errs = append(errs, fmt.Errorf("-runs %d: want at least 1", c.Runs))

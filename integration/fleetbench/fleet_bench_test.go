@@ -24,8 +24,7 @@ import (
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
-// cfg is set by the flags after -args: -nodes, -size, -layers, -link,
-// -origin-link, -latency, -mtu, -runs, -out, -concurrency, -bin.
+// cfg is set by the flags after -args (see fleetbench.Config.Bind).
 var cfg = fleetbench.Defaults()
 
 func init() { cfg.Bind(flag.CommandLine) }
@@ -56,8 +55,10 @@ const (
 // BenchmarkFleet rolls a fresh image out to every host of an emulated
 // datacenter at the same moment, once per mode and run: central (a plain
 // caching mirror per host, all pulling from the origin) and swarm (the
-// same mirrors with the tracker). The origin registry and the tracker
-// share the origin host, whose link is the one whose bytes are counted.
+// same mirrors with the tracker), the tracker on a host of its own or
+// beside the origin registry on its host (-topology); with -single also
+// one host alone, directly and through the swarm. The origin host's and
+// the tracker host's sent bytes are counted on their interfaces.
 // It needs root; run it with `make bench-fleet`.
 func BenchmarkFleet(b *testing.B) {
 	if err := netlab.Available(); err != nil {
@@ -76,18 +77,10 @@ func BenchmarkFleet(b *testing.B) {
 	f := newFleet(b, c, log)
 	report := fleetbench.Report{Config: c}
 	for run := 1; run <= c.Runs; run++ {
-		// Alternate which mode goes first, so neither always follows the other.
-		modes := []string{fleetbench.Central, fleetbench.Swarm}
-		if run%2 == 0 {
-			modes[0], modes[1] = modes[1], modes[0]
-		}
-		if c.SwarmOnly {
-			modes = []string{fleetbench.Swarm}
-		}
-		for _, mode := range modes {
+		for _, mode := range c.Modes(run) {
 			res := f.rollout(b, mode, run)
 			log.Info("rollout done", "mode", mode, "run", run, "all_done", res.AllDone().Round(time.Millisecond),
-				"origin_sent_MiB", res.OriginTx>>20, "cpu_pct", int(res.CPU))
+				"origin_sent_MiB", res.OriginTx>>20, "tracker_sent_MiB", res.TrackerTx>>20, "cpu_pct", int(res.CPU))
 			report.Results = append(report.Results, res)
 		}
 	}
@@ -114,11 +107,14 @@ func BenchmarkFleet(b *testing.B) {
 		fmt.Println("plot:", path)
 	}
 	fmt.Println(report.FleetLine())
-	swarm, central := report.Median(fleetbench.Swarm), report.Median(fleetbench.Central)
+	swarm, central := report.Median(c.PrimarySwarm()), report.Median(fleetbench.Central)
 	b.ReportMetric(swarm.AllDone, "swarm-s")
 	b.ReportMetric(central.AllDone, "central-s")
 	b.ReportMetric(swarm.OriginTimesImage, "swarm-origin-x-image")
 	b.ReportMetric(central.OriginTimesImage, "central-origin-x-image")
+	if x := report.SingleRatio(); x > 0 {
+		b.ReportMetric(x, "single-swarm/direct")
+	}
 }
 
 // fleet is the lab with its origin registry running.
@@ -128,6 +124,7 @@ type fleet struct {
 	bin        string
 	lab        *netlab.Lab
 	origin     *netlab.Host
+	tracker    *netlab.Host // the tracker's own host; nil if no mode needs one
 	mirrors    []*netlab.Host
 	registry   string // host:port, as in image references
 	originProc *netlab.Proc
@@ -159,6 +156,10 @@ func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
 		b.Fatal(err)
 	}
 	specs := []netlab.HostSpec{{Name: "origin", Rate: c.OriginLink}}
+	if c.TrackerHost() {
+		specs = append(specs, netlab.HostSpec{Name: "tracker", Rate: c.TrackerLink})
+	}
+	firstMirror := len(specs)
 	for i := 1; i <= c.Nodes; i++ {
 		specs = append(specs, netlab.HostSpec{Name: "h" + strconv.Itoa(i), Rate: c.Link})
 	}
@@ -180,7 +181,7 @@ func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
 		}
 		stop()
 	})
-	f.lab, f.origin, f.mirrors = lab, lab.Host("origin"), lab.Hosts()[1:]
+	f.lab, f.origin, f.tracker, f.mirrors = lab, lab.Host("origin"), lab.Host("tracker"), lab.Hosts()[firstMirror:]
 	f.registry = net.JoinHostPort(f.origin.Addr.String(), registryPort)
 	f.originProc = netlab.Start(b, "origin", f.logs, fleetbench.OriginCommand(context.Background(), f.origin, filepath.Join(root, "origin"), f.registry))
 	f.origin.WaitReady(b, "http://"+f.registry+"/v2/", f.originProc)
@@ -188,12 +189,25 @@ func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
 }
 
 // rollout pushes a fresh image, starts fresh mirrors (and, for the swarm,
-// a fresh tracker), pulls the image on every host at the same moment and
+// a fresh tracker on the host the mode puts it on), pulls the image on
+// every host of the mode (all, or the first alone) at the same moment and
 // measures it.
 func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResult {
 	b.Helper()
 	ctx := b.Context()
 	c := f.cfg
+	spec := fleetbench.ModeOf(mode)
+	hosts := f.mirrors
+	if spec.Single {
+		hosts = hosts[:1]
+	}
+	var trackerHost *netlab.Host
+	switch spec.Tracker {
+	case fleetbench.TrackerOwnHost:
+		trackerHost = f.tracker
+	case fleetbench.TrackerBesideOrigin:
+		trackerHost = f.origin
+	}
 	image, err := testimage.PushImage(ctx, fmt.Sprintf("%s/fleet/app:%s-%d", f.registry, mode, run),
 		c.Layers, c.Size/int64(c.Layers), remote.WithTransport(f.origin.Transport()))
 	if err != nil {
@@ -218,20 +232,20 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	upstream := f.registry + "=http://" + f.registry
 	var swarmArgs []string
 	var trackerURL string
-	if mode == fleetbench.Swarm {
-		addr := f.origin.Addr.String()
+	if trackerHost != nil {
+		addr := trackerHost.Addr.String()
 		args := append([]string{"tracker",
 			"--listen", net.JoinHostPort(addr, trackerPort), "--peer-listen", net.JoinHostPort(addr, peerPort),
 			"--data", filepath.Join(data, "tracker"), "--upstream", upstream, "--log-level", "warn"},
-			append(f.debugArgs(f.origin), strings.Fields(f.cfg.TrackerFlags)...)...)
-		tr := netlab.Start(b, "tracker", f.logs, f.origin.Command(context.Background(), f.bin, args...))
+			append(f.debugArgs(trackerHost), strings.Fields(f.cfg.TrackerFlags)...)...)
+		tr := netlab.Start(b, "tracker", f.logs, trackerHost.Command(context.Background(), f.bin, args...))
 		procs = append(procs, tr)
 		trackerURL = "http://" + net.JoinHostPort(addr, trackerPort)
-		f.origin.WaitReady(b, trackerURL+"/readyz", tr)
+		trackerHost.WaitReady(b, trackerURL+"/readyz", tr)
 		swarmArgs = []string{"--tracker", trackerURL}
 	}
-	mirrorURLs := make([]string, len(f.mirrors))
-	for i, h := range f.mirrors {
+	mirrorURLs := make([]string, len(hosts))
+	for i, h := range hosts {
 		addr := h.Addr.String()
 		args := []string{"mirror", "--listen", net.JoinHostPort(addr, mirrorPort), "--data", filepath.Join(data, h.Name),
 			"--upstream", upstream, "--log-level", "warn"}
@@ -249,19 +263,24 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	}
 
 	originBefore := f.counters(b, f.origin)
-	rxBefore := make([]netlab.Counters, len(f.mirrors))
-	linkBefore := make([]netlab.LinkStats, len(f.mirrors))
-	for i, h := range f.mirrors {
+	// Beside the origin the tracker's bytes are in the origin's count.
+	var trackerBefore netlab.Counters
+	if spec.Tracker == fleetbench.TrackerOwnHost {
+		trackerBefore = f.counters(b, f.tracker)
+	}
+	rxBefore := make([]netlab.Counters, len(hosts))
+	linkBefore := make([]netlab.LinkStats, len(hosts))
+	for i, h := range hosts {
 		rxBefore[i] = f.counters(b, h)
 		linkBefore[i] = f.linkStats(b, h)
 	}
 	// Far enough ahead that every client process is up and waiting.
-	t0 := time.Now().Add(time.Second + time.Duration(len(f.mirrors))*100*time.Millisecond)
-	reports := make([]fleetbench.PullReport, len(f.mirrors))
-	errs := make([]error, len(f.mirrors))
-	clientCPU := make([]time.Duration, len(f.mirrors))
+	t0 := time.Now().Add(time.Second + time.Duration(len(hosts))*100*time.Millisecond)
+	reports := make([]fleetbench.PullReport, len(hosts))
+	errs := make([]error, len(hosts))
+	clientCPU := make([]time.Duration, len(hosts))
 	var wg sync.WaitGroup
-	for i, h := range f.mirrors {
+	for i, h := range hosts {
 		cmd := fleetbench.PullCommand(ctx, h, image.Ref, mirrorURLs[i], t0, c.Concurrency)
 		wg.Go(func() {
 			var stderr bytes.Buffer
@@ -279,11 +298,11 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	}
 	var sampler *fleetbench.Sampler
 	if c.Timeline {
-		sampler = f.startSampler(ctx, t0, mirrorURLs, trackerURL)
+		sampler = f.startSampler(ctx, t0, hosts, mirrorURLs, trackerHost, trackerURL)
 	}
 	var profiles *rolloutProfiles
 	if c.Profile > 0 {
-		profiles = f.startProfiles(ctx, t0, fmt.Sprintf("cpu-%s-%d", mode, run), trackerURL != "")
+		profiles = f.startProfiles(ctx, t0, fmt.Sprintf("cpu-%s-%d", mode, run), hosts, trackerHost)
 	}
 	daemons := append([]*netlab.Proc{f.originProc}, procs...)
 	time.Sleep(time.Until(t0))
@@ -314,9 +333,12 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	}
 	res.FleetCPU = 100 * used.Seconds() / (wall.Seconds() * float64(runtime.NumCPU()))
 	res.OriginTx = f.counters(b, f.origin).TxBytes - originBefore.TxBytes
+	if spec.Tracker == fleetbench.TrackerOwnHost {
+		res.TrackerTx = f.counters(b, f.tracker).TxBytes - trackerBefore.TxBytes
+	}
 
 	want := len(image.Blobs()) + 1 // and the manifest
-	for i, h := range f.mirrors {
+	for i, h := range hosts {
 		rep := reports[i]
 		switch {
 		case errs[i] != nil:
@@ -351,17 +373,17 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	return res
 }
 
-// startSampler reads every mirror's counters, and the tracker's when
-// trackerURL is set, from inside their hosts during the rollout starting
-// at t0 (-timeline).
-func (f *fleet) startSampler(ctx context.Context, t0 time.Time, mirrorURLs []string, trackerURL string) *fleetbench.Sampler {
-	targets := make([]fleetbench.Target, len(f.mirrors))
-	for i, h := range f.mirrors {
+// startSampler reads the counters of the mirrors on hosts, and of the
+// tracker on trackerHost when there is one, from inside their hosts
+// during the rollout starting at t0 (-timeline).
+func (f *fleet) startSampler(ctx context.Context, t0 time.Time, hosts []*netlab.Host, mirrorURLs []string, trackerHost *netlab.Host, trackerURL string) *fleetbench.Sampler {
+	targets := make([]fleetbench.Target, len(hosts))
+	for i, h := range hosts {
 		targets[i] = fleetbench.Target{Name: h.Name, URL: mirrorURLs[i] + "/metrics", Client: h.HTTPClient()}
 	}
 	var tracker *fleetbench.Target
-	if trackerURL != "" {
-		tracker = &fleetbench.Target{Name: "seeder", URL: trackerURL + "/metrics", Client: f.origin.HTTPClient()}
+	if trackerHost != nil {
+		tracker = &fleetbench.Target{Name: "seeder", URL: trackerURL + "/metrics", Client: trackerHost.HTTPClient()}
 	}
 	return fleetbench.StartSampler(ctx, t0, targets, tracker)
 }
@@ -380,12 +402,12 @@ func profileAddr(h *netlab.Host) string {
 }
 
 // rolloutProfiles is one rollout's CPU profiles being recorded; tracker
-// is nil in central mode.
+// is nil in the modes without one.
 type rolloutProfiles struct{ tracker, mirrors *fleetbench.Profiles }
 
-// startProfiles records the tracker's (when there is one) and every
-// mirror's CPU profile from t0 for -profile.
-func (f *fleet) startProfiles(ctx context.Context, t0 time.Time, prefix string, tracker bool) *rolloutProfiles {
+// startProfiles records the CPU profiles of the tracker on trackerHost
+// (when there is one) and of the mirrors on hosts from t0 for -profile.
+func (f *fleet) startProfiles(ctx context.Context, t0 time.Time, prefix string, hosts []*netlab.Host, trackerHost *netlab.Host) *rolloutProfiles {
 	record := func(targets []fleetbench.Target) *fleetbench.Profiles {
 		return fleetbench.StartProfiles(ctx, t0, f.cfg.Profile, f.cfg.Out, prefix, targets)
 	}
@@ -393,11 +415,11 @@ func (f *fleet) startProfiles(ctx context.Context, t0 time.Time, prefix string, 
 		return fleetbench.Target{Name: name, URL: "http://" + profileAddr(h), Client: h.HTTPClient()}
 	}
 	r := &rolloutProfiles{}
-	if tracker {
-		r.tracker = record([]fleetbench.Target{target("tracker", f.origin)})
+	if trackerHost != nil {
+		r.tracker = record([]fleetbench.Target{target("tracker", trackerHost)})
 	}
-	mirrors := make([]fleetbench.Target, len(f.mirrors))
-	for i, h := range f.mirrors {
+	mirrors := make([]fleetbench.Target, len(hosts))
+	for i, h := range hosts {
 		mirrors[i] = target(h.Name, h)
 	}
 	r.mirrors = record(mirrors)

@@ -15,7 +15,9 @@ import (
 
 // Plot draws every rollout's per-host completion times, sorted, so each
 // curve reads "k hosts had the whole image after t seconds", with the
-// physical limit as a flat line, and saves it as a PNG at path.
+// physical limit as a flat line, and saves it as a PNG at path. The
+// single-host rollouts (-single) are left out: a point each, they are the
+// table's last line.
 func (r Report) Plot(path string) error {
 	p := plot.New()
 	c := r.Config
@@ -28,6 +30,9 @@ func (r Report) Plot(path string) error {
 	var lines []any
 	var slowest time.Duration
 	for _, m := range r.Results {
+		if ModeOf(m.Mode).Single {
+			continue
+		}
 		slowest = max(slowest, m.AllDone())
 		done := slices.Sorted(slices.Values(m.Done()))
 		pts := make(plotter.XYs, len(done))
@@ -43,11 +48,12 @@ func (r Report) Plot(path string) error {
 	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
-	limit := r.Limit(int64(r.median(Swarm, imageBytes)))
+	sw := c.PrimarySwarm()
+	limit := c.Limit(sw, int64(r.median(sw, imageBytes)))
 	flat := plotter.NewFunction(func(float64) float64 { return limit.Seconds() })
 	flat.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
 	p.Add(flat)
-	p.Legend.Add(fmt.Sprintf("physical limit %.2f s", limit.Seconds()), flat)
+	p.Legend.Add(fmt.Sprintf("physical limit (%s) %.2f s", sw, limit.Seconds()), flat)
 	p.X.Min, p.X.Max = 0.5, float64(c.Nodes)+0.5
 	// Headroom above the slowest host keeps the legend off the curves.
 	p.Y.Max = max(slowest, limit).Seconds() * (1.15 + 0.07*float64(len(r.Results)))

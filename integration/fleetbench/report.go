@@ -4,15 +4,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/blobswarm/blobswarm/integration/netlab"
-)
-
-// The two ways a fleet gets the image.
-const (
-	Central = "central" // a plain caching mirror per host, all pulling from the origin
-	Swarm   = "swarm"   // the mirrors with the tracker
 )
 
 // HostResult is one host's part of a rollout.
@@ -40,9 +35,13 @@ type ModeResult struct {
 	ImageBytes int64 // config and layers
 	Hosts      []HostResult
 	// OriginTx is what the origin host's interface sent during the rollout
-	// (the origin registry and, in swarm mode, the tracker and its seeder),
-	// headers included.
+	// (the origin registry and, in SwarmBeside, the tracker and its
+	// seeder), headers included.
 	OriginTx int64
+	// TrackerTx is what the tracker's own host sent (its seeder's pieces,
+	// announce and metainfo answers), headers included; zero in the modes
+	// without it (see TrackerOwnHost).
+	TrackerTx int64
 	// CPU is the machine's busy share of all cores during the rollout, %,
 	// whoever used it; FleetCPU is the share the fleet's own processes
 	// (origin, tracker, mirrors, clients) used. Both leave out the
@@ -82,12 +81,6 @@ type Report struct {
 	Results []ModeResult
 }
 
-// Limit is the physical limit for an image of n bytes: the time one link
-// of Config.Link takes to carry it.
-func (r Report) Limit(n int64) time.Duration {
-	return time.Duration(float64(n) / r.Config.Link.BytesPerSecond() * float64(time.Second))
-}
-
 // byMode returns the rollouts of one mode in run order.
 func (r Report) byMode(mode string) []ModeResult {
 	var out []ModeResult
@@ -115,42 +108,102 @@ func (r Report) median(mode string, f func(ModeResult) float64) float64 {
 	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
 }
 
+// ratio is the median all-done time of mode a over mode b's; 0 when
+// either did not run.
+func (r Report) ratio(a, b string) float64 {
+	x, y := r.median(a, allDoneSeconds), r.median(b, allDoneSeconds)
+	if x <= 0 || y <= 0 {
+		return 0
+	}
+	return x / y
+}
+
+// SingleRatio is how much longer one host alone takes through the swarm
+// than straight from the origin (OneSwarm / OneDirect, medians); 0 without
+// -single. Above 1 is the price of the hop through the seeder.
+func (r Report) SingleRatio() float64 { return r.ratio(OneSwarm, OneDirect) }
+
+// ran lists the modes with results, in the order of the modes table.
+func (r Report) ran() []Mode {
+	var out []Mode
+	for _, m := range modes {
+		if len(r.byMode(m.Name)) > 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func allDoneSeconds(m ModeResult) float64 { return m.AllDone().Seconds() }
 func originBytes(m ModeResult) float64    { return float64(m.OriginTx) }
+func trackerBytes(m ModeResult) float64   { return float64(m.TrackerTx) }
 func imageBytes(m ModeResult) float64     { return float64(m.ImageBytes) }
 
 const mib = 1 << 20
 
-// WriteTable prints one row per rollout, then the medians and the
-// central/swarm speed-up.
+// WriteTable prints what the modes are, one row per rollout, then the
+// medians, the central/swarm speed-up and, with -single, swarm/direct.
 func (r Report) WriteTable(w io.Writer) {
 	c := r.Config
-	image := int64(r.median(Swarm, imageBytes))
+	ran := r.ran()
+	if len(ran) == 0 {
+		fmt.Fprintln(w, "\nfleet: no rollouts")
+		return
+	}
+	image := int64(r.median(ran[0].Name, imageBytes)) // every mode's image has the same size
 	upload := "unlimited"
 	if r := c.MirrorUploadRate(); r > 0 {
 		upload = fmt.Sprintf("%d%% of the link (%.1f MB/s)", c.UploadCap, float64(r)/1e6)
 	}
-	fmt.Fprintf(w, "\nfleet: %d hosts, image %.1f MiB in %d layers, links %s (origin %s), MTU %d, latency %s, %d client fetch(es) at once, mirrors' uploads %s\n",
-		c.Nodes, float64(image)/mib, c.Layers, c.Link, c.OriginLink, c.MTU, c.Latency, c.Concurrency, upload)
-	fmt.Fprintf(w, "physical limit (image / link): %.2f s; bytes on the wire include headers; per-host bytes are means over hosts;\nCPU: the machine's busy share of all cores, fleet: its own processes' share\n",
-		r.Limit(image).Seconds())
-	fmt.Fprintf(w, "%-8s %3s %9s %7s %8s %8s %8s %13s %8s %10s %10s %10s %9s %5s %5s\n",
-		"mode", "run", "all done", "x limit", "p50", "p95", "max", "origin sent", "x image", "peers/host", "seeder/h", "origin/h", "fallbacks", "CPU", "fleet")
+	links := fmt.Sprintf("links %s (origin %s", c.Link, c.OriginLink)
+	if c.TrackerHost() {
+		links += fmt.Sprintf(", tracker %s", c.TrackerLink)
+	}
+	fmt.Fprintf(w, "\nfleet: %d hosts, image %.1f MiB in %d layers, %s), MTU %d, latency %s, %d client fetch(es) at once, mirrors' uploads %s\n",
+		c.Nodes, float64(image)/mib, c.Layers, links, c.MTU, c.Latency, c.Concurrency, upload)
+	for _, m := range ran {
+		fmt.Fprintf(w, "  %-12s %s; limit %.2f s\n", m.Name, m.About, c.Limit(m.Name, image).Seconds())
+	}
+	fmt.Fprintf(w, "limit: what the slowest link on the image's way needs for it: max(image / host link, image / origin link\n"+
+		"[, image / tracker link with the tracker on its own host]); bytes on the wire include headers; per-host bytes are\n"+
+		"means over hosts; CPU: the machine's busy share of all cores, fleet: its own processes' share\n")
+	fmt.Fprintf(w, "%-12s %3s %9s %7s %8s %8s %8s %13s %7s %13s %7s %10s %10s %10s %9s %5s %5s\n",
+		"mode", "run", "all done", "x limit", "p50", "p95", "max", "origin sent", "x image", "tracker sent", "x image", "peers/host", "seeder/h", "origin/h", "fallbacks", "CPU", "fleet")
 	for _, m := range r.Results {
 		done := m.Done()
-		fmt.Fprintf(w, "%-8s %3d %7.2f s %7.2f %6.2f s %6.2f s %6.2f s %9.1f MiB %8.2f %6.1f MiB %6.1f MiB %6.1f MiB %9.0f %4.0f%% %4.0f%%\n",
-			m.Mode, m.Run, m.AllDone().Seconds(), m.AllDone().Seconds()/r.Limit(m.ImageBytes).Seconds(),
+		tracker := fmt.Sprintf("%13s %7s", "-", "-")
+		if ModeOf(m.Mode).Tracker == TrackerOwnHost {
+			tracker = fmt.Sprintf("%9.1f MiB %7.2f", float64(m.TrackerTx)/mib, float64(m.TrackerTx)/float64(m.ImageBytes))
+		}
+		fmt.Fprintf(w, "%-12s %3d %7.2f s %7.2f %6.2f s %6.2f s %6.2f s %9.1f MiB %7.2f %s %6.1f MiB %6.1f MiB %6.1f MiB %9.0f %4.0f%% %4.0f%%\n",
+			m.Mode, m.Run, m.AllDone().Seconds(), m.AllDone().Seconds()/c.Limit(m.Mode, m.ImageBytes).Seconds(),
 			Percentile(done, 50).Seconds(), Percentile(done, 95).Seconds(), Percentile(done, 100).Seconds(),
-			float64(m.OriginTx)/mib, float64(m.OriginTx)/float64(m.ImageBytes),
+			float64(m.OriginTx)/mib, float64(m.OriginTx)/float64(m.ImageBytes), tracker,
 			m.mean(func(h HostResult) float64 { return h.FromPeers })/mib,
 			m.mean(func(h HostResult) float64 { return h.FromSeeder })/mib,
 			m.mean(func(h HostResult) float64 { return h.FromOrigin })/mib,
 			m.total(func(h HostResult) float64 { return h.Fallbacks }), m.CPU, m.FleetCPU)
 	}
-	sw, ce := r.median(Swarm, allDoneSeconds), r.median(Central, allDoneSeconds)
-	if sw > 0 && ce > 0 {
-		fmt.Fprintf(w, "median all done: central %.2f s (%.2fx limit), swarm %.2f s (%.2fx limit); speed-up central/swarm %.2fx (N = %d)\n",
-			ce, ce/r.Limit(image).Seconds(), sw, sw/r.Limit(image).Seconds(), ce/sw, c.Nodes)
+	median := func(mode string) string {
+		s := r.median(mode, allDoneSeconds)
+		return fmt.Sprintf("%s %.2f s (%.2fx limit)", mode, s, s/c.Limit(mode, image).Seconds())
+	}
+	var fleet []string
+	for _, m := range ran {
+		if !m.Single {
+			fleet = append(fleet, median(m.Name))
+		}
+	}
+	if len(fleet) > 0 {
+		fmt.Fprintf(w, "median all done: %s\n", strings.Join(fleet, ", "))
+	}
+	for _, sw := range []string{Swarm, SwarmBeside} {
+		if x := r.ratio(Central, sw); x > 0 {
+			fmt.Fprintf(w, "speed-up central/%s %.2fx (N = %d)\n", sw, x, c.Nodes)
+		}
+	}
+	if x := r.SingleRatio(); x > 0 {
+		fmt.Fprintf(w, "one host alone: %s, %s; swarm/direct %.2fx\n", median(OneDirect), median(OneSwarm), x)
 	}
 }
 
@@ -168,21 +221,30 @@ func (r Report) Median(mode string) Summary {
 	}
 }
 
-// FleetLine is the machine-readable summary: medians over the runs.
+// FleetLine is the machine-readable summary: medians over the runs, swarm
+// being Config.PrimarySwarm's; with -single also the lone host's times
+// and their ratio.
 func (r Report) FleetLine() string {
-	image := int64(r.median(Swarm, imageBytes))
-	return fmt.Sprintf("FLEET nodes=%d size=%d link=%d swarm_s=%.2f central_s=%.2f limit_s=%.2f swarm_origin_bytes=%.0f central_origin_bytes=%.0f",
-		r.Config.Nodes, r.Config.Size, int64(r.Config.Link), r.median(Swarm, allDoneSeconds), r.median(Central, allDoneSeconds),
-		r.Limit(image).Seconds(), r.median(Swarm, originBytes), r.median(Central, originBytes))
+	c := r.Config
+	sw := c.PrimarySwarm()
+	image := int64(r.median(sw, imageBytes))
+	line := fmt.Sprintf("FLEET nodes=%d size=%d link=%d topology=%s swarm_s=%.2f central_s=%.2f limit_s=%.2f swarm_origin_bytes=%.0f central_origin_bytes=%.0f swarm_tracker_bytes=%.0f",
+		c.Nodes, c.Size, int64(c.Link), c.Topology, r.median(sw, allDoneSeconds), r.median(Central, allDoneSeconds),
+		c.Limit(sw, image).Seconds(), r.median(sw, originBytes), r.median(Central, originBytes), r.median(sw, trackerBytes))
+	if x := r.SingleRatio(); x > 0 {
+		line += fmt.Sprintf(" single_direct_s=%.2f single_swarm_s=%.2f single_ratio=%.2f",
+			r.median(OneDirect, allDoneSeconds), r.median(OneSwarm, allDoneSeconds), x)
+	}
+	return line
 }
 
 // WriteHosts prints every host's figures of every rollout.
 func (r Report) WriteHosts(w io.Writer) {
-	fmt.Fprintf(w, "%-8s %3s %-6s %8s %12s %12s %12s %12s %11s %9s %9s %8s\n", "mode", "run", "host", "done", "from peers", "from seeder", "from origin", "wire rx",
+	fmt.Fprintf(w, "%-12s %3s %-6s %8s %12s %12s %12s %12s %11s %9s %9s %8s\n", "mode", "run", "host", "done", "from peers", "from seeder", "from origin", "wire rx",
 		"redundant", "drops up", "drops dn", "retrans")
 	for _, m := range r.Results {
 		for _, h := range m.Hosts {
-			fmt.Fprintf(w, "%-8s %3d %-6s %6.2f s %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %7.1f MiB %9d %9d %7.2f%%\n", m.Mode, m.Run, h.Name, h.Done.Seconds(),
+			fmt.Fprintf(w, "%-12s %3d %-6s %6.2f s %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %7.1f MiB %9d %9d %7.2f%%\n", m.Mode, m.Run, h.Name, h.Done.Seconds(),
 				h.FromPeers/mib, h.FromSeeder/mib, h.FromOrigin/mib, float64(h.WireRx)/mib,
 				h.Redundant/mib, h.Link.UpDrops, h.Link.DownDrops, 100*float64(h.Link.RetransSegs)/float64(max(h.Link.OutSegs, 1)))
 		}

@@ -32,28 +32,77 @@ func TestPercentile(t *testing.T) {
 }
 
 // TestFleetLine checks the summary line a script reads: medians over the
-// runs, the limit from the image's real bytes and the link.
+// runs, the limit from the image's real bytes and the links, the
+// tracker's bytes, and the lone host's pulls.
 func TestFleetLine(t *testing.T) {
 	c := Defaults()
-	c.Nodes, c.Size = 2, 12_500_000
-	rollout := func(mode string, run int, done time.Duration, origin int64) ModeResult {
-		return ModeResult{Mode: mode, Run: run, ImageBytes: 12_500_000, OriginTx: origin,
-			Hosts: []HostResult{{Name: "h1", Done: done / 2}, {Name: "h2", Done: done}}}
-	}
+	c.Nodes, c.Size, c.Single = 2, 12_500_000, true
 	r := Report{Config: c.WithDefaults(), Results: []ModeResult{
-		rollout(Central, 1, 2*time.Second, 25_000_000),
-		rollout(Swarm, 1, 1500*time.Millisecond, 13_000_000),
-		rollout(Swarm, 2, 1100*time.Millisecond, 12_000_000),
-		rollout(Central, 2, 3*time.Second, 26_000_000),
+		rollout(Central, 1, 2*time.Second, 25_000_000, 0),
+		rollout(Swarm, 1, 1500*time.Millisecond, 13_000_000, 14_000_000),
+		rollout(OneDirect, 1, 1200*time.Millisecond, 13_000_000, 0),
+		rollout(OneSwarm, 1, 1400*time.Millisecond, 13_000_000, 13_000_000),
+		rollout(OneSwarm, 2, 1500*time.Millisecond, 13_000_000, 13_000_000),
+		rollout(OneDirect, 2, 1300*time.Millisecond, 13_000_000, 0),
+		rollout(Swarm, 2, 1100*time.Millisecond, 12_000_000, 13_000_000),
+		rollout(Central, 2, 3*time.Second, 26_000_000, 0),
 	}}
-	want := "FLEET nodes=2 size=12500000 link=100000000 swarm_s=1.30 central_s=2.50 limit_s=1.00 swarm_origin_bytes=12500000 central_origin_bytes=25500000"
+	want := "FLEET nodes=2 size=12500000 link=100000000 topology=separate swarm_s=1.30 central_s=2.50 limit_s=1.00 swarm_origin_bytes=12500000 central_origin_bytes=25500000 swarm_tracker_bytes=13500000" +
+		" single_direct_s=1.25 single_swarm_s=1.45 single_ratio=1.16"
 	if got := r.FleetLine(); got != want {
 		t.Errorf("FleetLine:\n got %s\nwant %s", got, want)
 	}
 	var table strings.Builder
 	r.WriteTable(&table)
-	if !strings.Contains(table.String(), "speed-up central/swarm 1.92x") {
-		t.Errorf("table lacks the median speed-up 2.50/1.30:\n%s", table.String())
+	for _, want := range []string{
+		"speed-up central/swarm 1.92x",        // 2.50 / 1.30
+		"swarm/direct 1.16x",                  // 1.45 / 1.25
+		"swarm          1    1.50 s    1.50 ", // the row's own limit
+		"     13.4 MiB    1.12 ",              // the tracker's bytes, x image
+	} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+// rollout is a rollout of a 12.5 MB image to two hosts (one for the
+// single modes), the last done at done.
+func rollout(mode string, run int, done time.Duration, origin, tracker int64) ModeResult {
+	hosts := []HostResult{{Name: "h1", Done: done / 2}, {Name: "h2", Done: done}}
+	if ModeOf(mode).Single {
+		hosts = []HostResult{{Name: "h1", Done: done}}
+	}
+	return ModeResult{Mode: mode, Run: run, ImageBytes: 12_500_000, OriginTx: origin, TrackerTx: tracker, Hosts: hosts}
+}
+
+// TestTableLimits checks that every row is divided by its own mode's
+// limit when the tracker's link is the slowest: only the rollouts through
+// the tracker's host are bound by it.
+func TestTableLimits(t *testing.T) {
+	c := Defaults()
+	c.Nodes, c.Size, c.Topology, c.TrackerLink = 2, 12_500_000, TopologyBoth, 50e6
+	r := Report{Config: c.WithDefaults(), Results: []ModeResult{
+		rollout(Central, 1, 4*time.Second, 25_000_000, 0),
+		rollout(Swarm, 1, 3*time.Second, 13_000_000, 13_000_000),
+		rollout(SwarmBeside, 1, 1500*time.Millisecond, 13_000_000, 0),
+	}}
+	var table strings.Builder
+	r.WriteTable(&table)
+	for _, want := range []string{
+		"central        1    4.00 s    4.00 ",
+		"swarm          1    3.00 s    1.50 ", // 2 s through 50 Mbit/s
+		"swarm-beside   1    1.50 s    1.50 ",
+		"      -       - ", // no tracker host beside the origin
+		"median all done: central 4.00 s (4.00x limit), swarm 3.00 s (1.50x limit), swarm-beside 1.50 s (1.50x limit)",
+		"speed-up central/swarm-beside 2.67x",
+	} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if strings.Contains(table.String(), "swarm/direct") {
+		t.Errorf("table without -single has a swarm/direct ratio:\n%s", table.String())
 	}
 }
 

@@ -21,13 +21,13 @@ import (
 // smoothing is how many sample intervals each plotted rate spans.
 const smoothing = 3
 
-// ReportTimelines prints when every host's link was busy in each swarm
-// rollout and, when dir is not empty, writes every rollout's readings
-// there as timeline-<mode>-<run>.csv and each swarm rollout's receive
-// rates as timeline-swarm-<run>.png.
+// ReportTimelines prints when every host's link was busy in each rollout
+// with a tracker and, when dir is not empty, writes every rollout's
+// readings there as timeline-<mode>-<run>.csv and each rollout's with a
+// tracker receive rates as timeline-<mode>-<run>.png.
 func ReportTimelines(w io.Writer, dir string, c Config, runs []TimelineRun) error {
 	for _, r := range runs {
-		if r.Result.Mode == Swarm {
+		if hasSeeder(r) {
 			writeTimelineSummary(w, c, r)
 		}
 	}
@@ -43,7 +43,7 @@ func ReportTimelines(w io.Writer, dir string, c Config, runs []TimelineRun) erro
 			return err
 		}
 		fmt.Fprintln(w, "timeline:", base+".csv")
-		if r.Result.Mode != Swarm {
+		if !hasSeeder(r) {
 			continue
 		}
 		if err := plotTimeline(base+".png", c, r); err != nil {
@@ -54,9 +54,13 @@ func ReportTimelines(w io.Writer, dir string, c Config, runs []TimelineRun) erro
 	return nil
 }
 
+// hasSeeder says whether a rollout ran a tracker. Those without get no
+// summary nor plot: a mirror counts origin bytes only when a blob's copy
+// ends, so their timelines are staircases.
+func hasSeeder(r TimelineRun) bool { return ModeOf(r.Result.Mode).Tracker != NoTracker }
+
 // writeTimelineSummary prints one line per host, the seeder's and the
-// fleet's means. Central rollouts get none: a mirror counts origin bytes
-// only when a blob's copy ends, so their timelines are staircases.
+// fleet's means.
 func writeTimelineSummary(w io.Writer, c Config, r TimelineRun) {
 	tl, res := r.Timeline, r.Result
 	fmt.Fprintf(w, "\ntimeline %s run %d: every %s (%d rounds, %d failed scrapes, this process used %.2f CPU-s meanwhile); rates are payload over the link, so a full link reads 95-97%%; busy >= %.0f%%, idle < %.0f%% of the link per interval\n",
@@ -84,9 +88,14 @@ func writeTimelineSummary(w io.Writer, c Config, r TimelineRun) {
 	}
 	// The seeder counts what it writes into its sockets, which runs ahead
 	// of its link by their send buffers: single intervals can exceed 100%.
-	if a, ok := seederActivity(tl.Seeder.Points, c.OriginLink); ok {
-		fmt.Fprintf(w, "%-8s sent %.1f MiB from %.2f s to %.2f s: mean %.0f%% of the origin link, busy %.0f%%, idle %.0f%% of %d intervals (counted into its sockets, ahead of the wire)\n",
-			"seeder", a.Bytes/mib, a.From.Seconds(), a.To.Seconds(), 100*a.Rate, 100*a.Busy, 100*a.Idle, a.Intervals)
+	// Beside the registry the seeder shares the origin host's link.
+	link := "the origin host's link"
+	if ModeOf(res.Mode).Tracker == TrackerOwnHost {
+		link = "the tracker host's link"
+	}
+	if a, ok := seederActivity(tl.Seeder.Points, c.SeederLink(res.Mode)); ok {
+		fmt.Fprintf(w, "%-8s sent %.1f MiB from %.2f s to %.2f s: mean %.0f%% of %s, busy %.0f%%, idle %.0f%% of %d intervals (counted into its sockets, ahead of the wire)\n",
+			"seeder", a.Bytes/mib, a.From.Seconds(), a.To.Seconds(), 100*a.Rate, link, 100*a.Busy, 100*a.Idle, a.Intervals)
 	}
 	if n > 0 {
 		k := float64(n)
@@ -142,7 +151,7 @@ func writeTimelineCSV(w io.Writer, tl Timeline) error {
 func plotTimeline(path string, c Config, r TimelineRun) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("%s run %d: %d hosts, %.0f MiB image, %s links: rate per host (%d-sample mean)",
-		r.Result.Mode, r.Result.Run, c.Nodes, float64(r.Result.ImageBytes)/mib, c.Link, smoothing)
+		r.Result.Mode, r.Result.Run, len(r.Result.Hosts), float64(r.Result.ImageBytes)/mib, c.Link, smoothing)
 	p.X.Label.Text = "seconds since the common start"
 	p.Y.Label.Text = "Mbit/s"
 	p.Legend.Top = true

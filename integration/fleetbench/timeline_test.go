@@ -107,7 +107,7 @@ func TestTimelineSummaryAndCSV(t *testing.T) {
 	for _, want := range []string{
 		"h1           0.40 s   1.40 s        68%    60%    20%         5",
 		"h2           0.60 s   1.60 s        68%    60%    20%         5",
-		"seeder   sent 2.4 MiB from 0.00 s to 0.20 s: mean 100% of the origin link",
+		"seeder   sent 2.4 MiB from 0.00 s to 0.20 s: mean 100% of the tracker host's link",
 		"mean         0.50 s   1.50 s        68%    60%    20%",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -42,8 +42,9 @@ type Config struct {
 	PeerCIDR []string `yaml:"peer-cidr"`
 	// TagTTL is how long a tag resolution is reused for the whole fleet.
 	TagTTL time.Duration `yaml:"tag-ttl"`
-	// MetainfoWait is how long a metainfo request waits for the origin
-	// fetch before answering 202 and Retry-After.
+	// MetainfoWait is how long a metainfo request waits for the origin to
+	// answer (the blob's size is all the torrent needs) before answering
+	// 202 and Retry-After.
 	MetainfoWait    time.Duration `yaml:"metainfo-wait"`
 	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
 	UploadRate      int64         `yaml:"upload-rate"`

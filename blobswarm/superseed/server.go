@@ -28,7 +28,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/time/rate"
 
-	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/blobswarm/peerid"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
@@ -80,7 +79,6 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg     Config
 	store   *store.Store
-	infos   infobytes.Dir
 	log     *slog.Logger
 	ln      net.Listener
 	peerID  [20]byte
@@ -108,7 +106,6 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		store:    st,
-		infos:    infobytes.New(st),
 		log:      log,
 		ln:       ln,
 		torrents: map[metainfo.Hash]*blob{},
@@ -150,9 +147,8 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Seed serves stored blob d under the torrent of infoBytes, and saves the
-// info bytes so InfoBytes answers after a restart. Seeding a blob again
-// with the same info bytes is a no-op.
+// Seed serves stored blob d under the torrent of infoBytes. Seeding a
+// blob again with the same info bytes is a no-op.
 func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 	info, err := torrentmeta.Parse(infoBytes, d)
 	if err != nil {
@@ -170,10 +166,6 @@ func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 	}
 	f, err := s.openStored(d, info)
 	if err != nil {
-		return err
-	}
-	if err := s.infos.Put(d, infoBytes); err != nil {
-		f.Close()
 		return err
 	}
 	t := newBlob(d, ih, info, f, newHandout(info.NumPieces(), s.window(info), s.cfg.Patience), &s.offers)
@@ -201,9 +193,6 @@ func (s *Server) openStored(d digest.Digest, info metainfo.Info) (*os.File, erro
 	}
 	return f, nil
 }
-
-// InfoBytes returns the info bytes saved when blob d was last seeded.
-func (s *Server) InfoBytes(d digest.Digest) ([]byte, error) { return s.infos.Get(d) }
 
 // window is how many pieces of a blob a peer is offered at once.
 func (s *Server) window(info metainfo.Info) int {

@@ -130,7 +130,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		t.seeds.run(runCtx)
 	}()
 	up := upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
-	t.seeder = seeder.New(seeder.Config{Shared: shared}, st, t.seeds, up, log)
+	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, up, log)
 	t.tags = tags.New(up, cfg.TagTTL)
 	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
 	return t, nil

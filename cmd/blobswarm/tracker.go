@@ -26,6 +26,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.DurationVar(&c.TagTTL, "tag-ttl", c.TagTTL, "how long one tag resolution serves the whole fleet")
 	fs.DurationVar(&c.MetainfoWait, "metainfo-wait", c.MetainfoWait, "how long a metainfo request waits for the origin's answer (the blob's size) before answering 202")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
+	fs.IntVar(&c.OriginReads, "origin-reads", c.OriginReads, "blob bodies the seeder reads from one origin registry at once; later ones wait, in the order asked, so an image's first layers finish first")
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "seeder upload cap in bytes/s (0: unlimited)")
 	fs.Int64Var(&c.SeedWindow, "seed-window", c.SeedWindow, "bytes of pieces the seeder offers each peer ahead of what it has (0: two pieces; at least two)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

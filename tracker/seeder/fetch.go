@@ -18,7 +18,8 @@ import (
 // learning its piece hashes on the way, or, for a blob stored before its
 // hashes were saved, reads them from the store. Then it saves the hashes,
 // publishes the torrent, and hands out the last piece's hash.
-func (s *Seeder) fetch(j *job) (known, error) {
+func (s *Seeder) fetch(j *job, turn *ticket) (known, error) {
+	defer turn.leave()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FetchTimeout)
 	defer cancel()
 	d := j.ref.Digest
@@ -26,9 +27,10 @@ func (s *Seeder) fetch(j *job) (known, error) {
 	size, err := s.store.Stat(d)
 	switch {
 	case err == nil:
+		turn.leave()
 		k, err = s.rehash(j, size)
 	case errors.Is(err, store.ErrNotFound):
-		k, err = s.download(ctx, j)
+		k, err = s.download(ctx, j, turn)
 	}
 	if err != nil {
 		return known{}, err
@@ -51,7 +53,7 @@ func (s *Seeder) fetch(j *job) (known, error) {
 // soon as the origin's headers give the size; each piece is seeded and its
 // hash recorded as soon as its bytes are in the partial file; bytes that
 // fail the digest are never stored, and their torrent is dropped.
-func (s *Seeder) download(ctx context.Context, j *job) (known, error) {
+func (s *Seeder) download(ctx context.Context, j *job, turn *ticket) (known, error) {
 	ref := j.ref
 	body, size, err := s.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
 	if err != nil {
@@ -77,6 +79,12 @@ func (s *Seeder) download(ctx context.Context, j *job) (known, error) {
 		return known{}, fmt.Errorf("seed %s: %w", ref.Digest, err)
 	}
 	j.start(info, mi.NumPieces())
+
+	if err := turn.wait(ctx); err != nil {
+		g.Drop()
+		p.Abort()
+		return known{}, fmt.Errorf("waiting for a turn to read %s from %s: %w", ref.Digest, ref.Registry, err)
+	}
 	hasher := torrentmeta.NewPieceHasher(mi.PieceLength, size, func(i int, sum [sumSize]byte) {
 		// The partial has the piece's bytes: the hasher is written to
 		// after it.
@@ -84,6 +92,7 @@ func (s *Seeder) download(ctx context.Context, j *job) (known, error) {
 		g.Have(i)
 	})
 	n, err := io.Copy(io.MultiWriter(p, hasher), body)
+	turn.leave()
 	if err == nil && n < size {
 		err = io.ErrUnexpectedEOF
 	}

@@ -68,6 +68,9 @@ type Config struct {
 	FailureTTL time.Duration
 	// FetchTimeout bounds one origin fetch, body included.
 	FetchTimeout time.Duration
+	// OriginReads is how many blob bodies are read from one origin
+	// registry at once (see readQueue); default 2.
+	OriginReads int
 	// Shared, when set, publishes torrents to other replicas.
 	Shared SharedInfo
 }
@@ -79,6 +82,7 @@ type Seeder struct {
 	hashes   infobytes.Dir // piece hashes of stored blobs, for restarts
 	seeds    Seeds
 	upstream *upstream.Client
+	reads    *readQueue
 	log      *slog.Logger
 
 	// mu guards the maps below: one lock for the seeder's state.
@@ -110,8 +114,11 @@ func New(cfg Config, st *store.Store, seeds Seeds, up *upstream.Client, log *slo
 	if cfg.FetchTimeout == 0 {
 		cfg.FetchTimeout = 30 * time.Minute
 	}
+	if cfg.OriginReads <= 0 {
+		cfg.OriginReads = 2
+	}
 	return &Seeder{cfg: cfg, store: st, hashes: infobytes.NewPieceHashes(st), seeds: seeds, upstream: up,
-		log:      log,
+		reads: newReadQueue(cfg.OriginReads), log: log,
 		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}, seeded: map[digest.Digest]known{}}
 }
 
@@ -286,13 +293,15 @@ func (s *Seeder) job(ref oci.Blob) *job {
 	}
 	j := newJob(ref)
 	s.inflight[ref.Digest] = j
-	go s.run(j)
+	// The turn to read from the origin is taken here, under the lock, so
+	// turns follow the order blobs were asked for.
+	go s.run(j, s.reads.enqueue(ref.Registry))
 	return j
 }
 
-func (s *Seeder) run(j *job) {
+func (s *Seeder) run(j *job, turn *ticket) {
 	ref, start := j.ref, time.Now()
-	k, err := s.fetch(j)
+	k, err := s.fetch(j, turn)
 	s.mu.Lock()
 	j.finished = time.Now()
 	delete(s.inflight, ref.Digest)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -562,4 +563,35 @@ func TestRememberedFailureIsPerRepository(t *testing.T) {
 		t.Fatal("Metainfo from a repository without the blob succeeded")
 	}
 	checkSeeded(t, e.seeder, ref, b)
+}
+
+// Blobs asked for together are read from the origin a few at a time, in
+// the order they were asked for: with one at a time, every piece of the
+// first arrives before any piece of the second.
+func TestOriginBodiesAreReadInTheOrderAsked(t *testing.T) {
+	valve := harness.NewValve(0)
+	e := newEnv(t, seeder.Config{OriginReads: 1}, valve.Wrap)
+	first, a := e.push(t, "app", 4<<20)
+	second, b := e.push(t, "app", 4<<20)
+	// Both torrents are handed out while the origin holds the bodies.
+	for _, ref := range []oci.Blob{a, b} {
+		if _, err := e.seeder.Metainfo(t.Context(), ref, long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	valve.Open()
+	checkSeeded(t, e.seeder, b, second)
+	checkSeeded(t, e.seeder, a, first)
+	e.seeds.mu.Lock()
+	defer e.seeds.mu.Unlock()
+	var order []digest.Digest
+	for _, h := range e.seeds.haves {
+		if len(order) == 0 || order[len(order)-1] != h.d {
+			order = append(order, h.d)
+		}
+	}
+	if !slices.Equal(order, []digest.Digest{a.Digest, b.Digest}) {
+		t.Fatalf("pieces arrived in %d runs of one blob (the first from the blob asked first: %v), want all of the first blob's, then all of the second's",
+			len(order), order[0] == a.Digest)
+	}
 }

@@ -215,6 +215,17 @@ func TestHandoutSpreadsArrivingPieces(t *testing.T) {
 	if h.offers != 7 {
 		t.Fatalf("%d offers for 7 pieces, want one each", h.offers)
 	}
+
+	// Both idle: the next piece goes to the one offered a piece longest
+	// ago, not to the first again.
+	h = newGrowingHandout(4, 2, time.Second)
+	h.join(1, t0)
+	h.join(2, t0)
+	h.hold(0, t0)
+	h.have(1, []int{0}, t0)
+	if o := h.hold(1, t0); !slices.Equal(o, []offer{{2, 1}}) {
+		t.Fatalf("piece 1 with both peers idle offered as %v, want to peer 2", o)
+	}
 }
 
 // The patience rule offers only pieces held for a patience: a peer that

@@ -357,23 +357,28 @@ func awaitHave(t *testing.T, nc net.Conn, dec *pp.Decoder, i int) {
 	}
 }
 
-// A peer of a blob still arriving may request only what the seeder has:
-// a request for a piece not yet held drops it, as one never offered
-// would; a piece that arrived is offered and served.
+// A peer of a blob still arriving may request only what the seeder has
+// been told it holds: a request for any other piece drops it, as one
+// never offered would, even if the bytes are already in the file; a piece
+// that arrived is offered and served.
 func TestGrowingBlobServesOnlyWhatArrived(t *testing.T) {
 	gr := seedGrowing(t, 1<<20, Config{}, false) // 4 pieces
 	ih := metainfo.HashBytes(gr.info)
-	chunk := pp.Message{Type: pp.Request, Index: 0, Begin: 0, Length: 16 << 10}
+	// Piece 0's bytes are in the partial, but Have has not said so.
+	if _, err := gr.p.Write(gr.data[:256<<10]); err != nil {
+		t.Fatal(err)
+	}
 
 	early := dial(t, gr.addr(), ih)
-	send(t, early, chunk)
+	send(t, early, pp.Message{Type: pp.Request, Index: 0, Begin: 0, Length: 16 << 10})
 	if !closed(early) {
-		t.Fatal("a request for a piece the seeder does not have yet left the connection open")
+		t.Fatal("a request for a piece the seeder was not told it has left the connection open")
 	}
 
 	nc := dial(t, gr.addr(), ih)
 	dec := decoder(nc)
-	gr.arrive(t, 1)
+	gr.written = 256 << 10
+	gr.g.Have(0)
 	awaitHave(t, nc, dec, 0)
 	send(t, nc, pp.Message{Type: pp.Request, Index: 0, Begin: 100, Length: 1000})
 	for {

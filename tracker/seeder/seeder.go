@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
@@ -236,7 +237,11 @@ func (s *Seeder) known(ctx context.Context, d digest.Digest) (known, error) {
 	if err != nil {
 		return known{}, err
 	}
-	if err := fits(d, info, sums); err != nil {
+	mi, err := torrentmeta.Parse(info, d)
+	if err == nil {
+		err = fits(mi, sums)
+	}
+	if err != nil {
 		return known{}, fmt.Errorf("torrent of %s from another replica: %w", d, err)
 	}
 	return known{info: info, sums: sums}, nil
@@ -246,15 +251,15 @@ func (s *Seeder) known(ctx context.Context, d digest.Digest) (known, error) {
 // hashes, so the next ask is a map lookup. Without them it is not known,
 // and a fetch reads them from the stored blob.
 func (s *Seeder) seedStored(d digest.Digest, size int64) (known, error) {
-	info, err := torrentmeta.ForBlob(d, size)
+	info, mi, err := forBlob(d, size)
 	if err != nil {
-		return known{}, fmt.Errorf("torrent of stored blob %s: %w", d, err)
+		return known{}, err
 	}
 	sums, err := s.hashes.Get(d)
 	if err != nil {
 		return known{}, err
 	}
-	if err := fits(d, info, sums); err != nil {
+	if err := fits(mi, sums); err != nil {
 		return known{}, fmt.Errorf("saved piece hashes of %s: %w", d, err)
 	}
 	if err := s.seeds.Seed(d, info); err != nil {
@@ -267,13 +272,9 @@ func (s *Seeder) seedStored(d digest.Digest, size int64) (known, error) {
 	return k, nil
 }
 
-// fits checks that sums are as many piece hashes as the torrent of blob d
-// in info has pieces.
-func fits(d digest.Digest, info, sums []byte) error {
-	mi, err := torrentmeta.Parse(info, d)
-	if err != nil {
-		return err
-	}
+// fits checks that sums are as many piece hashes as the torrent has
+// pieces.
+func fits(mi metainfo.Info, sums []byte) error {
 	if len(sums) != mi.NumPieces()*sumSize {
 		return fmt.Errorf("%d bytes of piece hashes for %d pieces", len(sums), mi.NumPieces())
 	}

@@ -42,11 +42,16 @@ type Config struct {
 	PeerCIDR []string `yaml:"peer-cidr"`
 	// TagTTL is how long a tag resolution is reused for the whole fleet.
 	TagTTL time.Duration `yaml:"tag-ttl"`
-	// MetainfoWait is how long a metainfo request waits for the origin
-	// fetch before answering 202 and Retry-After.
+	// MetainfoWait is how long a metainfo request waits for the origin to
+	// answer (the blob's size is all the torrent needs) before answering
+	// 202 and Retry-After.
 	MetainfoWait    time.Duration `yaml:"metainfo-wait"`
 	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
-	UploadRate      int64         `yaml:"upload-rate"`
+	// OriginReads is how many blob bodies the seeder reads from one
+	// origin registry at once; later blobs wait their turn in the order
+	// they were asked for, so an image's first layers finish first.
+	OriginReads int   `yaml:"origin-reads"`
+	UploadRate  int64 `yaml:"upload-rate"`
 	// SeedWindow is how many bytes of pieces the seeder offers each peer
 	// ahead of what it has (superseed.Config.Window).
 	SeedWindow int64  `yaml:"seed-window"`
@@ -74,6 +79,7 @@ func Defaults() Config {
 		TagTTL:           5 * time.Second,
 		MetainfoWait:     2 * time.Second,
 		UpstreamTimeout:  30 * time.Second,
+		OriginReads:      2,
 		LogLevel:         "info",
 	}
 }
@@ -121,6 +127,8 @@ func (c Config) Resolve() (Settings, error) {
 		return s, fmt.Errorf("metainfo-wait: must not be negative")
 	case c.UpstreamTimeout <= 0:
 		return s, fmt.Errorf("upstream-timeout: must be positive")
+	case c.OriginReads < 1:
+		return s, fmt.Errorf("origin-reads: must be at least 1, got %d", c.OriginReads)
 	case c.UploadRate < 0:
 		return s, fmt.Errorf("upload-rate: must not be negative")
 	case c.SeedWindow < 0:

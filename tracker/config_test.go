@@ -17,3 +17,11 @@ func TestValidateRejectsARedisURLTheClientCannotUse(t *testing.T) {
 		t.Fatalf("Validate() = %v, want an error naming redis", err)
 	}
 }
+
+func TestValidateRejectsNoOriginReads(t *testing.T) {
+	cfg := tracker.Defaults()
+	cfg.OriginReads = 0
+	if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), "origin-reads: ") {
+		t.Fatalf("Validate() = %v, want an error naming origin-reads", err)
+	}
+}

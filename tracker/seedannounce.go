@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/peerid"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
+	"github.com/blobswarm/blobswarm/tracker/seeder"
 )
 
 // seedAnnouncer lists the tracker's seeder in the swarm of every blob it
@@ -39,6 +41,35 @@ func (a *seedAnnouncer) Seed(d digest.Digest, infoBytes []byte) error {
 	}
 	a.announce(context.Background(), metainfo.HashBytes(infoBytes))
 	return nil
+}
+
+// SeedGrowing serves a blob while it arrives from the origin, and lists
+// the seeder in its swarm at once, as Seed does.
+func (a *seedAnnouncer) SeedGrowing(d digest.Digest, infoBytes []byte, r io.ReaderAt) (seeder.Growing, error) {
+	g, err := a.Server.SeedGrowing(d, infoBytes, r)
+	if err != nil {
+		return nil, err
+	}
+	ih := metainfo.HashBytes(infoBytes)
+	a.announce(context.Background(), ih)
+	return &announcedGrowing{Growing: g, a: a, ih: ih}, nil
+}
+
+// announcedGrowing withdraws the seeder's listing when its blob is
+// dropped, so mirrors stop dialing a seeder that no longer has it.
+type announcedGrowing struct {
+	*superseed.Growing
+	a  *seedAnnouncer
+	ih metainfo.Hash
+}
+
+func (g *announcedGrowing) Drop() {
+	g.Growing.Drop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.a.peers.Remove(ctx, g.ih, g.a.self.ID); err != nil {
+		g.a.log.Warn("withdrawing the seeder from a dropped blob's swarm", "infohash", g.ih, "err", err)
+	}
 }
 
 func (a *seedAnnouncer) announce(ctx context.Context, ih metainfo.Hash) {

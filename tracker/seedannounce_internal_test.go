@@ -2,13 +2,18 @@ package tracker
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/peerid"
+	"github.com/blobswarm/blobswarm/blobswarm/store"
+	"github.com/blobswarm/blobswarm/blobswarm/superseed"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
 )
 
@@ -47,5 +52,51 @@ func TestMirrorHasAllCountsOnlyCompleteMirrors(t *testing.T) {
 		if got := mirrorHasAll(store, ih); got != s.want {
 			t.Fatalf("after %s: mirrorHasAll = %v, want %v", s.what, got, s.want)
 		}
+	}
+}
+
+// A blob seeded while it arrives is listed in its swarm at once, before
+// any mirror announces, and withdrawn when it is dropped, so mirrors stop
+// dialing a seeder that no longer has it.
+func TestGrowingBlobIsListedUntilDropped(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := superseed.New(superseed.Config{ListenAddr: "127.0.0.1:0"}, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	peers := peerstore.NewMemory(peerstore.MemoryOptions{})
+	a := &seedAnnouncer{Server: srv, peers: peers, ttl: time.Minute, log: log,
+		self: peerstore.Peer{ID: srv.PeerID(), Addr: netip.MustParseAddrPort("127.0.0.1:6881")}}
+	d := digest.FromString("a blob")
+	info, err := torrentmeta.ForBlob(d, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ih := metainfo.HashBytes(info)
+	listed := func() bool {
+		ps, err := peers.Peers(context.Background(), ih, 10)
+		return err == nil && len(ps) == 1 && ps[0].ID == srv.PeerID()
+	}
+
+	g, err := a.SeedGrowing(d, info, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !listed() {
+		t.Fatal("the seeder of a blob arriving is not listed in its swarm")
+	}
+	g.Drop()
+	if listed() {
+		t.Fatal("the seeder of a dropped blob is still listed in its swarm")
 	}
 }

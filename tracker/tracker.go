@@ -3,6 +3,7 @@ package tracker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,7 +47,7 @@ type Tracker struct {
 	seederAt string
 	secret   string
 
-	metainfoReqs *prometheus.CounterVec
+	metainfoReqs, piecesReqs *prometheus.CounterVec
 }
 
 // New resolves cfg and starts a tracker with it (Start).
@@ -71,7 +72,11 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	t.metainfoReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "blobswarm_tracker_metainfo_requests_total", Help: "Metainfo requests by result (ok, pending, error).",
 	}, []string{"result"})
-	t.registry.MustRegister(t.metainfoReqs)
+	t.piecesReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blobswarm_tracker_pieces_requests_total",
+		Help: "Piece-hash streams by how they ended (ok: after the last piece; error: an error answer; broken: the seeder failed mid-blob; cancelled: the mirror left).",
+	}, []string{"result"})
+	t.registry.MustRegister(t.metainfoReqs, t.piecesReqs)
 
 	var peers peerstore.Store = peerstore.NewMemory(peerstore.MemoryOptions{})
 	var shared seeder.SharedInfo
@@ -125,7 +130,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		t.seeds.run(runCtx)
 	}()
 	up := upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
-	t.seeder = seeder.New(seeder.Config{Shared: shared}, st, t.seeds, up, log)
+	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, up, log)
 	t.tags = tags.New(up, cfg.TagTTL)
 	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
 	return t, nil
@@ -160,11 +165,13 @@ func (t *Tracker) Close() error {
 	return err
 }
 
-// Handler serves announces, metainfo, tag resolution, health and metrics.
+// Handler serves announces, metainfo, piece hashes, tag resolution, health
+// and metrics.
 func (t *Tracker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+api.AnnouncePath, t.requireSecret(t.announce))
 	mux.Handle("GET "+api.MetainfoPath, t.requireSecret(http.HandlerFunc(t.serveMetainfo)))
+	mux.Handle("GET "+api.PiecesPath, t.requireSecret(http.HandlerFunc(t.servePieces)))
 	mux.Handle("GET "+api.ManifestPath, t.requireSecret(http.HandlerFunc(t.serveManifest)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", t.ready)
@@ -205,6 +212,69 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 	w.Write(info)
 }
 
+// servePieces streams the piece hashes of a blob from piece from on, each
+// batch flushed as soon as the seeder knows it, and ends the answer only
+// after the last piece. A seeder that fails the blob mid-stream breaks the
+// answer instead of ending it, so a mirror never takes a cut stream for a
+// whole one; its next request gets the error.
+func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
+	b, from, err := api.ParsePiecesQuery(r.URL.Query())
+	if err != nil {
+		t.piecesReqs.WithLabelValues("error").Inc()
+		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
+		return
+	}
+	h, err := t.seeder.Hashes(r.Context(), b)
+	if err == nil && from > h.Pieces() {
+		err = api.ErrorCodeParamInvalid.WithMessage(fmt.Sprintf("%s=%d is past the %d pieces of %s", api.ParamFrom, from, h.Pieces(), b.Digest))
+	}
+	if err != nil {
+		if r.Context().Err() != nil {
+			t.piecesReqs.WithLabelValues("cancelled").Inc()
+			return
+		}
+		t.piecesReqs.WithLabelValues("error").Inc()
+		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
+		return
+	}
+	rc := http.NewResponseController(w)
+	// The answer lasts as long as the origin takes to send the blob: a
+	// server's read and write timeouts, meant for ordinary answers, must
+	// not cut it. A writer without deadlines has none to lift.
+	_ = rc.SetWriteDeadline(time.Time{})
+	_ = rc.SetReadDeadline(time.Time{})
+	w.Header().Set("Content-Type", api.PiecesType)
+	w.WriteHeader(http.StatusOK)
+	// The headers go at once: the mirror knows the stream is on while the
+	// first piece is still on its way from the origin.
+	if err := rc.Flush(); err != nil {
+		t.piecesReqs.WithLabelValues("cancelled").Inc()
+		return
+	}
+	for i := from; i < h.Pieces(); {
+		sums, err := h.Next(r.Context(), i)
+		if r.Context().Err() != nil {
+			t.piecesReqs.WithLabelValues("cancelled").Inc()
+			return
+		}
+		if err != nil {
+			t.piecesReqs.WithLabelValues("broken").Inc()
+			t.log.Warn("piece hashes stream broken", "digest", b.Digest, "piece", i, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		if _, err := w.Write(sums); err != nil {
+			t.piecesReqs.WithLabelValues("cancelled").Inc()
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			t.piecesReqs.WithLabelValues("cancelled").Inc()
+			return
+		}
+		i += len(sums) / api.PieceHashSize
+	}
+	t.piecesReqs.WithLabelValues("ok").Inc()
+}
+
 func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 	registry, repo, tag, err := api.ParseTagQuery(r.URL.Query())
 	if err != nil {
@@ -232,19 +302,44 @@ func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.E
 	errcode.ServeJSON(w, e)
 }
 
-// redisInfo shares digest-to-torrent answers between tracker replicas.
+// redisInfo shares digest-to-torrent answers between tracker replicas:
+// the info bytes and the piece hashes of each blob, under two keys.
 type redisInfo struct{ client *redis.Client }
 
-const infoKeyPrefix = "blobswarm:info:"
+const (
+	infoKeyPrefix   = "blobswarm:info:"
+	piecesKeyPrefix = "blobswarm:pieces:"
+)
 
-func (r *redisInfo) Get(ctx context.Context, d digest.Digest) ([]byte, error) {
-	b, err := r.client.Get(ctx, infoKeyPrefix+d.String()).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, infobytes.ErrNotFound
+// Get returns both or neither: info bytes without hashes are a torrent
+// published by a tracker from before they were streamed, whose pieces
+// this one cannot vouch for.
+func (r *redisInfo) Get(ctx context.Context, d digest.Digest) (info, sums []byte, err error) {
+	vals, err := r.client.MGet(ctx, infoKeyPrefix+d.String(), piecesKeyPrefix+d.String()).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("torrent of %s from redis: %w", d, err)
 	}
-	return b, err
+	info, okInfo := redisBytes(vals[0])
+	sums, okSums := redisBytes(vals[1])
+	if !okInfo || !okSums {
+		return nil, nil, fmt.Errorf("torrent of %s in redis: %w", d, infobytes.ErrNotFound)
+	}
+	return info, sums, nil
 }
 
-func (r *redisInfo) Put(ctx context.Context, d digest.Digest, info []byte) error {
-	return r.client.Set(ctx, infoKeyPrefix+d.String(), info, 0).Err()
+// redisBytes is an MGET value: a string, or nil for a missing key.
+func redisBytes(v any) ([]byte, bool) {
+	s, ok := v.(string)
+	return []byte(s), ok
+}
+
+// Put sets both keys in one transaction, so no replica reads one without
+// the other.
+func (r *redisInfo) Put(ctx context.Context, d digest.Digest, info, sums []byte) error {
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, infoKeyPrefix+d.String(), info, 0)
+		p.Set(ctx, piecesKeyPrefix+d.String(), sums, 0)
+		return nil
+	})
+	return err
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,7 +27,10 @@ import (
 	"github.com/blobswarm/blobswarm/integration/harness/trackertest"
 	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/tracker"
 	"github.com/blobswarm/blobswarm/tracker/api"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 // env is a tracker served on loopback in front of a real origin.
@@ -69,6 +74,44 @@ func (e *env) pushBlob(t *testing.T, repo string, size int) ([]byte, digest.Dige
 
 func (e *env) metainfoURL(registry, repo, d string) string {
 	return e.url + api.MetainfoPath + "?" + url.Values{"registry": {registry}, "repo": {repo}, "digest": {d}}.Encode()
+}
+
+func (e *env) piecesURL(registry, repo, d, from string) string {
+	return e.url + api.PiecesPath + "?" + url.Values{"registry": {registry}, "repo": {repo}, "digest": {d}, "from": {from}}.Encode()
+}
+
+// pieceSums is the SHA-1 of each piece of blob b, as torrentmeta.Build
+// computes them from its bytes.
+func pieceSums(t *testing.T, d digest.Digest, b []byte) []byte {
+	t.Helper()
+	infoBytes, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := torrentmeta.Parse(infoBytes, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Pieces
+}
+
+// open starts a GET that must answer 200 and leaves its body to read.
+func open(t *testing.T, u string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: HTTP %d: %s", u, resp.StatusCode, body)
+	}
+	return resp
 }
 
 func (e *env) manifestURL(registry, repo, tag string) string {
@@ -151,6 +194,11 @@ func TestBadNamesAre400WithTheirOCICodeAndTouchNothing(t *testing.T) {
 		{"metainfo: unknown algorithm", e.metainfoURL(reg, "app", "md5:d41d8cd98f00b204e9800998ecf8427e"), errcode.ErrorCodeDigestInvalid},
 		{"metainfo: digest climbing out", e.metainfoURL(reg, "app", "sha256:../../../../etc/passwd"), errcode.ErrorCodeDigestInvalid},
 		{"metainfo: upper-case hex", e.metainfoURL(reg, "app", strings.ToUpper(d.String())), errcode.ErrorCodeDigestInvalid},
+		{"pieces: bad repo", e.piecesURL(reg, "../app", d.String(), "0"), errcode.ErrorCodeNameInvalid},
+		{"pieces: short digest", e.piecesURL(reg, "app", "sha256:1234", "0"), errcode.ErrorCodeDigestInvalid},
+		{"pieces: no from", e.piecesURL(reg, "app", d.String(), ""), api.ErrorCodeParamInvalid},
+		{"pieces: negative from", e.piecesURL(reg, "app", d.String(), "-1"), api.ErrorCodeParamInvalid},
+		{"pieces: from not a number", e.piecesURL(reg, "app", d.String(), "x"), api.ErrorCodeParamInvalid},
 		{"manifest: no registry", e.manifestURL("", "app", "v1"), errcode.ErrorCodeNameInvalid},
 		{"manifest: bad repo", e.manifestURL(reg, "../app", "v1"), errcode.ErrorCodeNameInvalid},
 		{"manifest: no tag", e.manifestURL(reg, "app", ""), errcode.ErrorCodeTagInvalid},
@@ -201,15 +249,86 @@ func TestDigestUnknownAtOriginIs404BlobUnknown(t *testing.T) {
 	}
 }
 
-func TestMetainfoIsPendingWhileTheOriginSendsThenServed(t *testing.T) {
-	valve := harness.NewValve(0)
+// The torrent is handed out while the origin still holds the body back,
+// and each piece's hash is streamed as soon as its bytes arrive: with the
+// body held after the first piece, /v1/pieces has sent piece 0's hash;
+// released, the rest follow, the answer ends cleanly after the last, and
+// every hash is the real one. The origin serves the blob once.
+func TestMetainfoAndPieceHashesStreamWhileTheOriginSends(t *testing.T) {
+	const size = 2 << 20
+	valve := harness.NewValve(torrentmeta.PieceLength(size))
+	e := newEnv(t, time.Minute, valve.Wrap)
+	b, d := e.pushBlob(t, "team/app", size)
+
+	resp, body := get(t, e.metainfoURL(e.origin.Host(), "team/app", d.String()))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("metainfo while the origin holds the body back: HTTP %d, want 200: %s", resp.StatusCode, body)
+	}
+	if want, _ := torrentmeta.ForBlob(d, size); !bytes.Equal(body, want) {
+		t.Fatal("served info bytes differ from torrentmeta.ForBlob of the blob")
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-bittorrent" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+
+	want := pieceSums(t, d, b)
+	stream := open(t, e.piecesURL(e.origin.Host(), "team/app", d.String(), "0"))
+	if ct := stream.Header.Get("Content-Type"); ct != api.PiecesType {
+		t.Fatalf("pieces Content-Type %q, want %q", ct, api.PiecesType)
+	}
+	first := make([]byte, api.PieceHashSize)
+	if _, err := io.ReadFull(stream.Body, first); err != nil {
+		t.Fatalf("piece 0's hash while the body is held after piece 0: %v", err)
+	}
+	if !bytes.Equal(first, want[:api.PieceHashSize]) {
+		t.Fatal("piece 0's hash is not the SHA-1 of the blob's first piece")
+	}
+	valve.Open()
+	rest, err := io.ReadAll(stream.Body)
+	if err != nil {
+		t.Fatalf("stream of a blob the origin sent whole did not end cleanly: %v", err)
+	}
+	if got := append(first, rest...); !bytes.Equal(got, want) {
+		t.Fatalf("streamed %d bytes of hashes, not the %d of the blob's pieces", len(got), len(want))
+	}
+
+	// Asked again, from a piece on: the rest at once.
+	resp, body = get(t, e.piecesURL(e.origin.Host(), "team/app", d.String(), "3"))
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want[3*api.PieceHashSize:]) {
+		t.Fatalf("pieces from 3: HTTP %d, %d bytes, want the hashes of pieces 3 on", resp.StatusCode, len(body))
+	}
+	resp, body = get(t, e.piecesURL(e.origin.Host(), "team/app", d.String(), "8"))
+	if resp.StatusCode != http.StatusOK || len(body) != 0 {
+		t.Fatalf("pieces from the end: HTTP %d, %d bytes, want an empty answer", resp.StatusCode, len(body))
+	}
+	resp, body = get(t, e.piecesURL(e.origin.Host(), "team/app", d.String(), "9"))
+	if resp.StatusCode != http.StatusBadRequest || ociError(t, body).Code != api.ErrorCodeParamInvalid {
+		t.Fatalf("pieces from past the end: HTTP %d %s, want 400 PARAM_INVALID", resp.StatusCode, body)
+	}
+	if n := e.origin.BlobGETs(d); n != 1 {
+		t.Fatalf("origin served the blob %d times, want once", n)
+	}
+	metrics := e.url + "/metrics"
+	if ok := harness.ScrapeMetric(t, metrics, "blobswarm_tracker_metainfo_requests_total", "result", "ok"); ok != 1 {
+		t.Fatalf("metrics say %v metainfo requests ok, want 1", ok)
+	}
+	pieces := "blobswarm_tracker_pieces_requests_total"
+	if ok, bad := harness.ScrapeMetric(t, metrics, pieces, "result", "ok"), harness.ScrapeMetric(t, metrics, pieces, "result", "error"); ok != 3 || bad != 1 {
+		t.Fatalf("metrics say %v pieces streams ok and %v errors, want 3 and 1", ok, bad)
+	}
+}
+
+// An origin that has not even answered: the size is unknown, so the
+// metainfo request is told to come back.
+func TestMetainfoIsPendingUntilTheOriginAnswers(t *testing.T) {
+	valve := harness.NewHeaderValve()
 	e := newEnv(t, 50*time.Millisecond, valve.Wrap)
-	b, d := e.pushBlob(t, "team/app", 2<<20)
+	b, d := e.pushBlob(t, "team/app", 300<<10)
 	u := e.metainfoURL(e.origin.Host(), "team/app", d.String())
 
 	resp, body := get(t, u)
 	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("while the origin holds the blob back: HTTP %d, want 202: %s", resp.StatusCode, body)
+		t.Fatalf("while the origin holds its answer back: HTTP %d, want 202: %s", resp.StatusCode, body)
 	}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
 		t.Fatalf("202 with Retry-After %q, want whole seconds", resp.Header.Get("Retry-After"))
@@ -219,26 +338,118 @@ func TestMetainfoIsPendingWhileTheOriginSendsThenServed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		resp, body = get(t, u)
 	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("HTTP %d, want 200: %s", resp.StatusCode, body)
-	}
-	want, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(body, want) {
-		t.Fatal("served info bytes differ from torrentmeta.Build of the blob")
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/x-bittorrent" {
-		t.Fatalf("Content-Type %q", ct)
-	}
-	if n := e.origin.BlobGETs(d); n != 1 {
-		t.Fatalf("origin served the blob %d times, want once", n)
+	if want, _ := torrentmeta.ForBlob(d, int64(len(b))); resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("HTTP %d, want 200 with torrentmeta.ForBlob of the blob", resp.StatusCode)
 	}
 	metrics := e.url + "/metrics"
-	const name = "blobswarm_tracker_metainfo_requests_total"
-	if ok, pending := harness.ScrapeMetric(t, metrics, name, "result", "ok"), harness.ScrapeMetric(t, metrics, name, "result", "pending"); ok != 1 || pending < 1 {
-		t.Fatalf("metrics say %v ok and %v pending, want 1 and at least 1", ok, pending)
+	if pending := harness.ScrapeMetric(t, metrics, "blobswarm_tracker_metainfo_requests_total", "result", "pending"); pending < 1 {
+		t.Fatalf("metrics say %v pending, want at least 1", pending)
+	}
+}
+
+// Bytes that fail the digest: a stream open while they arrive breaks
+// instead of ending, the next pieces and metainfo requests get
+// DIGEST_INVALID, and a mirror following the hashes with the tracker
+// client hears that error.
+func TestPiecesStreamBreaksWhenTheOriginsBytesFailTheDigest(t *testing.T) {
+	const size = 1 << 20
+	valve := harness.NewValve(torrentmeta.PieceLength(size))
+	e := newEnv(t, time.Minute, func(next http.Handler) http.Handler {
+		return valve.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+				w = &lastByteFlipper{ResponseWriter: w, size: size}
+			}
+			next.ServeHTTP(w, r)
+		}))
+	})
+	_, d := e.pushBlob(t, "app", size)
+
+	stream := open(t, e.piecesURL(e.origin.Host(), "app", d.String(), "0"))
+	first := make([]byte, api.PieceHashSize)
+	if _, err := io.ReadFull(stream.Body, first); err != nil {
+		t.Fatalf("piece 0's hash: %v", err)
+	}
+	valve.Open()
+	if rest, err := io.ReadAll(stream.Body); err == nil {
+		t.Fatalf("the stream of a blob whose bytes failed the digest ended cleanly after %d more bytes", len(rest))
+	}
+
+	for _, u := range []string{e.piecesURL(e.origin.Host(), "app", d.String(), "0"), e.metainfoURL(e.origin.Host(), "app", d.String())} {
+		resp, body := get(t, u)
+		if resp.StatusCode != http.StatusBadRequest || ociError(t, body).Code != errcode.ErrorCodeDigestInvalid {
+			t.Fatalf("%s after the bytes failed: HTTP %d %s, want 400 DIGEST_INVALID", u, resp.StatusCode, body)
+		}
+	}
+	c := trackerclient.New([]string{e.url}, trackerclient.Options{Timeout: 10 * time.Second})
+	err := c.Pieces(t.Context(), oci.Blob{Registry: e.origin.Host(), Repo: "app", Digest: d}, 0, 4, func(int, [20]byte) {})
+	var ce errcode.Error
+	if !errors.As(err, &ce) || ce.Code != errcode.ErrorCodeDigestInvalid {
+		t.Fatalf("tracker client following the hashes: %v, want DIGEST_INVALID", err)
+	}
+	if broken := harness.ScrapeMetric(t, e.url+"/metrics", "blobswarm_tracker_pieces_requests_total", "result", "broken"); broken != 1 {
+		t.Fatalf("metrics say %v broken pieces streams, want 1", broken)
+	}
+	for _, p := range tree(t, e.data) {
+		if strings.Contains(p, d.Encoded()) {
+			t.Fatalf("a blob that failed its digest left %s in the data dir", p)
+		}
+	}
+}
+
+// lastByteFlipper corrupts the last byte of a blob of size bytes: every
+// piece but the last is sent as it is.
+type lastByteFlipper struct {
+	http.ResponseWriter
+	size, written int
+}
+
+func (w *lastByteFlipper) Write(b []byte) (int, error) {
+	if end := w.written + len(b); end == w.size {
+		b = bytes.Clone(b)
+		b[len(b)-1] ^= 0xff
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.written += n
+	return n, err
+}
+
+// A pieces stream lasts as long as the origin takes to send the blob: the
+// HTTP server's write timeout, however short, does not cut it.
+func TestPiecesStreamOutlastsTheServersWriteTimeout(t *testing.T) {
+	o := harness.NewOrigin(t, origin.Config{})
+	b, d := harness.PushRandomBlob(t, o, "app", 1<<20)
+	tr := trackertest.StartWith(t, o, time.Minute, func(_ *tracker.Config, srv *http.Server) {
+		// Past before any answer is written: only a handler that lifts
+		// it can answer at all.
+		srv.WriteTimeout = time.Nanosecond
+	})
+	u := tr.URL + api.PiecesPath + "?" + api.PiecesQuery(oci.Blob{Registry: o.Host(), Repo: "app", Digest: d}, 0).Encode()
+	resp, body := get(t, u)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, pieceSums(t, d, b)) {
+		t.Fatalf("HTTP %d, %d bytes of hashes, want 200 with the blob's", resp.StatusCode, len(body))
+	}
+}
+
+// The piece hashes are the fleet's root of trust: without the fleet's
+// secret, no stream.
+func TestPiecesNeedTheFleetsSecret(t *testing.T) {
+	o := harness.NewOrigin(t, origin.Config{})
+	_, d := harness.PushRandomBlob(t, o, "app", 1000)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := trackertest.StartWith(t, o, time.Minute, func(cfg *tracker.Config, _ *http.Server) { cfg.SecretFile = secret })
+	u := tr.URL + api.PiecesPath + "?" + api.PiecesQuery(oci.Blob{Registry: o.Host(), Repo: "app", Digest: d}, 0).Encode()
+	resp, body := get(t, u)
+	if resp.StatusCode != http.StatusUnauthorized || ociError(t, body).Code != errcode.ErrorCodeUnauthorized {
+		t.Fatalf("pieces without the secret: HTTP %d %s, want 401 UNAUTHORIZED", resp.StatusCode, body)
+	}
+	if _, body = get(t, u, "Authorization", "Bearer s3cret"); len(body) != api.PieceHashSize {
+		t.Fatalf("pieces with the secret: %q, want the one piece's hash", body)
+	}
+	if n := o.TotalBlobGETs(); n != 1 {
+		t.Fatalf("origin served %d blob GETs, want the one asked with the secret", n)
 	}
 }
 

@@ -198,7 +198,7 @@ func (c *conn) write() error {
 		if ok {
 			chunk := buf[:r.Length]
 			off := int64(r.Index)*c.t.info.PieceLength + int64(r.Begin)
-			if _, err := c.t.file.ReadAt(chunk, off); err != nil {
+			if err := c.t.readAt(chunk, off); err != nil {
 				return fmt.Errorf("read piece %d of %s: %w", r.Index, c.t.d, err)
 			}
 			if c.s.limiter != nil {

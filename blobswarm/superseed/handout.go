@@ -32,6 +32,11 @@ type handout struct {
 	// blob (a mirror that finished drops its connection to the seeder):
 	// then nothing is uncovered, and newcomers get it from the fleet.
 	elsewhere bool
+	// held says which pieces the seeder has, and heldAt since when: a blob
+	// still arriving from the origin gains them one by one (hold), and a
+	// piece it does not have is never offered.
+	held   []bool
+	heldAt []time.Time
 }
 
 type peerState struct {
@@ -39,19 +44,66 @@ type peerState struct {
 	// missing counts pieces not in has; pending those offered and missing.
 	missing, pending int
 	lastGain         time.Time
+	// lastOffer is the hand-out's offer count when this peer was last
+	// offered a piece: a piece that arrives goes to the peer that waited
+	// longest, so arriving pieces spread over the fleet.
+	lastOffer int
 }
 
 // offer is one piece to advertise to one peer.
 type offer struct{ peer, piece int }
 
+// newHandout is the policy for a stored blob: every piece is held.
 func newHandout(pieces, window int, patience time.Duration) *handout {
+	h := newGrowingHandout(pieces, window, patience)
+	for i := range h.held {
+		h.held[i] = true
+	}
+	return h
+}
+
+// newGrowingHandout is the policy for a blob still arriving from the
+// origin: no piece is held until hold says so.
+func newGrowingHandout(pieces, window int, patience time.Duration) *handout {
 	return &handout{
 		window:   max(window, 1),
 		patience: patience,
 		avail:    make([]int, pieces),
 		inflight: make([]int, pieces),
 		peers:    map[int]*peerState{},
+		held:     make([]bool, pieces),
+		heldAt:   make([]time.Time, pieces),
 	}
+}
+
+// hold records that the seeder has a piece now, and offers it to the
+// peer with room in its window that waited longest for an offer (the
+// fewest pending first), unless a peer already has it or the whole blob is
+// elsewhere. One peer gets it: the others trade for it, as for any piece.
+func (h *handout) hold(piece int, now time.Time) []offer {
+	if piece < 0 || piece >= len(h.held) || h.held[piece] {
+		return nil
+	}
+	h.held[piece], h.heldAt[piece] = true, now
+	if h.elsewhere || h.avail[piece] > 0 {
+		return nil
+	}
+	best, bestID := (*peerState)(nil), 0
+	for _, id := range slices.Sorted(maps.Keys(h.peers)) {
+		p := h.peers[id]
+		if p.has[piece] || p.pending >= h.window {
+			continue
+		}
+		if best == nil || p.pending < best.pending || (p.pending == best.pending && p.lastOffer < best.lastOffer) {
+			best, bestID = p, id
+		}
+	}
+	if best == nil {
+		// Every peer's window is full: the piece goes out as one frees
+		// (topUp), front first like the rest.
+		return nil
+	}
+	return []offer{h.give(bestID, best, piece)}
 }
 
 // join registers a peer that has nothing yet and returns its first offers.
@@ -107,14 +159,18 @@ func (h *handout) leave(peer int) []offer {
 	return out
 }
 
-// offered reports whether a peer may request the piece.
+// offered reports whether a peer may request the piece: one it was
+// offered, which the seeder therefore holds.
 func (h *handout) offered(peer, piece int) bool {
 	p := h.peers[peer]
 	return p != nil && piece >= 0 && piece < len(p.offered) && p.offered[piece]
 }
 
 // tick offers one more piece to each peer that has waited out its patience
-// with nothing offered and nothing gained.
+// with nothing offered and nothing gained. Only pieces held for a patience
+// count: a peer that had nothing to gain because the origin had not sent
+// it yet was not left waiting, and its neighbours are about to trade the
+// newest piece to it.
 func (h *handout) tick(now time.Time) []offer {
 	var out []offer
 	// In peer order, so the outcome does not depend on map iteration.
@@ -123,7 +179,7 @@ func (h *handout) tick(now time.Time) []offer {
 		if p.missing == 0 || p.pending > 0 || now.Sub(p.lastGain) < h.patience {
 			continue
 		}
-		if i := h.leastSpread(p); i >= 0 {
+		if i := h.leastSpread(p, now); i >= 0 {
 			p.lastGain = now
 			out = append(out, h.give(id, p, i))
 		}
@@ -131,27 +187,27 @@ func (h *handout) tick(now time.Time) []offer {
 	return out
 }
 
-// topUp offers the peer pieces no one has or is getting, front first (a
-// client streams the blob from the start), until its window is full.
+// topUp offers the peer held pieces no one has or is getting, front first
+// (a client streams the blob from the start), until its window is full.
 func (h *handout) topUp(peer int, out []offer) []offer {
 	p := h.peers[peer]
 	if h.elsewhere {
 		return out
 	}
 	for i := 0; i < len(h.avail) && p.pending < h.window; i++ {
-		if !p.has[i] && !p.offered[i] && h.avail[i] == 0 && h.inflight[i] == 0 {
+		if h.held[i] && !p.has[i] && !p.offered[i] && h.avail[i] == 0 && h.inflight[i] == 0 {
 			out = append(out, h.give(peer, p, i))
 		}
 	}
 	return out
 }
 
-// leastSpread is the piece the peer lacks and was not offered that the
-// fewest peers have or are getting, or -1.
-func (h *handout) leastSpread(p *peerState) int {
+// leastSpread is the piece held for a patience that the peer lacks and
+// was not offered, that the fewest peers have or are getting, or -1.
+func (h *handout) leastSpread(p *peerState, now time.Time) int {
 	best := -1
 	for i := range h.avail {
-		if p.has[i] || p.offered[i] {
+		if !h.held[i] || now.Sub(h.heldAt[i]) < h.patience || p.has[i] || p.offered[i] {
 			continue
 		}
 		if best < 0 || h.avail[i]+h.inflight[i] < h.avail[best]+h.inflight[best] {
@@ -166,5 +222,6 @@ func (h *handout) give(peer int, p *peerState, piece int) offer {
 	p.pending++
 	h.inflight[piece]++
 	h.offers++
+	p.lastOffer = h.offers
 	return offer{peer: peer, piece: piece}
 }

@@ -160,3 +160,100 @@ func TestHandoutIgnoresBadInput(t *testing.T) {
 		t.Fatal("out-of-range piece reported offered")
 	}
 }
+
+// A blob still arriving: nothing is offered before the seeder holds it,
+// and a request for a piece not yet held is one never offered.
+func TestHandoutOffersOnlyHeldPieces(t *testing.T) {
+	h := newGrowingHandout(4, 2, time.Second)
+	if o := h.join(1, t0); len(o) != 0 {
+		t.Fatalf("offers before the seeder holds a piece: %v", o)
+	}
+	if o := h.tick(t0.Add(time.Hour)); len(o) != 0 {
+		t.Fatalf("patience offered pieces the seeder does not hold: %v", o)
+	}
+	if h.offered(1, 0) || h.offered(1, 1) {
+		t.Fatal("a piece not held may be requested")
+	}
+	if o := pieces(h.hold(0, t0), 1); !slices.Equal(o, []int{0}) {
+		t.Fatalf("piece 0 arrived: offers %v, want [0]", o)
+	}
+	if !h.offered(1, 0) || h.offered(1, 1) {
+		t.Fatal("requests must be allowed for exactly the held pieces offered")
+	}
+	if o := h.have(1, []int{0}, t0); len(o) != 0 {
+		t.Fatalf("peer completed the only held piece, yet got offers %v", o)
+	}
+	if o := h.hold(0, t0); o != nil {
+		t.Fatalf("a piece held twice was offered again: %v", o)
+	}
+	if o := pieces(h.hold(1, t0), 1); !slices.Equal(o, []int{1}) {
+		t.Fatalf("piece 1 arrived: offers %v, want [1]", o)
+	}
+}
+
+// Pieces arriving one by one go to one peer each, the one with room that
+// waited longest, so the fleet starts trading from the first pieces; a
+// piece that finds every window full goes out as a window frees.
+func TestHandoutSpreadsArrivingPieces(t *testing.T) {
+	h := newGrowingHandout(8, 2, time.Second)
+	for p := 1; p <= 3; p++ {
+		h.join(p, t0)
+	}
+	var got []offer
+	for i := range 7 {
+		got = append(got, h.hold(i, t0)...)
+	}
+	want := []offer{{1, 0}, {2, 1}, {3, 2}, {1, 3}, {2, 4}, {3, 5}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("arriving pieces offered as %v, want %v", got, want)
+	}
+	// Piece 6 found every window full; peer 2 completing piece 1 frees
+	// one.
+	if o := pieces(h.have(2, []int{1}, t0), 2); !slices.Equal(o, []int{6}) {
+		t.Fatalf("after piece 1, offers to peer 2 = %v, want [6]", o)
+	}
+	if h.offers != 7 {
+		t.Fatalf("%d offers for 7 pieces, want one each", h.offers)
+	}
+
+	// Both idle: the next piece goes to the one offered a piece longest
+	// ago, not to the first again.
+	h = newGrowingHandout(4, 2, time.Second)
+	h.join(1, t0)
+	h.join(2, t0)
+	h.hold(0, t0)
+	h.have(1, []int{0}, t0)
+	if o := h.hold(1, t0); !slices.Equal(o, []offer{{2, 1}}) {
+		t.Fatalf("piece 1 with both peers idle offered as %v, want to peer 2", o)
+	}
+}
+
+// The patience rule offers only pieces held for a patience: a peer that
+// gained nothing because the origin had sent nothing was not stuck, and
+// the newest piece is on its way to it through the fleet.
+func TestHandoutPatienceOnlyForPiecesHeldAPatience(t *testing.T) {
+	h := newGrowingHandout(4, 1, time.Second)
+	h.join(1, t0)
+	h.join(2, t0)
+	later := t0.Add(5 * time.Second)
+	if o := pieces(h.hold(0, later), 1); !slices.Equal(o, []int{0}) {
+		t.Fatalf("piece 0 offers to peer 1 = %v, want [0]", o)
+	}
+	if o := h.tick(later.Add(500 * time.Millisecond)); len(o) != 0 {
+		t.Fatalf("a piece held for half a patience went to a waiting peer: %v", o)
+	}
+	if o := pieces(h.tick(later.Add(time.Second)), 2); !slices.Equal(o, []int{0}) {
+		t.Fatalf("after a patience, offers to peer 2 = %v, want [0]", o)
+	}
+}
+
+// A stored blob's policy holds every piece from the start.
+func TestHandoutOfAStoredBlobHoldsEverything(t *testing.T) {
+	h := newHandout(3, 2, time.Second)
+	if o := h.hold(1, t0); o != nil {
+		t.Fatalf("holding a held piece offered %v", o)
+	}
+	if o := pieces(h.join(1, t0), 1); !slices.Equal(o, []int{0, 1}) {
+		t.Fatalf("offers = %v, want [0 1]", o)
+	}
+}

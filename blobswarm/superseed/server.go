@@ -1,10 +1,10 @@
 // Package superseed is the tracker's seeder on the wire: an upload-only
-// BitTorrent peer that serves stored blobs and hands each piece out about
-// once (see handout), so the mirrors trade the rest among themselves and the
-// origin's host sends an image about once per rollout. It speaks the peer
-// wire protocol through anacrolix's peer_protocol package (handshake,
-// message framing); what it adds is the hand-out policy, which the
-// anacrolix client does not have.
+// BitTorrent peer that serves blobs, stored or still arriving from the
+// origin, and hands each piece out about once (see handout), so the
+// mirrors trade the rest among themselves and the origin's host sends an
+// image about once per rollout. It speaks the peer wire protocol through
+// anacrolix's peer_protocol package (handshake, message framing); what it
+// adds is the hand-out policy, which the anacrolix client does not have.
 package superseed
 
 import (
@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -27,7 +28,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/time/rate"
 
-	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/blobswarm/peerid"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
@@ -79,7 +79,6 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg     Config
 	store   *store.Store
-	infos   infobytes.Dir
 	log     *slog.Logger
 	ln      net.Listener
 	peerID  [20]byte
@@ -107,7 +106,6 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		store:    st,
-		infos:    infobytes.New(st),
 		log:      log,
 		ln:       ln,
 		torrents: map[metainfo.Hash]*blob{},
@@ -149,9 +147,8 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Seed serves stored blob d under the torrent of infoBytes, and saves the
-// info bytes so InfoBytes answers after a restart. Seeding a blob again
-// with the same info bytes is a no-op.
+// Seed serves stored blob d under the torrent of infoBytes. Seeding a
+// blob again with the same info bytes is a no-op.
 func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 	info, err := torrentmeta.Parse(infoBytes, d)
 	if err != nil {
@@ -167,19 +164,12 @@ func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 		}
 		return nil
 	}
-	f, err := s.store.Open(d)
+	f, err := s.openStored(d, info)
 	if err != nil {
-		return fmt.Errorf("seed %s: %w", d, err)
-	}
-	if fi, err := f.Stat(); err != nil || fi.Size() != info.Length {
-		f.Close()
-		return fmt.Errorf("seed %s: stored blob does not match its torrent (%d bytes expected): %w", d, info.Length, err)
-	}
-	if err := s.infos.Put(d, infoBytes); err != nil {
-		f.Close()
 		return err
 	}
-	t := newBlob(d, ih, info, f, s.cfg, &s.offers)
+	t := newBlob(d, ih, info, f, newHandout(info.NumPieces(), s.window(info), s.cfg.Patience), &s.offers)
+	t.file = f
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.byDigest[d]; ok || s.ctx.Err() != nil {
@@ -191,23 +181,99 @@ func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 	return nil
 }
 
-// InfoBytes returns the info bytes saved when blob d was last seeded.
-func (s *Server) InfoBytes(d digest.Digest) ([]byte, error) { return s.infos.Get(d) }
+// openStored opens stored blob d, which must be as long as its torrent.
+func (s *Server) openStored(d digest.Digest, info metainfo.Info) (*os.File, error) {
+	f, err := s.store.Open(d)
+	if err != nil {
+		return nil, fmt.Errorf("seed %s: %w", d, err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != info.Length {
+		f.Close()
+		return nil, fmt.Errorf("seed %s: stored blob does not match its torrent (%d bytes expected): %w", d, info.Length, err)
+	}
+	return f, nil
+}
 
-// Drop stops seeding blob d, disconnects its peers and forgets its info
-// bytes. Dropping an unknown blob is a no-op.
-func (s *Server) Drop(d digest.Digest) error {
+// window is how many pieces of a blob a peer is offered at once.
+func (s *Server) window(info metainfo.Info) int {
+	return int(max(2, s.cfg.Window/info.PieceLength)) // two pieces when Window is zero
+}
+
+// Growing is a blob the seeder serves while it arrives from the origin:
+// peers are offered the pieces it has been told about, and nothing else.
+type Growing struct {
+	s *Server
+	t *blob
+}
+
+// SeedGrowing serves blob d under the torrent of infoBytes while its bytes
+// arrive in r, from before the first one: peers connect and wait, and
+// each piece is offered once Have says r holds it. Stored moves it to the
+// store's file, Drop ends it; until one of them, r must stay readable.
+func (s *Server) SeedGrowing(d digest.Digest, infoBytes []byte, r io.ReaderAt) (*Growing, error) {
+	info, err := torrentmeta.Parse(infoBytes, d)
+	if err != nil {
+		return nil, err
+	}
+	ih := metainfo.HashBytes(infoBytes)
+	t := newBlob(d, ih, info, r, newGrowingHandout(info.NumPieces(), s.window(info), s.cfg.Patience), &s.offers)
 	s.mu.Lock()
-	t, ok := s.byDigest[d]
-	delete(s.byDigest, d)
-	if ok {
-		delete(s.torrents, t.hash)
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil, fmt.Errorf("seed %s: %w", d, net.ErrClosed)
+	}
+	if _, ok := s.byDigest[d]; ok {
+		return nil, fmt.Errorf("seed %s while it arrives: already seeded", d)
+	}
+	s.byDigest[d], s.torrents[ih] = t, t
+	return &Growing{s: s, t: t}, nil
+}
+
+// Have says the reader holds piece i, whole: it is offered at once to a
+// peer with room for it.
+func (g *Growing) Have(i int) {
+	g.t.mu.Lock()
+	defer g.t.mu.Unlock()
+	g.t.deliver(g.t.policy.hold(i, time.Now()))
+}
+
+// Stored says the blob is in the store: it is served from the store's file
+// from now on, every piece held, and the reader SeedGrowing was given is
+// not read again once Stored returns.
+func (g *Growing) Stored() error {
+	f, err := g.s.openStored(g.t.d, g.t.info)
+	if err != nil {
+		return err
+	}
+	g.t.dataMu.Lock()
+	if g.t.data == nil {
+		g.t.dataMu.Unlock()
+		f.Close()
+		return fmt.Errorf("seed %s from the store: dropped", g.t.d)
+	}
+	g.t.data, g.t.file = f, f
+	g.t.dataMu.Unlock()
+	g.t.mu.Lock()
+	defer g.t.mu.Unlock()
+	now := time.Now()
+	for i := range g.t.info.NumPieces() {
+		g.t.deliver(g.t.policy.hold(i, now))
+	}
+	return nil
+}
+
+// Drop stops serving the blob and disconnects its peers: its bytes turned
+// out wrong, or never all came. The reader is not read again once Drop
+// returns.
+func (g *Growing) Drop() {
+	s := g.s
+	s.mu.Lock()
+	if s.byDigest[g.t.d] == g.t {
+		delete(s.byDigest, g.t.d)
+		delete(s.torrents, g.t.hash)
 	}
 	s.mu.Unlock()
-	if ok {
-		t.close()
-	}
-	return s.infos.Delete(d)
+	g.t.close()
 }
 
 // Seeding lists the infohashes being served, for announcing them.
@@ -352,7 +418,14 @@ type blob struct {
 	d    digest.Digest
 	hash metainfo.Hash
 	info metainfo.Info
-	file *os.File
+
+	// dataMu guards where the bytes are read from: a growing blob's partial
+	// file until Stored swaps in the store's, nothing after close, so
+	// neither swap nor close waits on a peer, nor a peer on them, beyond
+	// one read.
+	dataMu sync.RWMutex
+	data   io.ReaderAt
+	file   *os.File // the store's file, once the blob is stored
 
 	// mu guards the policy and the peer set.
 	mu     sync.Mutex
@@ -364,14 +437,24 @@ type blob struct {
 	offers *atomic.Int64
 }
 
-func newBlob(d digest.Digest, ih metainfo.Hash, info metainfo.Info, f *os.File, cfg Config, offers *atomic.Int64) *blob {
-	window := int(max(2, cfg.Window/info.PieceLength)) // two pieces when Window is zero
+func newBlob(d digest.Digest, ih metainfo.Hash, info metainfo.Info, data io.ReaderAt, policy *handout, offers *atomic.Int64) *blob {
 	return &blob{
-		d: d, hash: ih, info: info, file: f,
-		policy: newHandout(info.NumPieces(), window, cfg.Patience),
+		d: d, hash: ih, info: info, data: data,
+		policy: policy,
 		conns:  map[int]*conn{},
 		offers: offers,
 	}
+}
+
+// readAt reads piece bytes for a peer.
+func (t *blob) readAt(b []byte, off int64) error {
+	t.dataMu.RLock()
+	defer t.dataMu.RUnlock()
+	if t.data == nil {
+		return fmt.Errorf("blob %s no longer seeded", t.d)
+	}
+	_, err := t.data.ReadAt(b, off)
+	return err
 }
 
 // add registers a connected peer and queues its first offers.
@@ -456,5 +539,11 @@ func (t *blob) close() {
 	for _, c := range conns {
 		c.close()
 	}
-	t.file.Close()
+	t.dataMu.Lock()
+	defer t.dataMu.Unlock()
+	t.data = nil
+	if t.file != nil {
+		t.file.Close()
+		t.file = nil
+	}
 }

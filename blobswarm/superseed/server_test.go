@@ -266,3 +266,249 @@ func TestOfferedPieceIsServed(t *testing.T) {
 		return
 	}
 }
+
+// growing is a blob on its way into the store, seeded while it arrives.
+type growing struct {
+	s       *Server
+	st      *store.Store
+	p       *store.Partial
+	g       *Growing
+	data    []byte
+	d       digest.Digest
+	info    []byte
+	written int
+}
+
+// seedGrowing starts seeding a random blob of which nothing has arrived,
+// under its torrentmeta.ForBlob torrent, or Build's when build is set.
+func seedGrowing(t *testing.T, size int, cfg Config, build bool) *growing {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	rand.Read(data)
+	d := digest.FromBytes(data)
+	info, err := torrentmeta.ForBlob(d, int64(size))
+	if build {
+		info, _, err = torrentmeta.Build(d, bytes.NewReader(data), int64(size))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	s, err := New(cfg, st, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	g, err := s.SeedGrowing(d, info, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &growing{s: s, st: st, p: p, g: g, data: data, d: d, info: info}
+}
+
+func (gr *growing) addr() netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(gr.s.ListenPort()))
+}
+
+// arrive writes the blob's next pieces, as the origin would send them,
+// and tells the seeder.
+func (gr *growing) arrive(t *testing.T, pieces int) {
+	t.Helper()
+	pl := int(torrentmeta.PieceLength(int64(len(gr.data))))
+	for range pieces {
+		i := gr.written / pl
+		end := min(gr.written+pl, len(gr.data))
+		if _, err := gr.p.Write(gr.data[gr.written:end]); err != nil {
+			t.Fatal(err)
+		}
+		gr.written = end
+		gr.g.Have(i)
+	}
+}
+
+// decoder reads what the seeder sends on nc.
+func decoder(nc net.Conn) *pp.Decoder {
+	return &pp.Decoder{R: bufio.NewReader(nc), MaxLength: 1 << 20, Pool: &sync.Pool{New: func() any { b := make([]byte, 1<<17); return &b }}}
+}
+
+// awaitHave reads until the seeder offers piece i.
+func awaitHave(t *testing.T, nc net.Conn, dec *pp.Decoder, i int) {
+	t.Helper()
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		var m pp.Message
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("waiting for an offer of piece %d: %v", i, err)
+		}
+		if !m.Keepalive && m.Type == pp.Have && int(m.Index) == i {
+			return
+		}
+	}
+}
+
+// A peer of a blob still arriving may request only what the seeder has
+// been told it holds: a request for any other piece drops it, as one
+// never offered would, even if the bytes are already in the file; a piece
+// that arrived is offered and served.
+func TestGrowingBlobServesOnlyWhatArrived(t *testing.T) {
+	gr := seedGrowing(t, 1<<20, Config{}, false) // 4 pieces
+	ih := metainfo.HashBytes(gr.info)
+	// Piece 0's bytes are in the partial, but Have has not said so.
+	if _, err := gr.p.Write(gr.data[:256<<10]); err != nil {
+		t.Fatal(err)
+	}
+
+	early := dial(t, gr.addr(), ih)
+	send(t, early, pp.Message{Type: pp.Request, Index: 0, Begin: 0, Length: 16 << 10})
+	if !closed(early) {
+		t.Fatal("a request for a piece the seeder was not told it has left the connection open")
+	}
+
+	nc := dial(t, gr.addr(), ih)
+	dec := decoder(nc)
+	gr.written = 256 << 10
+	gr.g.Have(0)
+	awaitHave(t, nc, dec, 0)
+	send(t, nc, pp.Message{Type: pp.Request, Index: 0, Begin: 100, Length: 1000})
+	for {
+		var m pp.Message
+		if err := dec.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Keepalive || m.Type != pp.Piece {
+			continue
+		}
+		if m.Index != 0 || m.Begin != 100 || !bytes.Equal(m.Piece, gr.data[100:1100]) {
+			t.Fatalf("got piece %d at %d (%d bytes), not the bytes asked for", m.Index, m.Begin, len(m.Piece))
+		}
+		break
+	}
+	send(t, nc, pp.Message{Type: pp.Request, Index: 1, Begin: 0, Length: 16 << 10})
+	if !closed(nc) {
+		t.Fatal("a request for piece 1, not arrived yet, left the connection open")
+	}
+	if up := gr.s.Stats().Uploaded; up != 1000 {
+		t.Fatalf("seeder sent %d bytes, want the 1000 asked for of the piece it had", up)
+	}
+}
+
+// Stored moves a growing blob to the store's file: every piece is held,
+// peers keep being served, and the partial is not read again. Drop ends
+// the torrent and its peers.
+func TestGrowingBlobStoredThenDropped(t *testing.T) {
+	gr := seedGrowing(t, 1<<20, Config{}, false)
+	ih := metainfo.HashBytes(gr.info)
+	nc := dial(t, gr.addr(), ih)
+	dec := decoder(nc)
+	gr.arrive(t, 4)
+	if err := gr.p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.g.Stored(); err != nil {
+		t.Fatal(err)
+	}
+	// The partial's file is gone from the reader's view: whatever is
+	// served now comes from the store.
+	gr.p.Close()
+	awaitHave(t, nc, dec, 1)
+	off := 1*256<<10 + 5
+	send(t, nc, pp.Message{Type: pp.Request, Index: 1, Begin: 5, Length: 1000})
+	for {
+		var m pp.Message
+		if err := dec.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Keepalive || m.Type != pp.Piece {
+			continue
+		}
+		if !bytes.Equal(m.Piece, gr.data[off:off+1000]) {
+			t.Fatal("stored blob served other bytes")
+		}
+		break
+	}
+	gr.g.Drop()
+	if !closed(nc) {
+		t.Fatal("a peer of a dropped blob still connected")
+	}
+	if n := len(gr.s.Seeding()); n != 0 {
+		t.Fatalf("%d torrents seeded after the only one was dropped", n)
+	}
+}
+
+// A fleet of stock clients gets a blob that arrives while they download,
+// each piece offered as it comes and sent about once.
+func TestFleetGetsAGrowingBlob(t *testing.T) {
+	const size, n = 8 << 20, 3
+	// Stock clients check pieces against the info dictionary, so this
+	// torrent carries the real hashes; what is under test is the seeder
+	// serving a blob that grows.
+	gr := seedGrowing(t, size, Config{Window: 512 << 10}, true)
+	var ts []*torrent.Torrent
+	var clients []*torrent.Client
+	var dirs []string
+	for i := range n {
+		dirs = append(dirs, t.TempDir())
+		c := leecher(t, fmt.Sprintf("127.0.0.%d", 20+i), dirs[i])
+		tt, _ := c.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: metainfo.HashBytes(gr.info), InfoBytes: gr.info})
+		clients = append(clients, c)
+		ts = append(ts, tt)
+	}
+	for i, tt := range ts {
+		peers := []torrent.PeerInfo{{Addr: net.TCPAddrFromAddrPort(gr.addr()), Source: torrent.PeerSourceDirect}}
+		for j, c := range clients {
+			if j != i {
+				peers = append(peers, torrent.PeerInfo{Addr: c.ListenAddrs()[0], Source: torrent.PeerSourceDirect})
+			}
+		}
+		tt.AddPeers(peers)
+		tt.DownloadAll()
+	}
+	// The blob arrives once the fleet is connected, so each piece meets
+	// peers waiting for it.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for gr.s.Stats().Torrents[0].Peers < n {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of %d leechers connected to the seeder", gr.s.Stats().Torrents[0].Peers, n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	gr.arrive(t, size/(256<<10))
+	if err := gr.p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.g.Stored(); err != nil {
+		t.Fatal(err)
+	}
+	for i, tt := range ts {
+		select {
+		case <-tt.Complete().On():
+		case <-ctx.Done():
+			t.Fatalf("leecher %d: %d of %d bytes after 2 minutes", i, tt.BytesCompleted(), int64(size))
+		}
+		got, err := os.ReadFile(filepath.Join(dirs[i], gr.d.Encoded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest.FromBytes(got) != gr.d {
+			t.Fatalf("leecher %d: blob has digest %s, want %s", i, digest.FromBytes(got), gr.d)
+		}
+	}
+	st := gr.s.Stats()
+	t.Logf("seeder sent %.2fx the blob; %d offers for %d pieces", float64(st.Uploaded)/size, st.Torrents[0].Offers, st.Torrents[0].Pieces)
+	if st.Uploaded > size*5/4 {
+		t.Errorf("seeder sent %d bytes for a %d-byte blob to %d leechers: more than 1.25x", st.Uploaded, size, n)
+	}
+}

@@ -1,18 +1,18 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
@@ -80,34 +80,32 @@ func BenchmarkSwarmMirror(b *testing.B) {
 	printSwarmTable(os.Stdout, size, viaSwarm, viaOrigin)
 }
 
-// warmSeeder asks the tracker for the blob's metainfo until its seeder has
-// fetched the blob from the origin and answers with the torrent.
+// warmSeeder has the tracker's seeder fetch the blob from the origin and
+// waits until it holds all of it: the tracker streams the blob's piece
+// hashes as they arrive and ends the answer once the whole blob is checked
+// and stored.
 func warmSeeder(b *testing.B, tr *harness.Process, d digest.Digest) {
 	b.Helper()
-	q := url.Values{"registry": {upstreamHost}, "repo": {benchRepo}, "digest": {d.String()}}
-	u := tr.URL() + api.MetainfoPath + "?" + q.Encode()
+	ref := oci.Blob{Registry: upstreamHost, Repo: benchRepo, Digest: d}
+	u := tr.URL() + api.PiecesPath + "?" + api.PiecesQuery(ref, 0).Encode()
 	// A bound against a hang: the seeder streams, hashes and stores the blob.
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		resp, err := client.Get(u)
-		if err != nil {
-			b.Fatal(err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusOK:
-			return
-		case resp.StatusCode != http.StatusAccepted:
-			b.Fatalf("GET %s: %s: %s", u, resp.Status, body)
-		case time.Now().After(deadline):
-			b.Fatalf("tracker's seeder still fetching %s from the origin after 10 minutes", d)
-		}
-		wait := time.Second
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-			wait = time.Duration(s) * time.Second
-		}
-		time.Sleep(wait)
+		b.Fatalf("GET %s: %s: %s", u, resp.Status, body)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		b.Fatalf("tracker's seeder did not finish fetching %s from the origin: %v", d, err)
 	}
 }
 

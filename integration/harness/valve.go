@@ -11,6 +11,9 @@ import (
 // download in the middle without depending on timing.
 type Valve struct {
 	Pass int64
+	// headers holds the answer back whole: an origin that has not
+	// answered at all.
+	headers bool
 
 	once sync.Once
 	open chan struct{}
@@ -21,6 +24,12 @@ func NewValve(pass int64) *Valve {
 	return &Valve{Pass: pass, open: make(chan struct{})}
 }
 
+// NewHeaderValve returns a closed valve that holds back blob GETs whole,
+// headers included: the client does not even learn the blob's size.
+func NewHeaderValve() *Valve {
+	return &Valve{headers: true, open: make(chan struct{})}
+}
+
 // Open lets every held and future blob body flow. It may be called again.
 func (v *Valve) Open() { v.once.Do(func() { close(v.open) }) }
 
@@ -28,6 +37,15 @@ func (v *Valve) Open() { v.once.Do(func() { close(v.open) }) }
 func (v *Valve) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if v.headers {
+			select {
+			case <-v.open:
+			case <-r.Context().Done():
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}

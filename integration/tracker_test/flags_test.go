@@ -16,6 +16,7 @@ func TestBadFlagsStopTheTrackerNamingTheFlag(t *testing.T) {
 		"announce-interval": {"--announce-interval", "0s"},
 		"max-peers":         {"--max-peers", "0"},
 		"metainfo-wait":     {"--metainfo-wait", "-1s"},
+		"origin-reads":      {"--origin-reads", "0"},
 		"upstream":          {"--upstream", "registry.example"},
 		"peer-cidr":         {"--peer-cidr", "10.0.0.0/99"},
 		"redis":             {"--redis", "memcached://127.0.0.1:1"},

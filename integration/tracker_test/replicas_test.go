@@ -18,7 +18,7 @@ import (
 func TestReplicasOnOneRedisActAsOneTracker(t *testing.T) {
 	redis := "redis://" + testredis.Start(t)
 	o := newOrigin(t)
-	_, d := harness.PushRandomBlob(t, o, "app", 600<<10)
+	b, d := harness.PushRandomBlob(t, o, "app", 600<<10)
 	o.Reset()
 	dataB := t.TempDir()
 	a := harness.Start(t, "tracker", trackerArgs(o, t.TempDir(), "--redis", redis)...)
@@ -36,15 +36,24 @@ func TestReplicasOnOneRedisActAsOneTracker(t *testing.T) {
 		t.Fatalf("A handed out %v, want the peer announced at B", peers)
 	}
 
-	// A fetches and seeds the blob; B answers for it at once, from what
-	// A published, without going to the origin.
+	// A fetches and seeds the blob; once its pieces stream has ended,
+	// which it does only after A published the torrent, B answers for it
+	// at once, torrent and piece hashes, from what A published, without
+	// going to the origin.
 	info := awaitMetainfo(t, a, o.Host(), "app", d)
+	sums := awaitPieces(t, a, o.Host(), "app", d)
+	if !bytes.Equal(sums, pieceSums(t, d, b)) {
+		t.Fatal("A's piece hashes differ from the blob's")
+	}
 	resp, body := get(t, metainfoURL(bb, o.Host(), "app", d))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("B for a blob A seeds: HTTP %d, want 200 at once: %s", resp.StatusCode, body)
 	}
 	if !bytes.Equal(body, info) {
 		t.Fatal("B's info bytes differ from A's")
+	}
+	if got := awaitPieces(t, bb, o.Host(), "app", d); !bytes.Equal(got, sums) {
+		t.Fatal("B's piece hashes differ from A's")
 	}
 	if n := o.BlobGETs(d); n != 1 {
 		t.Fatalf("origin served the blob %d times to two replicas, want once", n)

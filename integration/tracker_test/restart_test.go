@@ -2,21 +2,21 @@ package tracker_test
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/flight"
-	"github.com/blobswarm/blobswarm/blobswarm/store"
-	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
+// A tracker restarted on its data answers metainfo and piece hashes for
+// the blobs it seeded before, and seeds them, without asking the origin:
+// the torrent from the digest and the stored size, the hashes as saved, or
+// read again from the stored blob if they were lost.
 func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 	o := newOrigin(t)
 	blobs := map[digest.Digest][]byte{}
@@ -30,35 +30,46 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 	tr := harness.Start(t, "tracker", args...)
 
 	infos := map[digest.Digest][]byte{}
+	var lost digest.Digest
 	for d, b := range blobs {
 		info := awaitMetainfo(t, tr, o.Host(), "team/app", d)
-		want, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			t.Fatal(err)
+		if want, _ := torrentmeta.ForBlob(d, int64(len(b))); !bytes.Equal(info, want) {
+			t.Fatalf("%s: served info bytes differ from torrentmeta.ForBlob of the blob", d)
 		}
-		if !bytes.Equal(info, want) {
-			t.Fatalf("%s: served info bytes differ from torrentmeta.Build of the blob", d)
+		if !bytes.Equal(awaitPieces(t, tr, o.Host(), "team/app", d), pieceSums(t, d, b)) {
+			t.Fatalf("%s: piece hashes differ from the blob's", d)
 		}
 		infos[d] = info
+		lost = d
 	}
 
-	// A crash, not a clean shutdown: what is on disk must be enough.
+	// A crash, not a clean shutdown: what is on disk must be enough, even
+	// with one blob's saved hashes lost.
 	tr.Kill()
+	if err := os.Remove(filepath.Join(data, "pieces", lost.Algorithm().String(), lost.Encoded())); err != nil {
+		t.Fatal(err)
+	}
 	tr = harness.StartAt(t, tr.Addr, "tracker", args...)
 	for d, want := range infos {
-		resp, body := get(t, metainfoURL(tr, o.Host(), "team/app", d))
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s after the restart: HTTP %d, want 200 at once: %s", d, resp.StatusCode, body)
+		if d != lost {
+			// Its hashes on disk: known at once.
+			if resp, body := get(t, metainfoURL(tr, o.Host(), "team/app", d)); resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+				t.Fatalf("%s after the restart: HTTP %d, want 200 at once with the same torrent", d, resp.StatusCode)
+			}
 		}
-		if !bytes.Equal(body, want) {
-			t.Fatalf("%s: info bytes changed across the restart", d)
+		if info := awaitMetainfo(t, tr, o.Host(), "team/app", d); !bytes.Equal(info, want) {
+			t.Fatalf("%s: torrent changed across the restart", d)
+		}
+		if !bytes.Equal(awaitPieces(t, tr, o.Host(), "team/app", d), pieceSums(t, d, blobs[d])) {
+			t.Fatalf("%s: piece hashes after the restart differ from the blob's", d)
 		}
 	}
 
-	// The restarted seeder seeds again: a node gets the blob from it
-	// through the tracker, and the origin still served each blob once.
+	// The restarted seeder seeds again: a peer gets each blob from it,
+	// every piece matching the tracker's hashes, and the origin still
+	// served each blob once.
 	for d, b := range blobs {
-		if got := fetchFromSwarm(t, tr, d, infos[d]); !bytes.Equal(got, b) {
+		if got := fetchFromSeeder(t, tr, d, infos[d], pieceSums(t, d, b)); !bytes.Equal(got, b) {
 			t.Fatalf("%s: bytes from the restarted seeder differ from the blob", d)
 		}
 	}
@@ -67,49 +78,4 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 			t.Fatalf("origin served %s %d times, want once", d, n)
 		}
 	}
-}
-
-// fetchFromSwarm downloads blob d as a mirror would, with peers from the
-// tracker only, and returns the stored bytes.
-func fetchFromSwarm(t *testing.T, tr *harness.Process, d digest.Digest, info []byte) []byte {
-	t.Helper()
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sw, err := swarm.New(swarm.Config{ListenAddr: "127.0.0.1:0"}, st, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sw.Close()
-	p, err := st.NewPartial(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := flight.New(p)
-	defer fl.Release()
-	dl, err := sw.Download(t.Context(), d, info, []string{tr.URL() + api.AnnouncePath}, fl, nil)
-	if err != nil {
-		fl.Abort()
-		t.Fatalf("download %s through the tracker: %v", d, err)
-	}
-	if err := fl.Commit(); err != nil {
-		dl.Drop()
-		t.Fatalf("commit %s: %v", d, err)
-	}
-	if err := dl.Seed(); err != nil {
-		t.Fatalf("seed %s: %v", d, err)
-	}
-	fl.Finish(nil)
-	f, err := st.Open(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

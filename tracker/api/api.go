@@ -27,6 +27,10 @@ const (
 	// 202 with Retry-After while the seeder fetches the blob from the
 	// origin.
 	MetainfoPath = "/v1/metainfo"
+	// PiecesPath streams the SHA-1 of each piece of a blob's torrent as
+	// the seeder computes them (see PieceHashSize): mirrors check every
+	// piece against them before using or relaying it.
+	PiecesPath = "/v1/pieces"
 	// ManifestPath resolves a tag through the coalescing cache; the
 	// client's Accept headers are passed on, and the answer carries the
 	// manifest's Content-Type and Docker-Content-Digest.
@@ -42,7 +46,49 @@ const (
 	ParamRepo     = "repo"
 	ParamDigest   = "digest"
 	ParamTag      = "tag"
+	// ParamFrom is the first piece whose hash a pieces request wants.
+	ParamFrom = "from"
 )
+
+// PieceHashSize is one record of a pieces answer: the piece's SHA-1. The
+// answer (PiecesType) is the hashes of pieces from, from+1, ... in order,
+// each written as soon as the seeder has it; it ends after the blob's last
+// piece. A seeder that fails mid-blob breaks the stream (no clean end),
+// and the next request gets the error (an OCI error body), so a reader
+// that saw a clean end has every hash.
+const PieceHashSize = 20
+
+// PiecesType is the Content-Type of a pieces answer.
+const PiecesType = "application/octet-stream"
+
+// PiecesQuery is the query for blob b's piece hashes from piece from on.
+func PiecesQuery(b oci.Blob, from int) url.Values {
+	q := BlobQuery(b)
+	q.Set(ParamFrom, strconv.Itoa(from))
+	return q
+}
+
+// ParsePiecesQuery reads and validates what PiecesQuery wrote.
+func ParsePiecesQuery(q url.Values) (oci.Blob, int, error) {
+	b, err := ParseBlobQuery(q)
+	if err != nil {
+		return oci.Blob{}, 0, err
+	}
+	from, err := strconv.Atoi(q.Get(ParamFrom))
+	if err != nil || from < 0 {
+		return oci.Blob{}, 0, ErrorCodeParamInvalid.WithMessage(fmt.Sprintf("%s=%q is not a piece index", ParamFrom, q.Get(ParamFrom)))
+	}
+	return b, from, nil
+}
+
+// ErrorCodeParamInvalid answers a query parameter that is not what the
+// endpoint takes and has no OCI code of its own.
+var ErrorCodeParamInvalid = errcode.Register("blobswarm.tracker", errcode.ErrorDescriptor{
+	Value:          "PARAM_INVALID",
+	Message:        "invalid query parameter",
+	Description:    "A query parameter of a tracker request is not what the endpoint takes.",
+	HTTPStatusCode: http.StatusBadRequest,
+})
 
 // MetainfoType is the Content-Type of info bytes.
 const MetainfoType = "application/x-bittorrent"

@@ -61,3 +61,19 @@ func TestDecodeErrorKeepsTheCode(t *testing.T) {
 		t.Fatalf("DecodeError = %v, want BLOB_UNKNOWN with its message", err)
 	}
 }
+
+func TestPiecesQueryRoundTrips(t *testing.T) {
+	b := oci.Blob{Registry: "docker.io", Repo: "library/alpine", Digest: digest.FromString("x")}
+	got, from, err := ParsePiecesQuery(PiecesQuery(b, 7))
+	if err != nil || got != b || from != 7 {
+		t.Fatalf("ParsePiecesQuery = %+v, %d, %v", got, from, err)
+	}
+	for _, bad := range []string{"", "-1", "x"} {
+		q := BlobQuery(b)
+		q.Set(ParamFrom, bad)
+		var e errcode.Error
+		if _, _, err := ParsePiecesQuery(q); !errors.As(err, &e) || e.Code != ErrorCodeParamInvalid || e.Code.Descriptor().HTTPStatusCode != http.StatusBadRequest {
+			t.Errorf("from=%q: %v, want a 400 PARAM_INVALID", bad, err)
+		}
+	}
+}

@@ -28,9 +28,11 @@ var ErrUnavailable = errors.New("no tracker reachable")
 // Client talks to one or more tracker replicas, preferring the last one
 // that answered.
 type Client struct {
-	urls   []string
-	http   *http.Client
-	secret string
+	urls []string
+	http *http.Client
+	// streams has no overall timeout, for answers that follow a blob.
+	streams *http.Client
+	secret  string
 
 	mu        sync.Mutex
 	preferred int
@@ -61,7 +63,11 @@ func New(urls []string, opt Options) *Client {
 	if opt.Roots != nil {
 		t.TLSClientConfig = &tls.Config{RootCAs: opt.Roots, MinVersion: tls.VersionTLS12}
 	}
-	return &Client{urls: trimmed, http: &http.Client{Timeout: opt.Timeout, Transport: t}, secret: opt.Secret}
+	return &Client{urls: trimmed, secret: opt.Secret,
+		http: &http.Client{Timeout: opt.Timeout, Transport: t},
+		// A stream lasts as long as its blob takes to arrive; the
+		// transport's dial timeout still finds a dead replica fast.
+		streams: &http.Client{Transport: t}}
 }
 
 const dialTimeout = 2 * time.Second
@@ -111,6 +117,52 @@ func (c *Client) Metainfo(ctx context.Context, b oci.Blob) ([]byte, error) {
 	}
 }
 
+// Pieces follows the SHA-1 of each piece of blob b's torrent (n pieces)
+// from piece from on, calling got for each in order as the tracker's
+// seeder computes them. It returns nil once all n are known, the
+// tracker's error when its seeder failed the blob (for example, the
+// origin's bytes did not match the digest), or ctx's error. A stream that
+// breaks is asked again from the next piece, on any replica, without
+// waiting: the blob is arriving, and every piece a mirror lacks a hash for
+// is one it can neither use nor relay.
+func (c *Client) Pieces(ctx context.Context, b oci.Blob, from, n int, got func(i int, sum [20]byte)) error {
+	var broken error
+	for from < n {
+		if ctx.Err() != nil {
+			return errors.Join(ctx.Err(), broken)
+		}
+		resp, err := c.stream(ctx, api.PiecesPath+"?"+api.PiecesQuery(b, from).Encode())
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			err := api.DecodeError(resp)
+			resp.Body.Close()
+			return err
+		}
+		before := from
+		var sum [api.PieceHashSize]byte
+		for from < n {
+			if _, err := io.ReadFull(resp.Body, sum[:]); err != nil {
+				broken = fmt.Errorf("piece hashes of %s from %d: %w", b.Digest, from, err)
+				break
+			}
+			got(from, sum)
+			from++
+		}
+		resp.Body.Close()
+		if from == before && from < n {
+			// Not a byte of progress: do not spin on a replica that
+			// answers 200 and nothing.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
 // Manifest resolves a tag through the tracker's coalescing cache.
 func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accept []string) (oci.Manifest, error) {
 	h := http.Header{}
@@ -137,6 +189,15 @@ func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accep
 
 // get tries the replicas in turn, starting with the one that answered last.
 func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*http.Response, error) {
+	return c.do(ctx, c.http, pathQuery, h)
+}
+
+// stream is get for an answer that lasts as long as a blob's arrival.
+func (c *Client) stream(ctx context.Context, pathQuery string) (*http.Response, error) {
+	return c.do(ctx, c.streams, pathQuery, nil)
+}
+
+func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h http.Header) (*http.Response, error) {
 	c.mu.Lock()
 	first := c.preferred
 	c.mu.Unlock()
@@ -153,7 +214,7 @@ func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*htt
 		if c.secret != "" {
 			req.Header.Set("Authorization", "Bearer "+c.secret)
 		}
-		resp, err := c.http.Do(req)
+		resp, err := hc.Do(req)
 		refused := err == nil && resp.StatusCode == http.StatusUnauthorized
 		if err == nil && resp.StatusCode < 500 && !refused {
 			c.mu.Lock()

@@ -23,7 +23,7 @@ import (
 )
 
 // startTracker serves a real tracker in front of origin o that answers 202
-// for a blob its seeder has not fetched within wait.
+// for a blob whose size the origin has not said within wait.
 func startTracker(t *testing.T, o *harness.Origin, wait time.Duration) string {
 	return trackertest.Start(t, o, wait).URL
 }
@@ -42,7 +42,7 @@ func failingURL(t *testing.T) string {
 
 func wantInfo(t *testing.T, d digest.Digest, b []byte) []byte {
 	t.Helper()
-	info, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	info, err := torrentmeta.ForBlob(d, int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestFailsOverToALiveReplica(t *testing.T) {
 		t.Fatalf("Metainfo with one live replica of three: %v", err)
 	}
 	if !bytes.Equal(info, wantInfo(t, d, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
+		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
 	}
 	man, err := c.Manifest(ctx, o.Host(), "app", "v1", []string{string(img.Top.MediaType)})
 	if err != nil {
@@ -90,7 +90,8 @@ func TestNoLiveReplicaIsUnavailable(t *testing.T) {
 }
 
 func TestWaitsThroughPendingAnswers(t *testing.T) {
-	valve := harness.NewValve(0)
+	// The origin says nothing, not even the blob's size.
+	valve := harness.NewHeaderValve()
 	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
 	live := startTracker(t, o, 0)
 	b, d := harness.PushRandomBlob(t, o, "app", 1<<20)
@@ -115,7 +116,7 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 	for pending() < 2 {
 		select {
 		case r := <-done:
-			t.Fatalf("Metainfo returned while the origin held the blob back: %v", r.err)
+			t.Fatalf("Metainfo returned while the origin held its answer back: %v", r.err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -125,7 +126,7 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	if !bytes.Equal(r.info, wantInfo(t, d, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
+		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
 	}
 	if n := o.BlobGETs(d); n != 1 {
 		t.Fatalf("origin served the blob %d times, want once", n)
@@ -133,7 +134,7 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 }
 
 func TestWaitingEndsWithTheContext(t *testing.T) {
-	valve := harness.NewValve(0)
+	valve := harness.NewHeaderValve()
 	t.Cleanup(valve.Open)
 	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
 	live := startTracker(t, o, 0)

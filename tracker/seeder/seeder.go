@@ -1,7 +1,14 @@
 // Package seeder is the tracker's origin seeder: the one place that fetches
-// a blob from the origin registry. It verifies the blob, builds its
-// deterministic torrent, seeds it, and hands the info bytes to every mirror
-// that asks, so a fleet costs the origin one copy of each layer.
+// a blob from the origin registry, so a fleet costs the origin one copy of
+// each layer.
+//
+// It streams. A blob's torrent (torrentmeta.ForBlob) is a function of its
+// digest and size, so the seeder hands it out as soon as the origin's
+// answer says the size; each piece is seeded, and its SHA-1 handed to
+// mirrors, as soon as its bytes have arrived; the whole blob is checked
+// against its digest and stored at the end. A pull through the swarm then
+// takes about as long as the slower of the origin's link and the fleet's,
+// not their sum.
 package seeder
 
 import (
@@ -13,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
@@ -22,24 +30,36 @@ import (
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
-// ErrPending means the blob is being fetched from the origin; ask again.
+// ErrPending means the origin has not said how big the blob is yet; ask
+// again.
 var ErrPending = errors.New("blob is being fetched from the origin")
 
-// SharedInfo is a digest-to-info-bytes map shared by tracker replicas
-// (Redis), so one replica can answer for a blob another one seeded.
+// SharedInfo is a digest-to-torrent map shared by tracker replicas
+// (Redis), so one replica can answer for a blob another one seeded: its
+// info bytes and the hashes of its pieces (20 bytes each, in order).
 type SharedInfo interface {
-	Get(ctx context.Context, d digest.Digest) ([]byte, error)
-	Put(ctx context.Context, d digest.Digest, info []byte) error
+	Get(ctx context.Context, d digest.Digest) (info, sums []byte, err error)
+	Put(ctx context.Context, d digest.Digest, info, sums []byte) error
 }
 
-// Seeds is what serves stored blobs to the swarm (superseed.Server).
+// Seeds is what serves blobs to the swarm (superseed.Server).
 type Seeds interface {
 	// Seed serves stored blob d under the torrent of infoBytes; seeding
 	// it again is a no-op.
 	Seed(d digest.Digest, infoBytes []byte) error
-	// InfoBytes returns what Seed was last given for d, also after a
-	// restart, or infobytes.ErrNotFound.
-	InfoBytes(d digest.Digest) ([]byte, error)
+	// SeedGrowing serves blob d under the torrent of infoBytes while its
+	// bytes arrive in r.
+	SeedGrowing(d digest.Digest, infoBytes []byte, r io.ReaderAt) (Growing, error)
+}
+
+// Growing is a blob seeded while it arrives (superseed.Growing).
+type Growing interface {
+	// Have says piece i is whole in the reader.
+	Have(i int)
+	// Stored moves the blob to the store's file.
+	Stored() error
+	// Drop ends the torrent; the reader is not read again.
+	Drop()
 }
 
 // Config tunes a Seeder.
@@ -49,7 +69,10 @@ type Config struct {
 	FailureTTL time.Duration
 	// FetchTimeout bounds one origin fetch, body included.
 	FetchTimeout time.Duration
-	// Shared, when set, publishes info bytes to other replicas.
+	// OriginReads is how many blob bodies are read from one origin
+	// registry at once (see readQueue); default 2.
+	OriginReads int
+	// Shared, when set, publishes torrents to other replicas.
 	Shared SharedInfo
 }
 
@@ -57,8 +80,10 @@ type Config struct {
 type Seeder struct {
 	cfg      Config
 	store    *store.Store
+	hashes   infobytes.Dir // piece hashes of stored blobs, for restarts
 	seeds    Seeds
 	upstream *upstream.Client
+	reads    *readQueue
 	log      *slog.Logger
 
 	// mu guards the maps below: one lock for the seeder's state.
@@ -70,17 +95,16 @@ type Seeder struct {
 	// have a digest in one repository and not in another, and a failure
 	// in one must not answer for the others.
 	failed map[oci.Blob]*job
-	// seeded has the info bytes of every blob this replica seeds, set once
-	// a fetch has also published them: every metainfo request asks, so the
-	// answer must not wait on the disk.
-	seeded map[digest.Digest][]byte
+	// seeded has the torrent of every blob this replica seeds, set once a
+	// fetch has also published it: every metainfo and pieces request
+	// asks, so the answer must not wait on the disk.
+	seeded map[digest.Digest]known
 }
 
-type job struct {
-	ref      oci.Blob
-	done     chan struct{}
-	err      error
-	finished time.Time
+// known is the torrent of a blob whose every piece hash is known.
+type known struct {
+	info []byte
+	sums []byte // 20 bytes per piece
 }
 
 // New returns a seeder that keeps blobs in st and serves them with seeds.
@@ -91,33 +115,67 @@ func New(cfg Config, st *store.Store, seeds Seeds, up *upstream.Client, log *slo
 	if cfg.FetchTimeout == 0 {
 		cfg.FetchTimeout = 30 * time.Minute
 	}
-	return &Seeder{cfg: cfg, store: st, seeds: seeds, upstream: up, log: log,
-		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}, seeded: map[digest.Digest][]byte{}}
+	if cfg.OriginReads <= 0 {
+		cfg.OriginReads = 2
+	}
+	return &Seeder{cfg: cfg, store: st, hashes: infobytes.NewPieceHashes(st), seeds: seeds, upstream: up,
+		reads: newReadQueue(cfg.OriginReads), log: log,
+		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}, seeded: map[digest.Digest]known{}}
 }
 
 // Metainfo returns the blob's info bytes. A blob the seeder does not hold
-// yet is fetched from the origin in the background, once however many ask;
-// Metainfo waits up to wait for it and then returns ErrPending.
+// yet is fetched from the origin in the background, once however many
+// ask; Metainfo returns as soon as the origin has said how big the blob
+// is, and ErrPending if it has not within wait.
 func (s *Seeder) Metainfo(ctx context.Context, ref oci.Blob, wait time.Duration) ([]byte, error) {
-	if info, err := s.known(ctx, ref.Digest); err == nil {
-		return info, nil
+	if k, err := s.known(ctx, ref.Digest); err == nil {
+		return k.info, nil
 	}
-	j := s.job(ref)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	j, err := s.started(ctx, ref, timer.C)
+	if err != nil {
+		return nil, err
+	}
+	info, _ := j.torrent()
+	return info, nil
+}
+
+// Hashes follows the piece hashes of the blob's torrent. Like Metainfo it
+// starts the fetch of a blob the seeder does not hold; it waits, as long
+// as ctx lets it, for the origin to say how big the blob is.
+func (s *Seeder) Hashes(ctx context.Context, ref oci.Blob) (*Hashes, error) {
+	if k, err := s.known(ctx, ref.Digest); err == nil {
+		return &Hashes{n: len(k.sums) / sumSize, sums: k.sums}, nil
+	}
+	j, err := s.started(ctx, ref, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, n := j.torrent()
+	return &Hashes{n: n, j: j}, nil
+}
+
+// started returns the fetch of ref's blob once it has the blob's torrent,
+// ref's recent failure, or ErrPending when timeout fires first.
+func (s *Seeder) started(ctx context.Context, ref oci.Blob, timeout <-chan time.Time) (*job, error) {
+	j := s.job(ref)
 	for {
-		select {
-		case <-j.done:
-			switch {
-			case j.err == nil:
-				return s.known(ctx, ref.Digest)
-			case j.ref == ref:
-				return nil, j.err
-			}
+		info, err, changed := j.state()
+		switch {
+		case err != nil && j.ref == ref:
+			return nil, err
+		case err != nil:
 			// The fetch for another repository failed; this one may
 			// still have the blob.
 			j = s.job(ref)
-		case <-timer.C:
+			continue
+		case info != nil:
+			return j, nil
+		}
+		select {
+		case <-changed:
+		case <-timeout:
 			return nil, ErrPending
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -125,49 +183,100 @@ func (s *Seeder) Metainfo(ctx context.Context, ref oci.Blob, wait time.Duration)
 	}
 }
 
-// known returns info bytes for a blob this replica seeds, seeded before a
+// sumSize is the size of one piece hash.
+const sumSize = 20
+
+// Hashes is the piece hashes of one blob's torrent, known or arriving.
+type Hashes struct {
+	n    int
+	sums []byte // every piece's, for a blob the seeder holds
+	j    *job   // or the fetch learning them
+}
+
+// Pieces is the torrent's piece count.
+func (h *Hashes) Pieces() int { return h.n }
+
+// Next waits until the hash of piece from is known and returns the hashes
+// of pieces from, from+1, ... known by then, 20 bytes each. Once the fetch
+// failed it returns the fetch's error, even for hashes it had: they may be
+// of bytes that turned out wrong, and a stream of them must break.
+func (h *Hashes) Next(ctx context.Context, from int) ([]byte, error) {
+	if from < 0 || from >= h.n {
+		return nil, fmt.Errorf("piece %d of a torrent of %d pieces", from, h.n)
+	}
+	if h.j == nil {
+		return h.sums[from*sumSize:], nil
+	}
+	return h.j.hashesFrom(ctx, from)
+}
+
+// known returns the torrent of a blob this replica seeds, seeded before a
 // restart, or another replica published. A blob already seeded costs a map
 // lookup.
-func (s *Seeder) known(ctx context.Context, d digest.Digest) ([]byte, error) {
+func (s *Seeder) known(ctx context.Context, d digest.Digest) (known, error) {
 	s.mu.Lock()
-	info, ok := s.seeded[d]
+	k, ok := s.seeded[d]
 	_, fetching := s.inflight[d]
 	s.mu.Unlock()
 	if ok {
-		return info, nil
+		return k, nil
 	}
 	// A fetch in progress has its blob on disk before it has published it
 	// to the other replicas: answering from the disk then would send a
 	// mirror to another replica that does not know the blob yet, and that
 	// replica to the origin again.
-	if _, err := s.store.Stat(d); err == nil && !fetching {
-		if info, err := s.seeds.InfoBytes(d); err == nil {
-			return info, s.seedAgain(d, info)
+	if !fetching {
+		if size, err := s.store.Stat(d); err == nil {
+			return s.seedStored(d, size)
 		}
 	}
-	if s.cfg.Shared != nil {
-		return s.cfg.Shared.Get(ctx, d)
+	if s.cfg.Shared == nil {
+		return known{}, infobytes.ErrNotFound
 	}
-	return nil, infobytes.ErrNotFound
+	info, sums, err := s.cfg.Shared.Get(ctx, d)
+	if err != nil {
+		return known{}, err
+	}
+	mi, err := torrentmeta.Parse(info, d)
+	if err == nil {
+		err = fits(mi, sums)
+	}
+	if err != nil {
+		return known{}, fmt.Errorf("torrent of %s from another replica: %w", d, err)
+	}
+	return known{info: info, sums: sums}, nil
 }
 
-// seedAgain seeds a blob seeded before a restart, from its saved info
-// bytes, so the next ask is a map lookup.
-func (s *Seeder) seedAgain(d digest.Digest, info []byte) error {
-	if err := s.ensureSeeding(d, info); err != nil {
-		return err
+// seedStored seeds a blob stored before a restart with its saved piece
+// hashes, so the next ask is a map lookup. Without them it is not known,
+// and a fetch reads them from the stored blob.
+func (s *Seeder) seedStored(d digest.Digest, size int64) (known, error) {
+	info, mi, err := forBlob(d, size)
+	if err != nil {
+		return known{}, err
 	}
-	s.mu.Lock()
-	s.seeded[d] = info
-	s.mu.Unlock()
-	return nil
-}
-
-// ensureSeeding starts seeding a stored blob: one just fetched, or one
-// seeded before a restart.
-func (s *Seeder) ensureSeeding(d digest.Digest, info []byte) error {
+	sums, err := s.hashes.Get(d)
+	if err != nil {
+		return known{}, err
+	}
+	if err := fits(mi, sums); err != nil {
+		return known{}, fmt.Errorf("saved piece hashes of %s: %w", d, err)
+	}
 	if err := s.seeds.Seed(d, info); err != nil {
-		return fmt.Errorf("seed %s: %w", d, err)
+		return known{}, fmt.Errorf("seed %s: %w", d, err)
+	}
+	k := known{info: info, sums: sums}
+	s.mu.Lock()
+	s.seeded[d] = k
+	s.mu.Unlock()
+	return k, nil
+}
+
+// fits checks that sums are as many piece hashes as the torrent has
+// pieces.
+func fits(mi metainfo.Info, sums []byte) error {
+	if len(sums) != mi.NumPieces()*sumSize {
+		return fmt.Errorf("%d bytes of piece hashes for %d pieces", len(sums), mi.NumPieces())
 	}
 	return nil
 }
@@ -183,27 +292,30 @@ func (s *Seeder) job(ref oci.Blob) *job {
 	if j, ok := s.inflight[ref.Digest]; ok {
 		return j
 	}
-	j := &job{ref: ref, done: make(chan struct{})}
+	j := newJob(ref)
 	s.inflight[ref.Digest] = j
-	go s.run(j)
+	// The turn to read from the origin is taken here, under the lock, so
+	// turns follow the order blobs were asked for.
+	go s.run(j, s.reads.enqueue(ref.Registry))
 	return j
 }
 
-func (s *Seeder) run(j *job) {
+func (s *Seeder) run(j *job, turn *ticket) {
 	ref, start := j.ref, time.Now()
-	info, err := s.fetch(ref)
+	k, err := s.fetch(j, turn)
 	s.mu.Lock()
-	j.err, j.finished = err, time.Now()
+	j.finished = time.Now()
 	delete(s.inflight, ref.Digest)
 	delete(s.failed, ref)
 	if err != nil {
 		s.forgetOldFailuresLocked()
 		s.failed[ref] = j
 	} else {
-		s.seeded[ref.Digest] = info
+		s.seeded[ref.Digest] = k
 	}
 	s.mu.Unlock()
-	close(j.done)
+	// After the maps: whoever wakes finds the blob seeded or failed.
+	j.finish(err)
 	if err != nil {
 		s.log.Warn("origin fetch failed", "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
 		return
@@ -220,56 +332,4 @@ func (s *Seeder) forgetOldFailuresLocked() {
 			delete(s.failed, ref)
 		}
 	}
-}
-
-// fetch downloads the blob from the origin into the store (verified),
-// builds its torrent, starts seeding it and publishes its info bytes.
-func (s *Seeder) fetch(ref oci.Blob) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FetchTimeout)
-	defer cancel()
-	if _, err := s.store.Stat(ref.Digest); errors.Is(err, store.ErrNotFound) {
-		if err := s.download(ctx, ref); err != nil {
-			return nil, err
-		}
-	}
-	f, err := s.store.Open(ref.Digest)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", ref.Digest, err)
-	}
-	info, _, err := torrentmeta.Build(ref.Digest, f, fi.Size())
-	if err != nil {
-		return nil, fmt.Errorf("build torrent for %s: %w", ref.Digest, err)
-	}
-	if err := s.ensureSeeding(ref.Digest, info); err != nil {
-		return nil, err
-	}
-	if s.cfg.Shared != nil {
-		if err := s.cfg.Shared.Put(ctx, ref.Digest, info); err != nil {
-			return nil, fmt.Errorf("publish info bytes of %s: %w", ref.Digest, err)
-		}
-	}
-	return info, nil
-}
-
-func (s *Seeder) download(ctx context.Context, ref oci.Blob) error {
-	body, _, err := s.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	p, err := s.store.NewPartial(ref.Digest)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	if _, err := io.Copy(p, body); err != nil {
-		p.Abort()
-		return fmt.Errorf("fetch %s from %s: %w", ref.Digest, ref.Registry, err)
-	}
-	return p.Commit()
 }

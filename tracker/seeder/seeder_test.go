@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,8 @@ import (
 type env struct {
 	origin *harness.Origin
 	store  *store.Store
+	sw     *superseed.Server
+	seeds  *seeds
 	seeder *seeder.Seeder
 }
 
@@ -44,18 +48,66 @@ func newEnv(t *testing.T, cfg seeder.Config, wrap func(http.Handler) http.Handle
 	if err != nil {
 		t.Fatal(err)
 	}
+	e := &env{origin: o, store: st}
+	e.restart(t, cfg)
+	return e
+}
+
+// restart starts a new seeder and super-seeder on the same store, as a
+// restarted tracker would.
+func (e *env) restart(t *testing.T, cfg seeder.Config) {
+	t.Helper()
+	if e.sw != nil {
+		e.sw.Close()
+	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sw, err := superseed.New(superseed.Config{ListenAddr: "127.0.0.1:0"}, st, log)
+	sw, err := superseed.New(superseed.Config{ListenAddr: "127.0.0.1:0"}, e.store, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sw.Close() })
-	u, err := url.Parse(o.Server.URL)
+	u, err := url.Parse(e.origin.Server.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := upstream.New(upstream.Config{Endpoints: map[string]upstream.Endpoint{o.Host(): {Host: o.Host(), URL: u}}})
-	return &env{origin: o, store: st, seeder: seeder.New(cfg, st, sw, up, log)}
+	up := upstream.New(upstream.Config{Endpoints: map[string]upstream.Endpoint{e.origin.Host(): {Host: e.origin.Host(), URL: u}}})
+	e.sw, e.seeds = sw, &seeds{Server: sw}
+	e.seeder = seeder.New(cfg, e.store, e.seeds, up, log)
+}
+
+// seeds is the super-seeder as the seeder sees it (the tracker adapts it
+// the same way), recording in order which pieces of which blob it was
+// told are there.
+type seeds struct {
+	*superseed.Server
+	mu    sync.Mutex
+	haves []have
+}
+
+type have struct {
+	d digest.Digest
+	i int
+}
+
+func (s *seeds) SeedGrowing(d digest.Digest, info []byte, r io.ReaderAt) (seeder.Growing, error) {
+	g, err := s.Server.SeedGrowing(d, info, r)
+	if err != nil {
+		return nil, err
+	}
+	return &recorded{Growing: g, s: s, d: d}, nil
+}
+
+type recorded struct {
+	*superseed.Growing
+	s *seeds
+	d digest.Digest
+}
+
+func (r *recorded) Have(i int) {
+	r.s.mu.Lock()
+	r.s.haves = append(r.s.haves, have{r.d, i})
+	r.s.mu.Unlock()
+	r.Growing.Have(i)
 }
 
 // push puts size random bytes as a blob of repo on the origin.
@@ -71,14 +123,67 @@ func (e *env) push(t *testing.T, repo string, size int) ([]byte, oci.Blob) {
 	return b, oci.Blob{Registry: e.origin.Host(), Repo: repo, Digest: d}
 }
 
-// wantInfo is what any node holding b computes as its torrent.
+// wantInfo is the blob's torrent: a function of its digest and size.
 func wantInfo(t *testing.T, d digest.Digest, b []byte) []byte {
 	t.Helper()
-	info, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	info, err := torrentmeta.ForBlob(d, int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return info
+}
+
+// wantSums is the blob's piece hashes as any node holding it computes
+// them: those of its torrentmeta.Build torrent.
+func wantSums(t *testing.T, d digest.Digest, b []byte) []byte {
+	t.Helper()
+	infoBytes, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := torrentmeta.Parse(infoBytes, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Pieces
+}
+
+// allSums follows the blob's piece hashes to the last one.
+func allSums(t *testing.T, s *seeder.Seeder, ref oci.Blob) ([]byte, error) {
+	t.Helper()
+	h, err := s.Hashes(t.Context(), ref)
+	if err != nil {
+		return nil, err
+	}
+	var sums []byte
+	for len(sums) < h.Pieces()*20 {
+		more, err := h.Next(t.Context(), len(sums)/20)
+		if err != nil {
+			return sums, err
+		}
+		sums = append(sums, more...)
+	}
+	return sums, nil
+}
+
+// checkSeeded checks the seeder answers for the blob with its torrent and
+// the real hashes of its pieces.
+func checkSeeded(t *testing.T, s *seeder.Seeder, ref oci.Blob, b []byte) {
+	t.Helper()
+	info, err := s.Metainfo(t.Context(), ref, long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
+		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
+	}
+	sums, err := allSums(t, s, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sums, wantSums(t, ref.Digest, b)) {
+		t.Fatal("piece hashes differ from those of torrentmeta.Build of the blob")
+	}
 }
 
 // storedFiles lists every file under the store's root, torrents included.
@@ -120,39 +225,30 @@ func TestConcurrentAsksFetchOnceAndAgreeOnTheTorrent(t *testing.T) {
 	e := newEnv(t, seeder.Config{}, valve.Wrap)
 	b, ref := e.push(t, "app", 3<<20)
 
-	// Every asker joins while the origin holds the blob back, so they all
-	// meet the same fetch rather than a finished one.
+	// Every asker is answered while the origin holds the body back, so
+	// they all meet the same fetch rather than a finished one.
 	const askers = 20
-	var joined, done sync.WaitGroup
+	var done sync.WaitGroup
 	infos := make([][]byte, askers)
 	errs := make([]error, askers)
-	joined.Add(askers)
 	done.Add(askers)
 	for i := range askers {
 		go func() {
 			defer done.Done()
-			_, err := e.seeder.Metainfo(t.Context(), ref, 0)
-			joined.Done()
-			if !errors.Is(err, seeder.ErrPending) {
-				errs[i] = err
-				return
-			}
 			infos[i], errs[i] = e.seeder.Metainfo(t.Context(), ref, long)
 		}()
 	}
-	joined.Wait()
-	valve.Open()
 	done.Wait()
-
-	want := wantInfo(t, ref.Digest, b)
 	for i := range askers {
 		if errs[i] != nil {
 			t.Fatalf("asker %d: %v", i, errs[i])
 		}
-		if !bytes.Equal(infos[i], want) {
-			t.Fatalf("asker %d got info bytes that differ from torrentmeta.Build of the blob", i)
+		if !bytes.Equal(infos[i], wantInfo(t, ref.Digest, b)) {
+			t.Fatalf("asker %d got info bytes that differ from torrentmeta.ForBlob of the blob", i)
 		}
 	}
+	valve.Open()
+	checkSeeded(t, e.seeder, ref, b)
 	if n := e.origin.BlobGETs(ref.Digest); n != 1 {
 		t.Fatalf("origin served the blob %d times to %d askers, want once", n, askers)
 	}
@@ -163,17 +259,77 @@ func TestConcurrentAsksFetchOnceAndAgreeOnTheTorrent(t *testing.T) {
 	f.Close()
 }
 
-// Every metainfo request asks about its blob, so one the seeder already
-// serves must be answered from memory, not from the info-bytes file.
+// The torrent is a function of the digest and the size: the seeder has it
+// as soon as the origin's headers say the size, and hands it out while
+// the body is still held back.
+func TestMetainfoAnswersWhileTheOriginHoldsTheBody(t *testing.T) {
+	valve := harness.NewValve(0)
+	e := newEnv(t, seeder.Config{}, valve.Wrap)
+	b, ref := e.push(t, "app", 1<<20)
+
+	info, err := e.seeder.Metainfo(t.Context(), ref, long)
+	if err != nil {
+		t.Fatalf("Metainfo while the origin holds the body back: %v", err)
+	}
+	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
+		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
+	}
+	if _, err := e.store.Stat(ref.Digest); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("blob in the store before its body was sent: %v", err)
+	}
+	valve.Open()
+	checkSeeded(t, e.seeder, ref, b)
+}
+
+// Each piece's hash is known as soon as its bytes are: with the origin
+// holding the body back after the first piece, piece 0's hash is there
+// and piece 1's is not; released, every hash arrives, and they are the
+// real hashes of the blob's pieces.
+func TestPieceHashesArriveWithTheBody(t *testing.T) {
+	const size = 1 << 20
+	valve := harness.NewValve(torrentmeta.PieceLength(size))
+	e := newEnv(t, seeder.Config{}, valve.Wrap)
+	b, ref := e.push(t, "app", size)
+	want := wantSums(t, ref.Digest, b)
+
+	h, err := e.seeder.Hashes(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Pieces() != 4 {
+		t.Fatalf("%d pieces, want 4", h.Pieces())
+	}
+	first, err := h.Next(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, want[:20]) {
+		t.Fatalf("while the body is held after piece 0: hashes %x, want piece 0's alone", first)
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got, err := h.Next(cancelled, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("piece 1's hash before its bytes were sent: %x, %v", got, err)
+	}
+	valve.Open()
+	sums, err := allSums(t, e.seeder, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sums, want) {
+		t.Fatal("piece hashes differ from those of torrentmeta.Build of the blob")
+	}
+}
+
+// Every metainfo and pieces request asks about its blob, so one the seeder
+// already serves must be answered from memory, not from the disk.
 func TestSeededBlobIsAnsweredWithoutReadingTheDisk(t *testing.T) {
 	e := newEnv(t, seeder.Config{}, nil)
 	b, ref := e.push(t, "app", 1<<20)
-	if _, err := e.seeder.Metainfo(t.Context(), ref, long); err != nil {
-		t.Fatal(err)
-	}
+	checkSeeded(t, e.seeder, ref, b)
 	var removed int
 	for _, f := range storedFiles(t, e.store) {
-		if strings.Contains(f, "torrents") {
+		if strings.Contains(f, "pieces") {
 			if err := os.Remove(filepath.Join(e.store.Root(), f)); err != nil {
 				t.Fatal(err)
 			}
@@ -181,18 +337,35 @@ func TestSeededBlobIsAnsweredWithoutReadingTheDisk(t *testing.T) {
 		}
 	}
 	if removed != 1 {
-		t.Fatalf("removed %d info-bytes files, want the blob's one", removed)
+		t.Fatalf("removed %d piece-hash files, want the blob's one", removed)
 	}
-
-	info, err := e.seeder.Metainfo(t.Context(), ref, long)
-	if err != nil {
-		t.Fatalf("a seeded blob without its info-bytes file: %v", err)
-	}
-	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
-	}
+	checkSeeded(t, e.seeder, ref, b)
 	if n := e.origin.BlobGETs(ref.Digest); n != 1 {
 		t.Fatalf("origin served the blob %d times, want once", n)
+	}
+}
+
+// A restarted seeder answers for a blob it stored before from the disk,
+// without the origin: the torrent from the digest and the stored size, the
+// hashes as saved, or read again from the stored blob when they were lost.
+func TestRestartedSeederAnswersFromTheStore(t *testing.T) {
+	e := newEnv(t, seeder.Config{}, nil)
+	b, ref := e.push(t, "app", 1<<20+5)
+	checkSeeded(t, e.seeder, ref, b)
+
+	e.restart(t, seeder.Config{})
+	checkSeeded(t, e.seeder, ref, b)
+
+	if err := os.RemoveAll(filepath.Join(e.store.Root(), "pieces")); err != nil {
+		t.Fatal(err)
+	}
+	e.restart(t, seeder.Config{})
+	checkSeeded(t, e.seeder, ref, b)
+	if n := e.origin.BlobGETs(ref.Digest); n != 1 {
+		t.Fatalf("origin served the blob %d times across restarts, want once", n)
+	}
+	if len(e.sw.Seeding()) != 1 {
+		t.Fatal("the restarted seeder does not seed the stored blob")
 	}
 }
 
@@ -239,22 +412,18 @@ func TestBlobUnknownAtOriginIsRememberedForFailureTTL(t *testing.T) {
 	}
 }
 
-func TestSlowOriginAnswersPendingThenInfo(t *testing.T) {
-	valve := harness.NewValve(64 << 10)
+// An origin that has not even sent its headers: the seeder does not know
+// the size, so asks within metainfo-wait are told to come back.
+func TestSilentOriginAnswersPendingThenInfo(t *testing.T) {
+	valve := harness.NewHeaderValve()
 	e := newEnv(t, seeder.Config{}, valve.Wrap)
 	b, ref := e.push(t, "app", 1<<20)
 
 	if _, err := e.seeder.Metainfo(t.Context(), ref, 100*time.Millisecond); !errors.Is(err, seeder.ErrPending) {
-		t.Fatalf("Metainfo while the origin holds the blob back: %v, want ErrPending", err)
+		t.Fatalf("Metainfo while the origin holds its answer back: %v, want ErrPending", err)
 	}
 	valve.Open()
-	info, err := e.seeder.Metainfo(t.Context(), ref, long)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
-	}
+	checkSeeded(t, e.seeder, ref, b)
 	if n := e.origin.BlobGETs(ref.Digest); n != 1 {
 		t.Fatalf("origin served the blob %d times, want once", n)
 	}
@@ -276,38 +445,60 @@ func (w *flipWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Bytes that fail the digest: the pieces stream breaks rather than ends,
+// the failure answers metainfo and pieces requests for FailureTTL, the
+// torrent is no longer seeded, nothing is stored, and the next fetch
+// starts clean.
 func TestCorruptOriginBlobIsNeitherStoredNorSeeded(t *testing.T) {
 	var corrupt atomic.Bool
-	e := newEnv(t, seeder.Config{FailureTTL: time.Nanosecond}, func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	valve := harness.NewValve(0)
+	e := newEnv(t, seeder.Config{FailureTTL: 3 * time.Second}, func(next http.Handler) http.Handler {
+		return valve.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if corrupt.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
 				w = &flipWriter{ResponseWriter: w}
 			}
 			next.ServeHTTP(w, r)
-		})
+		}))
 	})
 	b, ref := e.push(t, "app", 300<<10)
 
 	corrupt.Store(true)
-	if _, err := e.seeder.Metainfo(t.Context(), ref, long); err == nil {
-		t.Fatal("Metainfo succeeded for bytes that do not match the digest")
+	isDigestInvalid := func(err error) bool {
+		var e errcode.Error
+		return errors.As(err, &e) && e.Code == errcode.ErrorCodeDigestInvalid
+	}
+	// The torrent is known from the headers, before the bytes fail.
+	if _, err := e.seeder.Metainfo(t.Context(), ref, long); err != nil {
+		t.Fatal(err)
+	}
+	valve.Open()
+	sums, err := allSums(t, e.seeder, ref)
+	if !isDigestInvalid(err) {
+		t.Fatalf("pieces of bytes that fail the digest: %d hashes, %v; want a break with DIGEST_INVALID", len(sums)/20, err)
+	}
+	if _, err := e.seeder.Metainfo(t.Context(), ref, long); !isDigestInvalid(err) {
+		t.Fatalf("Metainfo after the bytes failed: %v, want DIGEST_INVALID", err)
+	}
+	if _, err := e.seeder.Hashes(t.Context(), ref); !isDigestInvalid(err) {
+		t.Fatalf("Hashes after the bytes failed: %v, want DIGEST_INVALID", err)
 	}
 	if files := storedFiles(t, e.store); len(files) != 0 {
 		t.Fatalf("corrupt fetch left files in the store: %v", files)
 	}
+	if n := len(e.sw.Seeding()); n != 0 {
+		t.Fatalf("%d torrents seeded after the only blob failed", n)
+	}
 
 	corrupt.Store(false)
-	info, err := e.seeder.Metainfo(t.Context(), ref, long)
-	if err != nil {
-		t.Fatalf("Metainfo once the origin sends the right bytes: %v", err)
-	}
-	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
-	}
+	harness.Eventually(t, "a fetch after FailureTTL", func() bool {
+		_, err := e.seeder.Metainfo(t.Context(), ref, long)
+		return err == nil
+	})
+	checkSeeded(t, e.seeder, ref, b)
 }
 
 func TestCancelledAskerLeavesTheFetchRunning(t *testing.T) {
-	valve := harness.NewValve(0)
+	valve := harness.NewHeaderValve()
 	e := newEnv(t, seeder.Config{}, valve.Wrap)
 	b, ref := e.push(t, "app", 500<<10)
 
@@ -316,14 +507,11 @@ func TestCancelledAskerLeavesTheFetchRunning(t *testing.T) {
 	if _, err := e.seeder.Metainfo(ctx, ref, long); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Metainfo with a cancelled context: %v, want context.Canceled", err)
 	}
+	if _, err := e.seeder.Hashes(ctx, ref); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Hashes with a cancelled context: %v, want context.Canceled", err)
+	}
 	valve.Open()
-	info, err := e.seeder.Metainfo(t.Context(), ref, long)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
-	}
+	checkSeeded(t, e.seeder, ref, b)
 	if n := e.origin.BlobGETs(ref.Digest); n != 1 {
 		t.Fatalf("origin served the blob %d times, want once", n)
 	}
@@ -342,13 +530,13 @@ func TestFailureInOneRepositoryDoesNotAnswerForAnother(t *testing.T) {
 		t.Fatalf("Metainfo while the origin holds its answer back: %v, want ErrPending", err)
 	}
 	type result struct {
-		info []byte
+		sums []byte
 		err  error
 	}
 	right := make(chan result, 1)
 	go func() {
-		info, err := e.seeder.Metainfo(t.Context(), ref, long)
-		right <- result{info, err}
+		sums, err := allSums(t, e.seeder, ref)
+		right <- result{sums, err}
 	}()
 	valve.Open()
 	if _, err := e.seeder.Metainfo(t.Context(), wrong, long); err == nil {
@@ -356,11 +544,12 @@ func TestFailureInOneRepositoryDoesNotAnswerForAnother(t *testing.T) {
 	}
 	r := <-right
 	if r.err != nil {
-		t.Fatalf("Metainfo from the repository that has the blob: %v", r.err)
+		t.Fatalf("piece hashes from the repository that has the blob: %v", r.err)
 	}
-	if !bytes.Equal(r.info, wantInfo(t, ref.Digest, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
+	if !bytes.Equal(r.sums, wantSums(t, ref.Digest, b)) {
+		t.Fatal("piece hashes differ from those of torrentmeta.Build of the blob")
 	}
+	checkSeeded(t, e.seeder, ref, b)
 }
 
 func TestRememberedFailureIsPerRepository(t *testing.T) {
@@ -373,11 +562,36 @@ func TestRememberedFailureIsPerRepository(t *testing.T) {
 	if _, err := e.seeder.Metainfo(t.Context(), wrong, long); err == nil {
 		t.Fatal("Metainfo from a repository without the blob succeeded")
 	}
-	info, err := e.seeder.Metainfo(t.Context(), ref, long)
-	if err != nil {
-		t.Fatalf("Metainfo from the repository that has the blob, after a failure elsewhere: %v", err)
+	checkSeeded(t, e.seeder, ref, b)
+}
+
+// Blobs asked for together are read from the origin a few at a time, in
+// the order they were asked for: with one at a time, every piece of the
+// first arrives before any piece of the second.
+func TestOriginBodiesAreReadInTheOrderAsked(t *testing.T) {
+	valve := harness.NewValve(0)
+	e := newEnv(t, seeder.Config{OriginReads: 1}, valve.Wrap)
+	first, a := e.push(t, "app", 4<<20)
+	second, b := e.push(t, "app", 4<<20)
+	// Both torrents are handed out while the origin holds the bodies.
+	for _, ref := range []oci.Blob{a, b} {
+		if _, err := e.seeder.Metainfo(t.Context(), ref, long); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
-		t.Fatal("info bytes differ from torrentmeta.Build of the blob")
+	valve.Open()
+	checkSeeded(t, e.seeder, b, second)
+	checkSeeded(t, e.seeder, a, first)
+	e.seeds.mu.Lock()
+	defer e.seeds.mu.Unlock()
+	var order []digest.Digest
+	for _, h := range e.seeds.haves {
+		if len(order) == 0 || order[len(order)-1] != h.d {
+			order = append(order, h.d)
+		}
+	}
+	if !slices.Equal(order, []digest.Digest{a.Digest, b.Digest}) {
+		t.Fatalf("pieces arrived in %d runs of one blob (the first from the blob asked first: %v), want all of the first blob's, then all of the second's",
+			len(order), order[0] == a.Digest)
 	}
 }

@@ -9,6 +9,7 @@ package trackertest
 import (
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -24,8 +25,15 @@ type Tracker struct {
 }
 
 // Start serves a tracker in front of origin o that answers 202 for a blob
-// its seeder has not fetched within wait.
+// whose size the origin has not said within wait.
 func Start(t testing.TB, o *harness.Origin, wait time.Duration) Tracker {
+	t.Helper()
+	return StartWith(t, o, wait, nil)
+}
+
+// StartWith is Start with the tracker's configuration and its HTTP server
+// changed by configure (when not nil) before they start.
+func StartWith(t testing.TB, o *harness.Origin, wait time.Duration, configure func(*tracker.Config, *http.Server)) Tracker {
 	t.Helper()
 	// Listening first gives the tracker its own address, which its
 	// default announce URL is made of.
@@ -39,14 +47,17 @@ func Start(t testing.TB, o *harness.Origin, wait time.Duration) Tracker {
 	cfg.PeerListen = "127.0.0.1:0"
 	cfg.Upstream = []string{o.Host() + "=" + o.Server.URL}
 	cfg.MetainfoWait = wait
+	hs := &http.Server{}
+	if configure != nil {
+		configure(&cfg, hs)
+	}
 	tr, err := tracker.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(tr.Handler())
-	srv.Listener.Close()
-	srv.Listener = ln
+	hs.Handler = tr.Handler()
+	srv := &httptest.Server{Listener: ln, Config: hs}
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()

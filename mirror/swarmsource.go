@@ -3,16 +3,19 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
@@ -35,7 +38,7 @@ type swarmSource struct {
 
 func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) (Fetched, error) {
 	mctx, cancel := context.WithTimeout(ctx, s.metainfoTimeout)
-	info, err := s.trackers.Metainfo(mctx, ref)
+	infoBytes, err := s.trackers.Metainfo(mctx, ref)
 	cancel()
 	if err != nil {
 		var oci errcode.Error
@@ -45,12 +48,48 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 		}
 		return s.fallback(ctx, ref, fl, "tracker", err)
 	}
-	dl, err := s.swarm.Download(ctx, ref.Digest, info, s.trackers.AnnounceURLs(), fl, s.pieces(ref))
+	info, err := blobTorrent(ref.Digest, infoBytes)
+	if err != nil {
+		return s.fallback(ctx, ref, fl, "tracker", err)
+	}
+	dl, err := s.swarm.Download(ctx, ref.Digest, infoBytes, s.trackers.AnnounceURLs(), fl,
+		s.hashes(ref, info.NumPieces()), s.pieces(ref))
 	if err != nil {
 		return s.fallback(ctx, ref, fl, "swarm", err)
 	}
 	s.counters.fetches.WithLabelValues("swarm", "ok").Inc()
 	return seedOnCommit{dl: dl, d: ref.Digest, log: s.log}, nil
+}
+
+// blobTorrent checks that the tracker's torrent for blob d is the one its
+// digest and size make (torrentmeta.ForBlob), whose pieces are checked
+// against the hashes the tracker streams. Any other torrent's piece hashes
+// would go unchecked here, so it is refused.
+func blobTorrent(d digest.Digest, infoBytes []byte) (metainfo.Info, error) {
+	info, err := torrentmeta.Parse(infoBytes, d)
+	if err != nil {
+		return info, fmt.Errorf("tracker's torrent: %w", err)
+	}
+	if !torrentmeta.IsForBlob(infoBytes, d, info.Length) {
+		return info, fmt.Errorf("tracker's torrent for %s is not the one its digest and size make", d)
+	}
+	return info, nil
+}
+
+// hashes follows the tracker's hashes of ref's n pieces for the download's
+// life. A tracker that cannot be reached only loses them: peers may still
+// hold pieces whose hashes came, and a stall takes the rest from the
+// origin. Any other error is the tracker's word that its seeder failed the
+// blob (the origin's bytes did not match the digest, say): the download
+// ends, and so does the origin fallback, at the digest check.
+func (s *swarmSource) hashes(ref oci.Blob, n int) swarm.PieceHashes {
+	return func(ctx context.Context, got func(int, [20]byte)) error {
+		err := s.trackers.Pieces(ctx, ref, 0, n, got)
+		if errors.Is(err, trackerclient.ErrUnavailable) {
+			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, err)
+		}
+		return err
+	}
 }
 
 // pieces reads the spans of ref a stalled swarm download lacks from the

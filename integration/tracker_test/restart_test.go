@@ -2,10 +2,12 @@ package tracker_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -14,7 +16,9 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker/api"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
@@ -58,7 +62,7 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 	// The restarted seeder seeds again: a node gets the blob from it
 	// through the tracker, and the origin still served each blob once.
 	for d, b := range blobs {
-		if got := fetchFromSwarm(t, tr, d, infos[d]); !bytes.Equal(got, b) {
+		if got := fetchFromSwarm(t, tr, oci.Blob{Registry: o.Host(), Repo: "team/app", Digest: d}, infos[d]); !bytes.Equal(got, b) {
 			t.Fatalf("%s: bytes from the restarted seeder differ from the blob", d)
 		}
 	}
@@ -69,10 +73,19 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 	}
 }
 
-// fetchFromSwarm downloads blob d as a mirror would, with peers from the
-// tracker only, and returns the stored bytes.
-func fetchFromSwarm(t *testing.T, tr *harness.Process, d digest.Digest, info []byte) []byte {
+// fetchFromSwarm downloads blob ref as a mirror would, with peers and
+// piece hashes from the tracker only, and returns the stored bytes.
+func fetchFromSwarm(t *testing.T, tr *harness.Process, ref oci.Blob, info []byte) []byte {
 	t.Helper()
+	d := ref.Digest
+	parsed, err := torrentmeta.Parse(info, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trackers := trackerclient.New([]string{tr.URL()}, trackerclient.Options{Timeout: 10 * time.Second})
+	hashes := func(ctx context.Context, got func(int, [20]byte)) error {
+		return trackers.Pieces(ctx, ref, 0, parsed.NumPieces(), got)
+	}
 	st, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +102,7 @@ func fetchFromSwarm(t *testing.T, tr *harness.Process, d digest.Digest, info []b
 	}
 	fl := flight.New(p)
 	defer fl.Release()
-	dl, err := sw.Download(t.Context(), d, info, []string{tr.URL() + api.AnnouncePath}, fl, nil)
+	dl, err := sw.Download(t.Context(), d, info, []string{tr.URL() + api.AnnouncePath}, fl, hashes, nil)
 	if err != nil {
 		fl.Abort()
 		t.Fatalf("download %s through the tracker: %v", d, err)

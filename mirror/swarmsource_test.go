@@ -185,6 +185,18 @@ func TestSwarmSourceEndsWhenTheTrackerFailsTheBlob(t *testing.T) {
 	checkFallbacks(t, f.fallbacks(t), "swarm")
 }
 
+// A tracker that cannot be reached for the hashes leaves the download
+// going; the stalled swarm's pieces come from the origin, checked against
+// their own hashes, and the blob is stored through the swarm.
+func TestSwarmSourceGoesOnWhenTheHashesAreLost(t *testing.T) {
+	gone := func([]byte) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }
+	}
+	f := newSwarmFixture(t, forBlob, gone, 300*time.Millisecond)
+	f.fetch(t)
+	checkFallbacks(t, f.fallbacks(t), "pieces")
+}
+
 // With the hashes from the tracker, the stalled swarm's pieces from the
 // origin are checked against them.
 func TestSwarmSourceChecksPiecesAgainstTheTrackersHashes(t *testing.T) {

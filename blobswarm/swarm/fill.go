@@ -69,22 +69,26 @@ func pickFill(missing []missingPiece, r *rand.Rand) (int, bool) {
 //
 // The origin's bytes are checked against the hash the tracker sent for
 // the piece. While the tracker still streams hashes, a piece without one
-// waits for it; once the hashes stopped coming, a piece without one fails
-// the fill.
+// waits for it. Once the hashes stopped coming (the tracker is gone, its
+// seeder maybe mid-blob), the origin's own bytes give the piece its hash:
+// the tracker's hashes come from the same origin, so it is the same root of
+// trust, and the blob's digest still judges the whole at the commit. The
+// piece is then complete like any other, served and relayed.
 type filler struct {
 	t    *torrent.Torrent
 	info *metainfo.Info
 	src  RangeSource
-	// hashes are the pieces' hashes known so far.
+	// hashes are the pieces' hashes known so far; learn adds one.
 	hashes *torrentstore.Hashes
+	learn  func(i int, sum [20]byte)
 	// hashesDone is closed once no more hashes will come.
 	hashesDone <-chan struct{}
 	rand       *rand.Rand
 	buf        []byte
 }
 
-func newFiller(t *torrent.Torrent, info *metainfo.Info, src RangeSource, hashes *torrentstore.Hashes, hashesDone <-chan struct{}) *filler {
-	return &filler{t: t, info: info, src: src, hashes: hashes, hashesDone: hashesDone,
+func newFiller(t *torrent.Torrent, info *metainfo.Info, src RangeSource, hashes *torrentstore.Hashes, learn func(int, [20]byte), hashesDone <-chan struct{}) *filler {
+	return &filler{t: t, info: info, src: src, hashes: hashes, learn: learn, hashesDone: hashesDone,
 		rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), buf: make([]byte, info.PieceLength)}
 }
 
@@ -161,13 +165,17 @@ func (f *filler) fill(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("piece %d from the origin: %w", i, err)
 	}
+	sum := sha1.Sum(buf)
 	want, known := f.hashes.Get(i)
 	if !known {
-		return fmt.Errorf("piece %d: the tracker is gone before it sent the piece's hash", i)
+		// Only once the hashes stopped coming (see missing): the
+		// origin's bytes set the piece's hash.
+		f.learn(i, sum)
+		want, _ = f.hashes.Get(i)
 	}
 	// Checked before it is written: a piece a peer completed meanwhile
 	// is overwritten only with the same bytes.
-	if sha1.Sum(buf) != want {
+	if sum != want {
 		return fmt.Errorf("piece %d from the origin does not match the hash the tracker sent", i)
 	}
 	piece := f.t.Piece(i)

@@ -143,6 +143,61 @@ func TestPiecesWaitForTheirHashes(t *testing.T) {
 	}
 }
 
+// hashesThenLost gives the first k of b's piece hashes, then says the
+// tracker cannot be reached any more.
+func hashesThenLost(b testBlob, k int) PieceHashes {
+	return func(_ context.Context, got func(int, [20]byte)) error {
+		for i, sum := range b.sums[:k] {
+			got(i, sum)
+		}
+		return fmt.Errorf("%w: tracker unreachable", ErrHashesLost)
+	}
+}
+
+// The tracker is gone after half the hashes (its seeder died mid-blob): the
+// seeder's pieces with known hashes come from it, and after the stall the
+// rest from the origin, each checked against the hash of the origin's own
+// bytes. The blob's digest still judges: an origin sending wrong bytes then
+// gets nothing stored.
+func TestFillHashesTheOriginsPiecesOnceTheHashesStop(t *testing.T) {
+	b := newBlob(t, 8, 4<<20) // 16 pieces of 256 KiB
+	half := len(b.sums) / 2
+	src := seeder(t, seederIP, b)
+	leecher, leecherStore := newSwarm(t, leecherIP, Config{StallTimeout: 500 * time.Millisecond})
+	leecher.bootstrap = []netip.AddrPort{addr(src, seederIP)}
+	origin := &countingOrigin{data: b.data}
+
+	fl, done := downloadWith(t, leecher, leecherStore, b, hashesThenLost(b, half), origin.read)
+	if !fl.Acquire() {
+		t.Fatal("flight over before the reader came")
+	}
+	checkStreamed(t, fl, done, b)
+	fl.Release()
+	if got := digest.FromBytes(storedBytes(t, leecherStore, b.digest)); got != b.digest {
+		t.Fatalf("stored blob hashes to %s", got)
+	}
+	fromSeeder, fromOrigin := leecher.Stats().Downloaded, origin.sent.Load()
+	t.Logf("from the seeder %d bytes, from the origin %d of %d", fromSeeder, fromOrigin, len(b.data))
+	if want := int64(half) * b.pieceLength(); fromSeeder != want || fromOrigin != int64(len(b.data))-want {
+		t.Errorf("the seeder sent %d bytes and the origin %d, want the pieces with hashes (%d bytes) from the seeder and the rest from the origin",
+			fromSeeder, fromOrigin, want)
+	}
+
+	// No seeder now, no hash at all, and an origin that lies.
+	other, otherStore := newSwarm(t, otherIP, Config{StallTimeout: 200 * time.Millisecond})
+	liar := &countingOrigin{data: b.data, corrupt: true}
+	_, done = downloadWith(t, other, otherStore, b, hashesThenLost(b, 0), liar.read)
+	if err := <-done; err == nil {
+		t.Fatal("a blob filled with the wrong bytes was committed")
+	}
+	if liar.sent.Load() != int64(len(b.data)) {
+		t.Fatalf("the origin sent %d bytes, want the whole blob: the test proves nothing", liar.sent.Load())
+	}
+	if _, err := otherStore.Stat(b.digest); err == nil {
+		t.Fatal("a blob of the wrong bytes was stored")
+	}
+}
+
 // errFailedBlob is the tracker's word that its seeder failed the blob.
 var errFailedBlob = errors.New("origin's bytes do not match the digest")
 

@@ -116,8 +116,10 @@ type Sink interface {
 //
 // An error wrapping ErrHashesLost says the hashes stopped coming but the
 // blob is not known to be bad (the tracker cannot be reached): the download
-// goes on with what peers can give. Any other error says the blob is bad
-// (the tracker's seeder failed it), and ends the download.
+// goes on with what peers can give, and a stall fill takes the pieces
+// still without a hash from the origin, hashing them itself. Any other
+// error says the blob is bad (the tracker's seeder failed it), and ends the
+// download.
 type PieceHashes func(ctx context.Context, got func(i int, sum [20]byte)) error
 
 // ErrHashesLost is wrapped by a PieceHashes error that leaves the blob
@@ -243,7 +245,7 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, known 
 				return fmt.Errorf("piece hashes: %w", err)
 			}
 			if err != nil {
-				s.log.Warn("piece hashes stopped coming: pieces without one can come from no one",
+				s.log.Warn("piece hashes stopped coming: pieces without one will be checked against the origin's bytes",
 					"infohash", t.InfoHash(), "err", err)
 			}
 			close(hashesDone)
@@ -272,7 +274,7 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, known 
 			s.log.Warn("swarm stalled: taking the missing pieces from the origin", "infohash", t.InfoHash(),
 				"missing_bytes", t.BytesMissing(), "peers", len(t.PeerConns()), "stalled", stalled.Round(time.Millisecond))
 			filled = make(chan error, 1)
-			f := newFiller(t, info, fill, known, hashesDone)
+			f := newFiller(t, info, fill, known, learn, hashesDone)
 			go func() { filled <- f.run(ctx) }()
 		}
 	}

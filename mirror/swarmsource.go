@@ -131,9 +131,7 @@ type seedOnCommit struct {
 
 func (c seedOnCommit) Committed(commitErr error) {
 	if commitErr != nil {
-		if err := c.dl.Drop(); err != nil {
-			c.log.Warn("drop torrent", "digest", c.d, "err", err)
-		}
+		c.dl.Drop()
 		return
 	}
 	if err := c.dl.Seed(); err != nil {

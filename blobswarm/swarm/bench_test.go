@@ -24,6 +24,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentstore"
 )
 
 // The benchmark's seeder runs in a child process (this test binary again),
@@ -310,7 +311,12 @@ func serveBenchBlob(root string) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.Seed(d, infoBytes, nil); err != nil {
+	// Seed would use ForBlob's piece length; the benchmark picks its own.
+	blob, err := torrentstore.Stored(st, d)
+	if err != nil {
+		return err
+	}
+	if _, err := s.add(d, infoBytes, blob, nil); err != nil {
 		return err
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(seederIP, "0"))

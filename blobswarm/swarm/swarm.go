@@ -68,8 +68,7 @@ type entry struct {
 	received atomic.Int64 // piece bytes from peers, for the stall watchdog
 }
 
-// New starts the client listening for peers. Info bytes of seeded blobs are
-// kept under the store's root so a restarted node can seed them again.
+// New starts the client listening for peers.
 func New(cfg Config, st *store.Store, logger *slog.Logger) (*Swarm, error) {
 	cfg = cfg.withDefaults()
 	cc, err := cfg.clientConfig()
@@ -169,26 +168,24 @@ func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte,
 		return nil, fmt.Errorf("download %s from swarm: %w", d, err)
 	}
 	s.log.Debug("swarm download complete", "digest", d, "bytes", info.Length, "took", time.Since(start))
-	return &Download{s: s, d: d, infoBytes: infoBytes, announce: announce}, nil
+	return &Download{s: s, d: d, announce: announce}, nil
 }
 
 // Download is a blob the swarm delivered whole into its sink, whose torrent
 // runs on until the caller, having committed the sink (or failed to),
-// calls Seed or Drop. It carries the torrent's info bytes to Seed, so the
-// caller need not keep them.
+// calls Seed or Drop.
 type Download struct {
-	s         *Swarm
-	d         digest.Digest
-	infoBytes []byte
-	announce  []string
+	s        *Swarm
+	d        digest.Digest
+	announce []string
 }
 
 // Seed keeps sharing the committed blob, now from the stored file; see
 // Swarm.Seed.
-func (dl *Download) Seed() error { return dl.s.Seed(dl.d, dl.infoBytes, dl.announce) }
+func (dl *Download) Seed() error { return dl.s.Seed(dl.d, dl.announce) }
 
 // Drop ends the torrent of a blob whose commit failed; see Swarm.Drop.
-func (dl *Download) Drop() error { return dl.s.Drop(dl.d) }
+func (dl *Download) Drop() { dl.s.Drop(dl.d) }
 
 // await drives one download to its end: it follows the piece hashes,
 // letting the client ask for each piece once its hash is known, and fills
@@ -298,19 +295,13 @@ func awaitingHashes(t *torrent.Torrent, known *torrentstore.Hashes, hashesDone <
 
 // Seed shares blob d from the store: after its download was committed (the
 // running torrent switches from the sink to the stored file), or for a
-// blob found in the store at startup. The info bytes are saved so InfoBytes
-// can return them after a restart.
-func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error {
-	if _, err := torrentmeta.Parse(infoBytes, d); err != nil {
-		return err
-	}
+// blob found in the store at startup, under its torrent
+// torrentmeta.ForBlob(d, size), which the node builds itself.
+func (s *Swarm) Seed(d digest.Digest, announce []string) error {
 	s.mu.Lock()
 	e, ok := s.torrents[d]
 	s.mu.Unlock()
 	if ok {
-		if e.t.InfoHash() != metainfo.HashBytes(infoBytes) {
-			return fmt.Errorf("seed %s: running torrent has other info bytes", d)
-		}
 		if err := e.blob.Promote(); err != nil {
 			// It must not go on reading the sink, which the caller
 			// closes next.
@@ -318,27 +309,27 @@ func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error
 			return err
 		}
 		e.t.AddTrackers([][]string{announce})
-	} else {
-		blob, err := torrentstore.Stored(s.store, d)
-		if err != nil {
-			return err
-		}
-		if _, err := s.add(d, infoBytes, blob, announce); err != nil {
-			return err
-		}
+		return nil
 	}
-	if err := s.saveInfoBytes(d, infoBytes); err != nil {
-		return fmt.Errorf("seeding %s, but it will not survive a restart: %w", d, err)
+	size, err := s.store.Stat(d)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", d, err)
 	}
-	return nil
+	infoBytes, err := torrentmeta.ForBlob(d, size)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", d, err)
+	}
+	blob, err := torrentstore.Stored(s.store, d)
+	if err != nil {
+		return err
+	}
+	_, err = s.add(d, infoBytes, blob, announce)
+	return err
 }
 
-// Drop stops seeding blob d (its file is about to be evicted), tells the
-// trackers, and forgets its info bytes. Dropping an unknown blob is a no-op.
-func (s *Swarm) Drop(d digest.Digest) error {
-	s.remove(d)
-	return s.deleteInfoBytes(d)
-}
+// Drop stops seeding blob d (its file is about to be evicted) and tells the
+// trackers. Dropping an unknown blob is a no-op.
+func (s *Swarm) Drop(d digest.Digest) { s.remove(d) }
 
 // add starts the torrent of blob d on the given storage, which it owns from
 // here on.

@@ -286,17 +286,7 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 		t.Errorf("the leecher uploaded %d bytes to the third node, want at least %d", got, len(b.data))
 	}
 
-	// A restarted node finds the info bytes next to its store.
-	saved, err := leecher.InfoBytes(b.digest)
-	if err != nil || !bytes.Equal(saved, b.infoBytes) {
-		t.Fatalf("saved info bytes: %v", err)
-	}
-	if err := leecher.Drop(b.digest); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := leecher.InfoBytes(b.digest); !errors.Is(err, ErrNoInfoBytes) {
-		t.Fatalf("info bytes after Drop: %v", err)
-	}
+	leecher.Drop(b.digest)
 	if n := len(leecher.Stats().Torrents); n != 0 {
 		t.Fatalf("%d torrents after Drop", n)
 	}
@@ -548,5 +538,32 @@ func TestBlobOverSixtyFourMiBComesFromASuperSeeder(t *testing.T) {
 	}
 	if got := leecher.Stats().FromSeeders; got != int64(len(b.data)) {
 		t.Errorf("received %d bytes from the seeder, want %d", got, len(b.data))
+	}
+}
+
+// A blob found in the store (a restarted node) is seeded under the torrent
+// its digest and size make, the one the tracker hands out: nothing about
+// it needs to be kept beside the store.
+func TestSeedsAStoredBlobUnderItsTorrent(t *testing.T) {
+	b := newBlob(t, 10, 1<<20)
+	restarted, st := newSwarm(t, seederIP, Config{})
+	putBlob(t, st, b)
+	if err := restarted.Seed(b.digest, nil); err != nil {
+		t.Fatal(err)
+	}
+	leecher, leecherStore := newSwarm(t, leecherIP, Config{})
+	leecher.bootstrap = []netip.AddrPort{addr(restarted, seederIP)}
+	_, done := download(t, leecher, leecherStore, b)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := leecher.Stats().Downloaded; got != int64(len(b.data)) {
+		t.Errorf("received %d bytes from the restarted node, want %d", got, len(b.data))
+	}
+
+	empty := digest.FromBytes(nil)
+	putBlob(t, st, testBlob{digest: empty})
+	if err := restarted.Seed(empty, nil); !errors.Is(err, torrentmeta.ErrEmpty) {
+		t.Fatalf("seeding an empty blob: %v, want ErrEmpty", err)
 	}
 }

@@ -31,8 +31,8 @@ type swarmSource struct {
 	origin   *originSource
 	counters sourceCounters
 	log      *slog.Logger
-	// metainfoTimeout bounds waiting for the tracker's seeder to fetch a
-	// blob from the origin.
+	// metainfoTimeout bounds waiting for the tracker's seeder: for a blob's
+	// torrent, and then for each next piece hash.
 	metainfoTimeout time.Duration
 }
 
@@ -76,16 +76,34 @@ func blobTorrent(d digest.Digest, infoBytes []byte) (metainfo.Info, error) {
 	return info, nil
 }
 
+// errHashesLate stops following hashes that do not come.
+var errHashesLate = errors.New("no piece hash from the tracker within the metainfo timeout")
+
 // hashes follows the tracker's hashes of ref's n pieces for the download's
 // life. A tracker that cannot be reached only loses them: peers may still
 // hold pieces whose hashes came, and a stall takes the rest from the
-// origin. Any other error is the tracker's word that its seeder failed the
-// blob (the origin's bytes did not match the digest, say): the download
-// ends, and so does the origin fallback, at the digest check.
+// origin. So does one whose stream stays open but sends nothing for the
+// metainfo timeout (its seeder stuck on the origin): a download waiting
+// for hashes is not stalled, and would wait as long as the stream lasts;
+// the seeder gets as long for each hash as it got for the whole blob
+// before hashes were streamed. Any other error is the tracker's word that
+// its seeder failed the blob (the origin's bytes did not match the digest,
+// say): the download ends, and so does the origin fallback, at the digest
+// check.
 func (s *swarmSource) hashes(ref oci.Blob, n int) swarm.PieceHashes {
 	return func(ctx context.Context, got func(int, [20]byte)) error {
-		err := s.trackers.Pieces(ctx, ref, 0, n, got)
-		if errors.Is(err, trackerclient.ErrUnavailable) {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		late := time.AfterFunc(s.metainfoTimeout, func() { cancel(errHashesLate) })
+		defer late.Stop()
+		err := s.trackers.Pieces(ctx, ref, 0, n, func(i int, sum [20]byte) {
+			late.Reset(s.metainfoTimeout)
+			got(i, sum)
+		})
+		switch {
+		case errors.Is(context.Cause(ctx), errHashesLate):
+			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, errHashesLate)
+		case errors.Is(err, trackerclient.ErrUnavailable):
 			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, err)
 		}
 		return err

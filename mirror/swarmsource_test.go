@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"io"
 	"log/slog"
@@ -70,7 +71,10 @@ type swarmFixture struct {
 	blob    []byte
 }
 
-func newSwarmFixture(t *testing.T, info func(oci.Blob, []byte) []byte, pieces func([]byte) http.HandlerFunc, stall time.Duration) *swarmFixture {
+// stallAfter sets the mirror's stall timeout.
+func stallAfter(d time.Duration) func(*Config) { return func(c *Config) { c.StallTimeout = d } }
+
+func newSwarmFixture(t *testing.T, info func(oci.Blob, []byte) []byte, pieces func([]byte) http.HandlerFunc, configure func(*Config)) *swarmFixture {
 	t.Helper()
 	o := harness.NewOrigin(t, origin.Config{})
 	blob, d := harness.PushRandomBlob(t, o, "team/app", 1<<20+12345)
@@ -84,7 +88,7 @@ func newSwarmFixture(t *testing.T, info func(oci.Blob, []byte) []byte, pieces fu
 	cfg.Upstream = []string{o.Host() + "=" + o.Server.URL}
 	cfg.Tracker = []string{trSrv.URL}
 	cfg.PeerListen = "127.0.0.1:0"
-	cfg.StallTimeout = stall
+	configure(&cfg)
 	m, err := New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +162,7 @@ func TestSwarmSourceRefusesOtherTorrents(t *testing.T) {
 		}
 		return info
 	}
-	f := newSwarmFixture(t, built, servesHashes, time.Minute)
+	f := newSwarmFixture(t, built, servesHashes, stallAfter(time.Minute))
 	f.fetch(t)
 	checkFallbacks(t, f.fallbacks(t), "tracker")
 	if f.tracker.metainfoAsked.Load() != 1 || f.tracker.piecesAsked.Load() != 0 {
@@ -176,7 +180,7 @@ func TestSwarmSourceEndsWhenTheTrackerFailsTheBlob(t *testing.T) {
 			errcode.ServeJSON(w, errcode.ErrorCodeDigestInvalid.WithMessage("origin sent other bytes"))
 		}
 	}
-	f := newSwarmFixture(t, forBlob, failed, time.Minute)
+	f := newSwarmFixture(t, forBlob, failed, stallAfter(time.Minute))
 	start := time.Now()
 	f.fetch(t)
 	if took := time.Since(start); took > 20*time.Second {
@@ -192,15 +196,40 @@ func TestSwarmSourceGoesOnWhenTheHashesAreLost(t *testing.T) {
 	gone := func([]byte) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }
 	}
-	f := newSwarmFixture(t, forBlob, gone, 300*time.Millisecond)
+	f := newSwarmFixture(t, forBlob, gone, stallAfter(300*time.Millisecond))
 	f.fetch(t)
+	checkFallbacks(t, f.fallbacks(t), "pieces")
+}
+
+// A tracker whose hash stream stays open but silent (its seeder stuck on
+// the origin) is given up after the metainfo timeout, as one that cannot
+// be reached: waiting for hashes is no stall, and would last as long as
+// the stream.
+func TestSwarmSourceGivesUpOnSilentHashes(t *testing.T) {
+	silent := func([]byte) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", api.PiecesType)
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
+	}
+	f := newSwarmFixture(t, forBlob, silent, func(c *Config) {
+		c.StallTimeout = 300 * time.Millisecond
+		c.MetainfoTimeout = time.Second
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := f.m.Fetch(ctx, f.ref, func(int64) {}); err != nil {
+		t.Fatalf("fetch with a silent hash stream: %v", err)
+	}
 	checkFallbacks(t, f.fallbacks(t), "pieces")
 }
 
 // With the hashes from the tracker, the stalled swarm's pieces from the
 // origin are checked against them.
 func TestSwarmSourceChecksPiecesAgainstTheTrackersHashes(t *testing.T) {
-	f := newSwarmFixture(t, forBlob, servesHashes, 300*time.Millisecond)
+	f := newSwarmFixture(t, forBlob, servesHashes, stallAfter(300*time.Millisecond))
 	f.fetch(t)
 	checkFallbacks(t, f.fallbacks(t), "pieces")
 	if f.tracker.piecesAsked.Load() == 0 {
@@ -214,7 +243,7 @@ func TestSwarmSourceChecksPiecesAgainstTheTrackersHashes(t *testing.T) {
 		other[0] ^= 0xff
 		return servesHashes(other)
 	}
-	f = newSwarmFixture(t, forBlob, wrong, 300*time.Millisecond)
+	f = newSwarmFixture(t, forBlob, wrong, stallAfter(300*time.Millisecond))
 	f.fetch(t)
 	got := f.fallbacks(t)
 	if got["pieces"] != 1 || got["swarm"] != 1 {

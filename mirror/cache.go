@@ -39,9 +39,7 @@ func (m *Mirror) openCache(ctx context.Context, quota int64) error {
 // its open file.
 func (m *Mirror) evict(d digest.Digest) error {
 	if m.swarm != nil {
-		if err := m.swarm.Drop(d); err != nil {
-			m.log.Warn("evict: leaving the swarm", "digest", d, "err", err)
-		}
+		m.swarm.Drop(d)
 	}
 	if err := m.store.Delete(d); err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.log.Warn("evict", "digest", d, "err", err)

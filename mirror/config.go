@@ -51,8 +51,9 @@ type Config struct {
 	Readahead bool `yaml:"readahead"`
 	// Platform picks the manifest of an index to read ahead (os/arch).
 	Platform string `yaml:"platform"`
-	// MetainfoTimeout bounds waiting for the tracker's seeder to fetch a
-	// blob from the origin before fetching it from the origin directly.
+	// MetainfoTimeout bounds waiting for the tracker's seeder, for a blob's
+	// torrent and then for each next piece hash, before fetching what is
+	// missing from the origin directly.
 	MetainfoTimeout time.Duration `yaml:"metainfo-timeout"`
 	// StallTimeout falls back to the origin when the swarm delivers
 	// nothing for this long.

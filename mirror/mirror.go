@@ -5,6 +5,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/internal/coalesce"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
@@ -141,20 +143,20 @@ func (m *Mirror) joinSwarm(s settings, origin *originSource) error {
 	return nil
 }
 
-// reseed offers the fleet every stored blob whose torrent is known, so a
-// restarted node is a peer again at once.
+// reseed offers the fleet every stored blob, so a restarted node is a peer
+// again at once: a blob's torrent follows from its digest and size.
 func (m *Mirror) reseed() {
 	n := 0
 	err := m.store.Walk(func(d digest.Digest, _ int64) error {
-		info, err := m.swarm.InfoBytes(d)
-		if err != nil {
-			return nil
-		}
-		if err := m.swarm.Seed(d, info, m.trackers.AnnounceURLs()); err != nil {
+		err := m.swarm.Seed(d, m.trackers.AnnounceURLs())
+		switch {
+		case errors.Is(err, torrentmeta.ErrEmpty):
+			// Nothing to share.
+		case err != nil:
 			m.log.Warn("reseed", "digest", d, "err", err)
-			return nil
+		default:
+			n++
 		}
-		n++
 		return nil
 	})
 	if err != nil {

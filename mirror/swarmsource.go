@@ -3,16 +3,19 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
@@ -28,14 +31,14 @@ type swarmSource struct {
 	origin   *originSource
 	counters sourceCounters
 	log      *slog.Logger
-	// metainfoTimeout bounds waiting for the tracker's seeder to fetch a
-	// blob from the origin.
+	// metainfoTimeout bounds waiting for the tracker's seeder: for a blob's
+	// torrent, and then for each next piece hash.
 	metainfoTimeout time.Duration
 }
 
 func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight) (Fetched, error) {
 	mctx, cancel := context.WithTimeout(ctx, s.metainfoTimeout)
-	info, err := s.trackers.Metainfo(mctx, ref)
+	infoBytes, err := s.trackers.Metainfo(mctx, ref)
 	cancel()
 	if err != nil {
 		var oci errcode.Error
@@ -45,12 +48,66 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 		}
 		return s.fallback(ctx, ref, fl, "tracker", err)
 	}
-	dl, err := s.swarm.Download(ctx, ref.Digest, info, s.trackers.AnnounceURLs(), fl, s.pieces(ref))
+	info, err := blobTorrent(ref.Digest, infoBytes)
+	if err != nil {
+		return s.fallback(ctx, ref, fl, "tracker", err)
+	}
+	dl, err := s.swarm.Download(ctx, ref.Digest, infoBytes, s.trackers.AnnounceURLs(), fl,
+		s.hashes(ref, info.NumPieces()), s.pieces(ref))
 	if err != nil {
 		return s.fallback(ctx, ref, fl, "swarm", err)
 	}
 	s.counters.fetches.WithLabelValues("swarm", "ok").Inc()
 	return seedOnCommit{dl: dl, d: ref.Digest, log: s.log}, nil
+}
+
+// blobTorrent checks that the tracker's torrent for blob d is the one its
+// digest and size make (torrentmeta.ForBlob), whose pieces are checked
+// against the hashes the tracker streams. Any other torrent's piece hashes
+// would go unchecked here, so it is refused.
+func blobTorrent(d digest.Digest, infoBytes []byte) (metainfo.Info, error) {
+	info, err := torrentmeta.Parse(infoBytes, d)
+	if err != nil {
+		return info, fmt.Errorf("tracker's torrent: %w", err)
+	}
+	if !torrentmeta.IsForBlob(infoBytes, d, info.Length) {
+		return info, fmt.Errorf("tracker's torrent for %s is not the one its digest and size make", d)
+	}
+	return info, nil
+}
+
+// errHashesLate stops following hashes that do not come.
+var errHashesLate = errors.New("no piece hash from the tracker within the metainfo timeout")
+
+// hashes follows the tracker's hashes of ref's n pieces for the download's
+// life. A tracker that cannot be reached only loses them: peers may still
+// hold pieces whose hashes came, and a stall takes the rest from the
+// origin. So does one whose stream stays open but sends nothing for the
+// metainfo timeout (its seeder stuck on the origin): a download waiting
+// for hashes is not stalled, and would wait as long as the stream lasts;
+// the seeder gets as long for each hash as it got for the whole blob
+// before hashes were streamed. Any other error is the tracker's word that
+// its seeder failed the blob (the origin's bytes did not match the digest,
+// say): the download ends, and so does the origin fallback, at the digest
+// check.
+func (s *swarmSource) hashes(ref oci.Blob, n int) swarm.PieceHashes {
+	return func(ctx context.Context, got func(int, [20]byte)) error {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		late := time.AfterFunc(s.metainfoTimeout, func() { cancel(errHashesLate) })
+		defer late.Stop()
+		err := s.trackers.Pieces(ctx, ref, 0, n, func(i int, sum [20]byte) {
+			late.Reset(s.metainfoTimeout)
+			got(i, sum)
+		})
+		switch {
+		case errors.Is(context.Cause(ctx), errHashesLate):
+			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, errHashesLate)
+		case errors.Is(err, trackerclient.ErrUnavailable):
+			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, err)
+		}
+		return err
+	}
 }
 
 // pieces reads the spans of ref a stalled swarm download lacks from the
@@ -92,9 +149,7 @@ type seedOnCommit struct {
 
 func (c seedOnCommit) Committed(commitErr error) {
 	if commitErr != nil {
-		if err := c.dl.Drop(); err != nil {
-			c.log.Warn("drop torrent", "digest", c.d, "err", err)
-		}
+		c.dl.Drop()
 		return
 	}
 	if err := c.dl.Seed(); err != nil {

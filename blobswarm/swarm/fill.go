@@ -9,6 +9,8 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/blobswarm/blobswarm/blobswarm/torrentstore"
 )
 
 // RangeSource reads bytes [off, off+n) of a blob from outside the swarm:
@@ -22,7 +24,9 @@ type RangeSource func(ctx context.Context, off, n int64) (io.ReadCloser, error)
 // missingPiece is what the choice of the next piece to fill looks at.
 type missingPiece struct {
 	index int
-	// held by connected peers: the swarm may still deliver it.
+	// held by connected peers, and its hash known: the swarm may still
+	// deliver it. A piece without a hash the swarm cannot deliver to this
+	// node, whoever holds it.
 	held bool
 	// arriving: part of it came from a peer already.
 	arriving bool
@@ -62,54 +66,91 @@ func pickFill(missing []missingPiece, r *rand.Rand) (int, bool) {
 // filler writes pieces the swarm did not deliver from a RangeSource into
 // the torrent's storage and has the client verify them, which also tells
 // the peers the node has them.
+//
+// The origin's bytes are checked against the hash the tracker sent for
+// the piece. While the tracker still streams hashes, a piece without one
+// waits for it. Once the hashes stopped coming (the tracker is gone, its
+// seeder maybe mid-blob), the origin's own bytes give the piece its hash:
+// the tracker's hashes come from the same origin, so it is the same root of
+// trust, and the blob's digest still judges the whole at the commit. The
+// piece is then complete like any other, served and relayed.
 type filler struct {
 	t    *torrent.Torrent
 	info *metainfo.Info
 	src  RangeSource
-	rand *rand.Rand
-	buf  []byte
+	// hashes are the pieces' hashes known so far; learn adds one.
+	hashes *torrentstore.Hashes
+	learn  func(i int, sum [20]byte)
+	// hashesDone is closed once no more hashes will come.
+	hashesDone <-chan struct{}
+	rand       *rand.Rand
+	buf        []byte
 }
 
-func newFiller(t *torrent.Torrent, info *metainfo.Info, src RangeSource) *filler {
-	return &filler{t: t, info: info, src: src, rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), buf: make([]byte, info.PieceLength)}
+func newFiller(t *torrent.Torrent, info *metainfo.Info, src RangeSource, hashes *torrentstore.Hashes, learn func(int, [20]byte), hashesDone <-chan struct{}) *filler {
+	return &filler{t: t, info: info, src: src, hashes: hashes, learn: learn, hashesDone: hashesDone,
+		rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), buf: make([]byte, info.PieceLength)}
 }
 
 // run fills pieces until none is missing. The caller cancels ctx when the
 // torrent completes or the download ends.
 func (f *filler) run(ctx context.Context) error {
 	for ctx.Err() == nil {
-		i, ok := pickFill(f.missing(), f.rand)
-		if !ok {
+		// Taken before the look: a hash learned after it wakes the wait.
+		changed := f.hashes.Changed()
+		missing, waiting := f.missing()
+		if i, ok := pickFill(missing, f.rand); ok {
+			if err := f.fill(ctx, i); err != nil {
+				return err
+			}
+			continue
+		}
+		if !waiting {
 			return nil
 		}
-		if err := f.fill(ctx, i); err != nil {
-			return err
+		// Every missing piece awaits its hash from the tracker.
+		select {
+		case <-changed:
+		case <-f.hashesDone:
+		case <-ctx.Done():
 		}
 	}
 	return ctx.Err()
 }
 
-func (f *filler) missing() []missingPiece {
+// missing lists the pieces the fill may take now, and says whether others
+// wait for their hash.
+func (f *filler) missing() (out []missingPiece, waiting bool) {
 	var held []interface{ Contains(uint32) bool }
 	for _, pc := range f.t.PeerConns() {
 		held = append(held, pc.PeerPieces())
 	}
-	var out []missingPiece
+	hashesDone := false
+	select {
+	case <-f.hashesDone:
+		hashesDone = true
+	default:
+	}
 	for i := range f.info.NumPieces() {
 		st := f.t.PieceState(i)
 		if st.Complete {
 			continue
 		}
+		_, known := f.hashes.Get(i)
+		if !known && !hashesDone {
+			waiting = true
+			continue
+		}
 		p := missingPiece{index: i, arriving: st.Partial}
 		for _, h := range held {
 			if h.Contains(uint32(i)) {
-				p.held = true
+				p.held = known
 				break
 			}
 		}
 		out = append(out, p)
 	}
-	return out
+	return out, waiting
 }
 
 func (f *filler) fill(ctx context.Context, i int) error {
@@ -124,10 +165,18 @@ func (f *filler) fill(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("piece %d from the origin: %w", i, err)
 	}
+	sum := sha1.Sum(buf)
+	want, known := f.hashes.Get(i)
+	if !known {
+		// Only once the hashes stopped coming (see missing): the
+		// origin's bytes set the piece's hash.
+		f.learn(i, sum)
+		want, _ = f.hashes.Get(i)
+	}
 	// Checked before it is written: a piece a peer completed meanwhile
 	// is overwritten only with the same bytes.
-	if want, ok := p.V1Hash().AsTuple(); !ok || sha1.Sum(buf) != want {
-		return fmt.Errorf("piece %d from the origin does not match the torrent's hash", i)
+	if sum != want {
+		return fmt.Errorf("piece %d from the origin does not match the hash the tracker sent", i)
 	}
 	piece := f.t.Piece(i)
 	if _, err := piece.Storage().WriteAt(buf, 0); err != nil {

@@ -92,7 +92,7 @@ func TestStalledDownloadFillsMissingPiecesFromOrigin(t *testing.T) {
 	leecher.bootstrap = []netip.AddrPort{half.addr}
 	origin := &countingOrigin{data: b.data}
 
-	fl, done := downloadFilling(t, leecher, leecherStore, b, origin.read)
+	fl, done := downloadWith(t, leecher, leecherStore, b, b.allHashes(), origin.read)
 	if !fl.Acquire() {
 		t.Fatal("flight over before the reader came")
 	}
@@ -119,7 +119,7 @@ func TestFillFromOriginChecksPieces(t *testing.T) {
 	leecher, leecherStore := newSwarm(t, leecherIP, Config{StallTimeout: 200 * time.Millisecond})
 	origin := &countingOrigin{data: b.data, corrupt: true}
 
-	_, done := downloadFilling(t, leecher, leecherStore, b, origin.read)
+	_, done := downloadWith(t, leecher, leecherStore, b, b.allHashes(), origin.read)
 	err := <-done
 	if err == nil {
 		t.Fatal("a download filled with corrupt bytes succeeded")
@@ -136,7 +136,7 @@ func TestFillFromOriginChecksPieces(t *testing.T) {
 	}
 	// And a failing origin ends it too, instead of hanging.
 	failing := func(context.Context, int64, int64) (io.ReadCloser, error) { return nil, errors.New("origin down") }
-	_, done = downloadFilling(t, leecher, leecherStore, b, failing)
+	_, done = downloadWith(t, leecher, leecherStore, b, b.allHashes(), failing)
 	if err := <-done; err == nil {
 		t.Fatal("a download with neither peers nor origin succeeded")
 	}

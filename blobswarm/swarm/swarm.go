@@ -68,8 +68,7 @@ type entry struct {
 	received atomic.Int64 // piece bytes from peers, for the stall watchdog
 }
 
-// New starts the client listening for peers. Info bytes of seeded blobs are
-// kept under the store's root so a restarted node can seed them again.
+// New starts the client listening for peers.
 func New(cfg Config, st *store.Store, logger *slog.Logger) (*Swarm, error) {
 	cfg = cfg.withDefaults()
 	cc, err := cfg.clientConfig()
@@ -107,10 +106,34 @@ type Sink interface {
 	torrentstore.Partial
 }
 
+// PieceHashes follows the real SHA-1 of each piece of a blob's torrent,
+// calling got for each as it learns it (in any order), until it gave every
+// piece's hash (then it returns nil) or ctx ends. A blob's torrent is made
+// before its bytes exist, with placeholder piece hashes
+// (torrentmeta.ForBlob): the tracker streams the real ones as its seeder
+// reads the origin, and a download checks pieces against them alone.
+//
+// An error wrapping ErrHashesLost says the hashes stopped coming but the
+// blob is not known to be bad (the tracker cannot be reached): the download
+// goes on with what peers can give, and a stall fill takes the pieces
+// still without a hash from the origin, hashing them itself. Any other
+// error says the blob is bad (the tracker's seeder failed it), and ends the
+// download.
+type PieceHashes func(ctx context.Context, got func(i int, sum [20]byte)) error
+
+// ErrHashesLost is wrapped by a PieceHashes error that leaves the blob
+// open; see PieceHashes.
+var ErrHashesLost = errors.New("piece hashes lost")
+
 // Download fetches blob d from the swarm into sink. It reserves the blob's
 // size, writes pieces as they come and advances the sink as verified
 // pieces extend the run from the start, so readers stream while the rest
 // arrives. The node uploads what it has from its first verified piece.
+//
+// Pieces are checked against the hashes from hashes, whatever the
+// torrent's own piece hashes say, and no piece is asked of peers before its
+// hash is known: a piece that cannot be checked yet would be fetched for
+// nothing.
 //
 // When no piece data arrives for the stall timeout, the pieces still
 // missing come from fill (if not nil) while the torrent keeps trading;
@@ -119,70 +142,88 @@ type Sink interface {
 // It returns once every piece is verified. The torrent still uploads from
 // the sink then, which must stay open: the caller commits the sink's bytes
 // to the store and then calls the Download's Seed, or its Drop if the
-// commit failed. On any error (ctx, ErrStalled, a failed fill, bad info
-// bytes) the torrent is gone and no longer touches the sink, and the
-// caller may fall back to the origin with the same sink.
-func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, sink Sink, fill RangeSource) (*Download, error) {
+// commit failed. On any error (ctx, ErrStalled, a failed fill, hashes that
+// say the blob is bad, bad info bytes) the torrent is gone and no longer
+// touches the sink, and the caller may fall back to the origin with the
+// same sink.
+func (s *Swarm) Download(ctx context.Context, d digest.Digest, infoBytes []byte, announce []string, sink Sink, hashes PieceHashes, fill RangeSource) (*Download, error) {
 	info, err := torrentmeta.Parse(infoBytes, d)
 	if err != nil {
 		return nil, err
 	}
+	if hashes == nil {
+		return nil, fmt.Errorf("download %s: no source of piece hashes", d)
+	}
 	if err := sink.Reserve(info.Length); err != nil {
 		return nil, err
 	}
-	e, err := s.add(d, infoBytes, torrentstore.InFlight(s.store, d, sink), announce)
+	known := torrentstore.NewHashes(info.NumPieces())
+	e, err := s.add(d, infoBytes, torrentstore.InFlight(s.store, d, sink, known), announce)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	if err := s.await(ctx, e, &info, fill); err != nil {
+	if err := s.await(ctx, e, &info, known, hashes, fill); err != nil {
 		s.remove(d)
 		return nil, fmt.Errorf("download %s from swarm: %w", d, err)
 	}
 	s.log.Debug("swarm download complete", "digest", d, "bytes", info.Length, "took", time.Since(start))
-	return &Download{s: s, d: d, infoBytes: infoBytes, announce: announce}, nil
+	return &Download{s: s, d: d, announce: announce}, nil
 }
 
 // Download is a blob the swarm delivered whole into its sink, whose torrent
 // runs on until the caller, having committed the sink (or failed to),
-// calls Seed or Drop. It carries the torrent's info bytes to Seed, so the
-// caller need not keep them.
+// calls Seed or Drop.
 type Download struct {
-	s         *Swarm
-	d         digest.Digest
-	infoBytes []byte
-	announce  []string
+	s        *Swarm
+	d        digest.Digest
+	announce []string
 }
 
 // Seed keeps sharing the committed blob, now from the stored file; see
 // Swarm.Seed.
-func (dl *Download) Seed() error { return dl.s.Seed(dl.d, dl.infoBytes, dl.announce) }
+func (dl *Download) Seed() error { return dl.s.Seed(dl.d, dl.announce) }
 
 // Drop ends the torrent of a blob whose commit failed; see Swarm.Drop.
-func (dl *Download) Drop() error { return dl.s.Drop(dl.d) }
+func (dl *Download) Drop() { dl.s.Drop(dl.d) }
 
-// await drives one download to its end.
-func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill RangeSource) error {
+// await drives one download to its end: it follows the piece hashes,
+// letting the client ask for each piece once its hash is known, and fills
+// from the origin what a stalled swarm does not deliver.
+func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, known *torrentstore.Hashes, hashes PieceHashes, fill RangeSource) error {
 	t := e.t
 	ctx, cancel := context.WithCancel(ctx)
+	// Every piece waits at no priority until its hash is known, then goes
+	// to the one priority all pieces share, so the library fetches rarest
+	// first among the pieces it can check. An in-order window ahead of the
+	// verified prefix (16 MiB, to stream to the reader sooner) had every
+	// mirror of a fleet asking for the same few pieces from the same few
+	// holders: more requests moved between peers and answered twice, and
+	// the rollout took longer (fleet bench, 8 x 128 MiB: 13.7-14.9 s
+	// without it, 14.5-14.9 s with it, 4.3 against 6.1 MiB per host
+	// received twice). Docker and containerd verify a layer before they
+	// use it, so a reader waiting for the prefix loses nothing at the end.
+	learn := func(i int, sum [20]byte) {
+		if known.Learn(i, sum) {
+			t.DownloadPieces(i, i+1)
+		}
+	}
+	followed := make(chan error, 1) // set while the hashes are followed
+	go func() { followed <- hashes(ctx, learn) }()
+	// Closed once the hashes stopped coming, with or without all of them.
+	hashesDone := make(chan struct{})
 	var filled chan error // set while the filler runs
 	defer func() {
-		// No write from the filler may land after the caller commits.
+		// No write from the filler, and no hash, may land after the
+		// caller commits.
 		cancel()
 		if filled != nil {
 			<-filled
 		}
+		if followed != nil {
+			<-followed
+		}
 	}()
-	// Every piece at one priority, so the library fetches rarest first. An
-	// in-order window ahead of the verified prefix (16 MiB, to stream to
-	// the reader sooner) had every mirror of a fleet asking for the same
-	// few pieces from the same few holders: more requests moved between
-	// peers and answered twice, and the rollout took longer (fleet bench,
-	// 8 x 128 MiB: 13.7-14.9 s without it, 14.5-14.9 s with it, 4.3
-	// against 6.1 MiB per host received twice). Docker and containerd
-	// verify a layer before they use it, so a reader waiting for the
-	// prefix loses nothing at the end.
-	t.DownloadAll()
 
 	tick := time.NewTicker(s.cfg.StallTimeout / 4)
 	defer tick.Stop()
@@ -195,6 +236,16 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill R
 			return ctx.Err()
 		case <-t.Closed():
 			return errors.New("torrent closed")
+		case err := <-followed:
+			followed = nil
+			if err != nil && !errors.Is(err, ErrHashesLost) {
+				return fmt.Errorf("piece hashes: %w", err)
+			}
+			if err != nil {
+				s.log.Warn("piece hashes stopped coming: pieces without one will be checked against the origin's bytes",
+					"infohash", t.InfoHash(), "err", err)
+			}
+			close(hashesDone)
 		case err := <-filled:
 			filled = nil
 			if err != nil {
@@ -202,7 +253,11 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill R
 			}
 			// Every piece was verified; Complete fires next.
 		case now := <-tick.C:
-			if n := e.received.Load(); n != last {
+			if n := e.received.Load(); n != last || awaitingHashes(t, known, hashesDone) {
+				// Data came, or none could: a swarm that has every piece
+				// whose hash is known waits for the tracker's seeder,
+				// which reads the origin for the whole fleet, and is not
+				// stalled.
 				last, lastAt = n, now
 				continue
 			}
@@ -216,27 +271,37 @@ func (s *Swarm) await(ctx context.Context, e *entry, info *metainfo.Info, fill R
 			s.log.Warn("swarm stalled: taking the missing pieces from the origin", "infohash", t.InfoHash(),
 				"missing_bytes", t.BytesMissing(), "peers", len(t.PeerConns()), "stalled", stalled.Round(time.Millisecond))
 			filled = make(chan error, 1)
-			f := newFiller(t, info, fill)
+			f := newFiller(t, info, fill, known, learn, hashesDone)
 			go func() { filled <- f.run(ctx) }()
 		}
 	}
 }
 
+// awaitingHashes says whether every piece the torrent lacks still waits
+// for a hash that may come.
+func awaitingHashes(t *torrent.Torrent, known *torrentstore.Hashes, hashesDone <-chan struct{}) bool {
+	select {
+	case <-hashesDone:
+		return false
+	default:
+	}
+	for i := range t.NumPieces() {
+		if _, ok := known.Get(i); ok && !t.PieceState(i).Complete {
+			return false
+		}
+	}
+	return true
+}
+
 // Seed shares blob d from the store: after its download was committed (the
 // running torrent switches from the sink to the stored file), or for a
-// blob found in the store at startup. The info bytes are saved so InfoBytes
-// can return them after a restart.
-func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error {
-	if _, err := torrentmeta.Parse(infoBytes, d); err != nil {
-		return err
-	}
+// blob found in the store at startup, under its torrent
+// torrentmeta.ForBlob(d, size), which the node builds itself.
+func (s *Swarm) Seed(d digest.Digest, announce []string) error {
 	s.mu.Lock()
 	e, ok := s.torrents[d]
 	s.mu.Unlock()
 	if ok {
-		if e.t.InfoHash() != metainfo.HashBytes(infoBytes) {
-			return fmt.Errorf("seed %s: running torrent has other info bytes", d)
-		}
 		if err := e.blob.Promote(); err != nil {
 			// It must not go on reading the sink, which the caller
 			// closes next.
@@ -244,27 +309,27 @@ func (s *Swarm) Seed(d digest.Digest, infoBytes []byte, announce []string) error
 			return err
 		}
 		e.t.AddTrackers([][]string{announce})
-	} else {
-		blob, err := torrentstore.Stored(s.store, d)
-		if err != nil {
-			return err
-		}
-		if _, err := s.add(d, infoBytes, blob, announce); err != nil {
-			return err
-		}
+		return nil
 	}
-	if err := s.saveInfoBytes(d, infoBytes); err != nil {
-		return fmt.Errorf("seeding %s, but it will not survive a restart: %w", d, err)
+	size, err := s.store.Stat(d)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", d, err)
 	}
-	return nil
+	infoBytes, err := torrentmeta.ForBlob(d, size)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", d, err)
+	}
+	blob, err := torrentstore.Stored(s.store, d)
+	if err != nil {
+		return err
+	}
+	_, err = s.add(d, infoBytes, blob, announce)
+	return err
 }
 
-// Drop stops seeding blob d (its file is about to be evicted), tells the
-// trackers, and forgets its info bytes. Dropping an unknown blob is a no-op.
-func (s *Swarm) Drop(d digest.Digest) error {
-	s.remove(d)
-	return s.deleteInfoBytes(d)
-}
+// Drop stops seeding blob d (its file is about to be evicted) and tells the
+// trackers. Dropping an unknown blob is a no-op.
+func (s *Swarm) Drop(d digest.Digest) { s.remove(d) }
 
 // add starts the torrent of blob d on the given storage, which it owns from
 // here on.

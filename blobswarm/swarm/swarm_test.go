@@ -34,10 +34,14 @@ const (
 	otherIP   = "127.0.0.3"
 )
 
+// testBlob is a blob with its torrent as the tracker hands it out
+// (torrentmeta.ForBlob) and the real hashes of its pieces, which the
+// tracker streams.
 type testBlob struct {
 	data      []byte
 	digest    digest.Digest
 	infoBytes []byte
+	sums      [][20]byte
 }
 
 func newBlob(t testing.TB, seed uint64, size int) testBlob {
@@ -51,12 +55,29 @@ func newBlob(t testing.TB, seed uint64, size int) testBlob {
 		}
 	}
 	d := digest.FromBytes(b)
-	infoBytes, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(size))
+	infoBytes, err := torrentmeta.ForBlob(d, int64(size))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testBlob{b, d, infoBytes}
+	var sums [][20]byte
+	h := torrentmeta.NewPieceHasher(torrentmeta.PieceLength(int64(size)), int64(size), func(_ int, sum [20]byte) { sums = append(sums, sum) })
+	h.Write(b)
+	return testBlob{b, d, infoBytes, sums}
 }
+
+// allHashes gives every piece hash of b at once, as the tracker does for
+// a blob its seeder has whole.
+func (b testBlob) allHashes() PieceHashes {
+	return func(_ context.Context, got func(int, [20]byte)) error {
+		for i, sum := range b.sums {
+			got(i, sum)
+		}
+		return nil
+	}
+}
+
+// pieceLength is the length of b's pieces but the last.
+func (b testBlob) pieceLength() int64 { return torrentmeta.PieceLength(int64(len(b.data))) }
 
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -132,17 +153,17 @@ func storedBytes(t testing.TB, st *store.Store, d digest.Digest) []byte {
 	return b
 }
 
-// download runs the mirror's side of a swarm fetch: a flight over a new
-// partial, Download, then commit and seed on success (drop when the commit
-// fails). It returns the download's error.
+// download runs the mirror's side of a swarm fetch, every piece hash known
+// at once: a flight over a new partial, Download, then commit and seed on
+// success (drop when the commit fails). It returns the download's error.
 func download(t testing.TB, s *Swarm, st *store.Store, b testBlob) (*flight.Flight, <-chan error) {
 	t.Helper()
-	return downloadFilling(t, s, st, b, nil)
+	return downloadWith(t, s, st, b, b.allHashes(), nil)
 }
 
-// downloadFilling is download with a source for the pieces the swarm does
-// not deliver.
-func downloadFilling(t testing.TB, s *Swarm, st *store.Store, b testBlob, fill RangeSource) (*flight.Flight, <-chan error) {
+// downloadWith is download with the piece hashes from hashes, and a source
+// for the pieces the swarm does not deliver.
+func downloadWith(t testing.TB, s *Swarm, st *store.Store, b testBlob, hashes PieceHashes, fill RangeSource) (*flight.Flight, <-chan error) {
 	t.Helper()
 	p, err := st.NewPartial(b.digest)
 	if err != nil {
@@ -152,7 +173,7 @@ func downloadFilling(t testing.TB, s *Swarm, st *store.Store, b testBlob, fill R
 	done := make(chan error, 1)
 	go func() {
 		defer fl.Release()
-		dl, err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl, fill)
+		dl, err := s.Download(t.Context(), b.digest, b.infoBytes, nil, fl, hashes, fill)
 		if err == nil {
 			if err = fl.Commit(); err != nil {
 				dl.Drop()
@@ -265,17 +286,7 @@ func TestDownloadStreamsCommitsAndSeeds(t *testing.T) {
 		t.Errorf("the leecher uploaded %d bytes to the third node, want at least %d", got, len(b.data))
 	}
 
-	// A restarted node finds the info bytes next to its store.
-	saved, err := leecher.InfoBytes(b.digest)
-	if err != nil || !bytes.Equal(saved, b.infoBytes) {
-		t.Fatalf("saved info bytes: %v", err)
-	}
-	if err := leecher.Drop(b.digest); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := leecher.InfoBytes(b.digest); !errors.Is(err, ErrNoInfoBytes) {
-		t.Fatalf("info bytes after Drop: %v", err)
-	}
+	leecher.Drop(b.digest)
 	if n := len(leecher.Stats().Torrents); n != 0 {
 		t.Fatalf("%d torrents after Drop", n)
 	}
@@ -489,7 +500,7 @@ func TestDownloadGivesUp(t *testing.T) {
 	fl := flight.New(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, nil); !errors.Is(err, context.Canceled) {
+	if _, err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, b.allHashes(), nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled download: %v", err)
 	}
 	// The failed download keeps nothing open: the caller's release is the
@@ -503,7 +514,7 @@ func TestDownloadGivesUp(t *testing.T) {
 		t.Fatalf("%d torrents left after failed downloads", n)
 	}
 
-	if _, err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl, nil); err == nil {
+	if _, err := s.Download(t.Context(), b.digest, []byte("garbage"), nil, fl, b.allHashes(), nil); err == nil {
 		t.Fatal("download with garbage info bytes started")
 	}
 }
@@ -527,5 +538,32 @@ func TestBlobOverSixtyFourMiBComesFromASuperSeeder(t *testing.T) {
 	}
 	if got := leecher.Stats().FromSeeders; got != int64(len(b.data)) {
 		t.Errorf("received %d bytes from the seeder, want %d", got, len(b.data))
+	}
+}
+
+// A blob found in the store (a restarted node) is seeded under the torrent
+// its digest and size make, the one the tracker hands out: nothing about
+// it needs to be kept beside the store.
+func TestSeedsAStoredBlobUnderItsTorrent(t *testing.T) {
+	b := newBlob(t, 10, 1<<20)
+	restarted, st := newSwarm(t, seederIP, Config{})
+	putBlob(t, st, b)
+	if err := restarted.Seed(b.digest, nil); err != nil {
+		t.Fatal(err)
+	}
+	leecher, leecherStore := newSwarm(t, leecherIP, Config{})
+	leecher.bootstrap = []netip.AddrPort{addr(restarted, seederIP)}
+	_, done := download(t, leecher, leecherStore, b)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := leecher.Stats().Downloaded; got != int64(len(b.data)) {
+		t.Errorf("received %d bytes from the restarted node, want %d", got, len(b.data))
+	}
+
+	empty := digest.FromBytes(nil)
+	putBlob(t, st, testBlob{digest: empty})
+	if err := restarted.Seed(empty, nil); !errors.Is(err, torrentmeta.ErrEmpty) {
+		t.Fatalf("seeding an empty blob: %v, want ErrEmpty", err)
 	}
 }

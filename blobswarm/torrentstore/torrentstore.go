@@ -10,10 +10,18 @@
 // the start advances the Partial. Once the caller committed the Partial,
 // Promote switches reads to the stored file so the torrent keeps seeding
 // after the Partial's file is closed.
+//
+// The pieces of a blob on its way in are checked against Hashes, the real
+// SHA-1s learned from the tracker as its seeder reads the origin, never
+// against the torrent's own piece hashes: a blob's torrent is made before
+// its bytes exist, and carries placeholders (torrentmeta.ForBlob). A piece
+// whose hash is not known yet is never complete, so it is neither served
+// from the verified prefix nor relayed to peers.
 package torrentstore
 
 import (
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +65,9 @@ type Blob struct {
 	info     *metainfo.Info
 	complete []bool
 	closed   bool
+	// hashes are what pieces are checked against; nil for a stored blob,
+	// which is never checked.
+	hashes *Hashes
 }
 
 // Stored opens storage that seeds blob d from the store.
@@ -68,10 +79,11 @@ func Stored(s *store.Store, d digest.Digest) (*Blob, error) {
 	return &Blob{store: s, digest: d, file: f}, nil
 }
 
-// InFlight opens storage that writes blob d into p. The caller keeps p
-// open until Promote or Close returned: the torrent uploads from it.
-func InFlight(s *store.Store, d digest.Digest, p Partial) *Blob {
-	return &Blob{store: s, digest: d, partial: p}
+// InFlight opens storage that writes blob d into p, its pieces checked
+// against h (one hash per piece of the torrent). The caller keeps p open
+// until Promote or Close returned: the torrent uploads from it.
+func InFlight(s *store.Store, d digest.Digest, p Partial, h *Hashes) *Blob {
+	return &Blob{store: s, digest: d, partial: p, hashes: h}
 }
 
 // OpenTorrent binds the storage to the blob's torrent.
@@ -83,6 +95,9 @@ func (b *Blob) OpenTorrent(_ context.Context, info *metainfo.Info, _ metainfo.Ha
 	defer b.mu.Unlock()
 	if b.info != nil {
 		return storage.TorrentImpl{}, errors.New("blob storage already bound to a torrent")
+	}
+	if b.partial != nil && (b.hashes == nil || b.hashes.pieces() != info.NumPieces()) {
+		return storage.TorrentImpl{}, fmt.Errorf("torrent of %s has %d pieces, and no table of their hashes", b.digest, info.NumPieces())
 	}
 	if b.file != nil {
 		fi, err := b.file.Stat()
@@ -202,8 +217,13 @@ type torrentReader struct{ *Blob }
 
 func (torrentReader) Close() error { return nil }
 
-func (b *Blob) piece(p metainfo.Piece) storage.PieceImpl {
-	return piece{blob: b, off: p.Offset(), len: p.Length(), index: p.Index()}
+func (b *Blob) piece(mp metainfo.Piece) storage.PieceImpl {
+	p := piece{blob: b, off: mp.Offset(), len: mp.Length(), index: mp.Index()}
+	if b.hashes == nil {
+		return p
+	}
+	want, _ := mp.V1Hash().AsTuple()
+	return checkedPiece{piece: p, want: want}
 }
 
 type piece struct {
@@ -225,6 +245,48 @@ func (p piece) WriteTo(w io.Writer) (int64, error) {
 	buf := hashBuffers.Get().(*[256 << 10]byte)
 	defer hashBuffers.Put(buf)
 	return io.CopyBuffer(w, io.NewSectionReader(p.blob, p.off, p.len), buf[:])
+}
+
+// errHashUnknown fails the check of a piece whose hash has not come yet.
+// The client takes an error from SelfHash as trouble reading storage: the
+// piece stays incomplete and no peer is blamed. Pieces are asked for only
+// once their hash is known, so this is a piece a peer sent unasked.
+var errHashUnknown = errors.New("piece hash not known yet")
+
+// checkedPiece is a piece of a blob on its way in, which the client checks
+// through SelfHash.
+type checkedPiece struct {
+	piece
+	// want is the piece's hash in the torrent: what the client takes from
+	// SelfHash as "the bytes are right".
+	want metainfo.Hash
+}
+
+// SelfHash checks the piece against the hash learned for it, and answers
+// the torrent's own hash for the piece only when the bytes match: the
+// client compares what this returns with the torrent's hash, which for a
+// blob's torrent is a placeholder no bytes hash to. Bytes that do not match
+// get anything else, so the piece fails its check, and a peer that alone
+// sent it is banned, as with the client's own hashing. (The client's smart
+// ban, which finds the liar among several senders block by block, reads
+// the piece itself, and so does not run for storage that hashes its own.)
+func (p checkedPiece) SelfHash() (metainfo.Hash, error) {
+	learned, ok := p.blob.hashes.Get(p.index)
+	if !ok {
+		return metainfo.Hash{}, fmt.Errorf("check piece %d of %s: %w", p.index, p.blob.digest, errHashUnknown)
+	}
+	h := sha1.New()
+	if _, err := p.WriteTo(h); err != nil {
+		return metainfo.Hash{}, fmt.Errorf("check piece %d of %s: %w", p.index, p.blob.digest, err)
+	}
+	var sum metainfo.Hash
+	h.Sum(sum[:0])
+	if sum != learned {
+		wrong := p.want
+		wrong[0] ^= 0xff
+		return wrong, nil
+	}
+	return p.want, nil
 }
 
 func (p piece) MarkComplete() error {

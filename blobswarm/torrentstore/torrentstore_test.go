@@ -3,6 +3,7 @@ package torrentstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -19,7 +20,8 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 )
 
-// A blob of 4 pieces and a bit, so the last piece is short.
+// A blob of 4 pieces and a bit, so the last piece is short, with its
+// torrent as the tracker hands it out.
 func testBlob(t *testing.T) ([]byte, digest.Digest, *metainfo.Info) {
 	t.Helper()
 	b := make([]byte, 4*(256<<10)+1000)
@@ -28,7 +30,7 @@ func testBlob(t *testing.T) ([]byte, digest.Digest, *metainfo.Info) {
 		b[i] = byte(r.Uint32())
 	}
 	d := digest.FromBytes(b)
-	infoBytes, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	infoBytes, err := torrentmeta.ForBlob(d, int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +39,16 @@ func testBlob(t *testing.T) ([]byte, digest.Digest, *metainfo.Info) {
 		t.Fatal(err)
 	}
 	return b, d, &info
+}
+
+// allKnown is a table with the real hash of every piece of b.
+func allKnown(b []byte, info *metainfo.Info) *Hashes {
+	h := NewHashes(info.NumPieces())
+	for i := range info.NumPieces() {
+		p := info.Piece(i)
+		h.Learn(i, sha1.Sum(b[p.Offset():p.Offset()+p.Length()]))
+	}
+	return h
 }
 
 func openStore(t *testing.T) *store.Store {
@@ -109,7 +121,7 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &lettingGo{Partial: fl, t: t}
-	blob := InFlight(s, d, sink)
+	blob := InFlight(s, d, sink, allKnown(b, info))
 	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +189,7 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 }
 
 func TestPromoteRefusesIncompleteBlob(t *testing.T) {
-	_, d, info := testBlob(t)
+	b, d, info := testBlob(t)
 	s := openStore(t)
 	partial, err := s.NewPartial(d)
 	if err != nil {
@@ -185,7 +197,7 @@ func TestPromoteRefusesIncompleteBlob(t *testing.T) {
 	}
 	fl := flight.New(partial)
 	sink := &lettingGo{Partial: fl, t: t}
-	blob := InFlight(s, d, sink)
+	blob := InFlight(s, d, sink, allKnown(b, info))
 	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
 	if err != nil {
 		t.Fatal(err)
@@ -242,6 +254,10 @@ func TestStoredSeedsEveryPieceWithoutHashing(t *testing.T) {
 		if c := ti.Piece(p).Completion(); !c.Ok || !c.Complete {
 			t.Fatalf("piece %d completion %+v", i, c)
 		}
+		// A stored blob has no hashes to check against, and needs none.
+		if _, ok := ti.Piece(p).(storage.SelfHashing); ok {
+			t.Fatalf("stored piece %d would be checked", i)
+		}
 		got := make([]byte, p.Length())
 		if _, err := ti.Piece(p).ReadAt(got, 0); err != nil && err != io.EOF {
 			t.Fatal(err)
@@ -283,5 +299,86 @@ func TestStoredRejectsOtherTorrents(t *testing.T) {
 	}
 	if _, err := Stored(s, digest.FromString("absent")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("seeding an absent blob: %v", err)
+	}
+}
+
+// A piece on its way in passes the client's check (SelfHash answering the
+// torrent's placeholder) only once the hash learned for it matches its
+// bytes; before its hash is known the check fails as a read error, which
+// blames no peer.
+func TestInFlightPiecesCheckAgainstLearnedHashes(t *testing.T) {
+	b, d, info := testBlob(t)
+	s := openStore(t)
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := flight.New(partial)
+	defer fl.Release()
+	defer fl.Abort()
+	if err := fl.Reserve(info.Length); err != nil {
+		t.Fatal(err)
+	}
+	hashes := NewHashes(info.NumPieces())
+	blob := InFlight(s, d, fl, hashes)
+	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ti.Close()
+	writePiece(t, ti, info, b, 0)
+	wrong := bytes.Clone(b)
+	wrong[info.Piece(1).Offset()] ^= 0xff
+	writePiece(t, ti, info, wrong, 1)
+
+	check := func(i int) (metainfo.Hash, error) {
+		return ti.Piece(info.Piece(i)).(storage.SelfHashing).SelfHash()
+	}
+	placeholder := func(i int) metainfo.Hash { return info.Piece(i).V1Hash().Unwrap() }
+	if _, err := check(0); !errors.Is(err, errHashUnknown) {
+		t.Fatalf("piece 0 checked before its hash came: %v", err)
+	}
+
+	changed := hashes.Changed()
+	real0 := sha1.Sum(b[:info.PieceLength])
+	if !hashes.Learn(0, real0) {
+		t.Fatal("a new hash was not learned")
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("learning a hash woke no one")
+	}
+	if sum, err := check(0); err != nil || sum != placeholder(0) {
+		t.Fatalf("piece 0 with its hash known: %x, %v; want the placeholder", sum, err)
+	}
+	if hashes.Learn(0, [20]byte{1}) || hashes.Learn(-1, real0) || hashes.Learn(info.NumPieces(), real0) {
+		t.Fatal("a known hash was replaced, or one outside the torrent learned")
+	}
+	if got, _ := hashes.Get(0); got != real0 {
+		t.Fatal("piece 0's hash changed")
+	}
+
+	p1 := info.Piece(1)
+	hashes.Learn(1, sha1.Sum(b[p1.Offset():p1.Offset()+p1.Length()]))
+	if sum, err := check(1); err != nil || sum == placeholder(1) {
+		t.Fatalf("piece 1 with wrong bytes: %x, %v; want a plain failure", sum, err)
+	}
+}
+
+func TestInFlightNeedsAHashPerPiece(t *testing.T) {
+	_, d, info := testBlob(t)
+	s := openStore(t)
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := flight.New(partial)
+	defer fl.Release()
+	defer fl.Abort()
+	for name, h := range map[string]*Hashes{"no table": nil, "a piece short": NewHashes(info.NumPieces() - 1)} {
+		if _, err := InFlight(s, d, fl, h).OpenTorrent(context.Background(), info, metainfo.Hash{}); err == nil {
+			t.Errorf("%s: the torrent opened", name)
+		}
 	}
 }

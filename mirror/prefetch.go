@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
 )
@@ -208,13 +209,25 @@ func (a *admin) sourceAfterFetch(d digest.Digest) string {
 }
 
 // preheat has the tracker's seeder fetch a blob from the origin: asking
-// for the blob's torrent does that, answering 202 until the seeder holds
-// it.
+// for the blob's torrent starts that, and the seeder's stream of piece
+// hashes follows the bytes as they arrive and ends once the blob is
+// checked and stored there.
 func (a *admin) preheat(ctx context.Context, t *blobTask) error {
 	ctx, cancel := context.WithTimeout(ctx, a.m.cfg.MetainfoTimeout)
 	defer cancel()
 	t.set(0, adminapi.SourceSeeder)
-	if _, err := a.m.trackers.Metainfo(ctx, t.ref); err != nil {
+	infoBytes, err := a.m.trackers.Metainfo(ctx, t.ref)
+	if err != nil {
+		return fmt.Errorf("tracker's seeder: %w", err)
+	}
+	info, err := torrentmeta.Parse(infoBytes, t.ref.Digest)
+	if err != nil {
+		return fmt.Errorf("tracker's seeder: %w", err)
+	}
+	err = a.m.trackers.Pieces(ctx, t.ref, 0, info.NumPieces(), func(i int, _ [20]byte) {
+		t.set(min(int64(i+1)*info.PieceLength, info.Length), adminapi.SourceSeeder)
+	})
+	if err != nil {
 		return fmt.Errorf("tracker's seeder: %w", err)
 	}
 	t.set(t.size, "")

@@ -6,9 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,9 +18,12 @@ import (
 	"github.com/anacrolix/torrent/tracker"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker/api"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 // liarIP is the corrupt peer's own loopback address. Peers are banned by
@@ -76,31 +79,25 @@ func (l *liar) checkDropped(t *testing.T, f *fleet, image testimage.Pushed, who 
 	}
 }
 
-// awaitMetainfo asks the tracker for a blob's torrent until its seeder has
-// fetched the blob from the origin.
+// awaitMetainfo asks the tracker for blob d's torrent and follows its
+// piece hashes to their end, which comes once the tracker's seeder has the
+// whole blob checked and stored.
 func awaitMetainfo(t *testing.T, f *fleet, image testimage.Pushed, d digest.Digest) []byte {
 	t.Helper()
-	var info []byte
-	harness.Eventually(t, "metainfo of "+d.String(), func() bool {
-		resp, err := http.Get(metainfoURL(f.tracker, image, d))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch resp.StatusCode {
-		case http.StatusOK:
-			info = body
-			return true
-		case http.StatusAccepted:
-			return false
-		}
-		t.Fatalf("metainfo of %s: %s: %s", d, resp.Status, body)
-		return false
-	})
+	registry, _, _ := strings.Cut(image.Ref, "/")
+	ref := oci.Blob{Registry: registry, Repo: image.Repository, Digest: d}
+	c := trackerclient.New([]string{f.tracker.URL()}, trackerclient.Options{Timeout: 30 * time.Second})
+	info, err := c.Metainfo(t.Context(), ref)
+	if err != nil {
+		t.Fatalf("metainfo of %s: %v", d, err)
+	}
+	parsed, err := torrentmeta.Parse(info, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Pieces(t.Context(), ref, 0, parsed.NumPieces(), func(int, [20]byte) {}); err != nil {
+		t.Fatalf("piece hashes of %s: %v", d, err)
+	}
 	return info
 }
 

@@ -178,8 +178,12 @@ func TestFillHashesTheOriginsPiecesOnceTheHashesStop(t *testing.T) {
 	}
 	fromSeeder, fromOrigin := leecher.Stats().Downloaded, origin.sent.Load()
 	t.Logf("from the seeder %d bytes, from the origin %d of %d", fromSeeder, fromOrigin, len(b.data))
-	if want := int64(half) * b.pieceLength(); fromSeeder != want || fromOrigin != int64(len(b.data))-want {
-		t.Errorf("the seeder sent %d bytes and the origin %d, want the pieces with hashes (%d bytes) from the seeder and the rest from the origin",
+	// A piece the fill has hashed may also be asked of the seeder while
+	// the fill writes it (its hash is known from then on), so the seeder
+	// may send a little more; the origin sends exactly the pieces whose
+	// hashes never came.
+	if want := int64(half) * b.pieceLength(); fromSeeder < want || fromOrigin != int64(len(b.data))-want {
+		t.Errorf("the seeder sent %d bytes and the origin %d, want at least the pieces with hashes (%d bytes) from the seeder and exactly the rest from the origin",
 			fromSeeder, fromOrigin, want)
 	}
 

@@ -23,9 +23,9 @@ import (
 const (
 	// AnnouncePath serves BitTorrent announces (BEP 3, compact peers).
 	AnnouncePath = "/announce"
-	// MetainfoPath answers a blob's torrent info bytes (MetainfoType), or
-	// 202 with Retry-After while the seeder fetches the blob from the
-	// origin.
+	// MetainfoPath answers a blob's torrent info bytes (MetainfoType) as
+	// soon as the origin has told the seeder the blob's size, or 202 with
+	// Retry-After while it has not.
 	MetainfoPath = "/v1/metainfo"
 	// PiecesPath streams the SHA-1 of each piece of a blob's torrent as
 	// the seeder computes them (see PieceHashSize): mirrors check every

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"io"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/opencontainers/go-digest"
@@ -99,3 +100,17 @@ func (p *PieceHasher) Write(b []byte) (int, error) {
 
 // Pieces is how many pieces are whole and hashed.
 func (p *PieceHasher) Pieces() int { return p.next }
+
+// PieceSums is the real SHA-1 of each piece of blob d (size bytes from r),
+// 20 bytes each, in order: what the tracker streams for its ForBlob torrent.
+func PieceSums(d digest.Digest, r io.Reader, size int64) ([]byte, error) {
+	infoBytes, _, err := Build(d, r, size)
+	if err != nil {
+		return nil, err
+	}
+	info, err := Parse(infoBytes, d)
+	if err != nil {
+		return nil, err
+	}
+	return info.Pieces, nil
+}

@@ -56,6 +56,9 @@ func TestPieceHasherMatchesBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := Parse(infoBytes, d)
+	if sums, err := PieceSums(d, bytes.NewReader(data), int64(len(data))); err != nil || !bytes.Equal(sums, info.Pieces) {
+		t.Fatalf("PieceSums = %d bytes, %v; want Build's %d bytes of piece hashes", len(sums), err, len(info.Pieces))
+	}
 	for _, step := range []int{1 << 20, 4096, 333333, len(data)} {
 		var got []metainfo.Hash
 		h := NewPieceHasher(info.PieceLength, int64(len(data)), func(i int, sum [20]byte) {

@@ -92,15 +92,11 @@ func awaitPieces(t *testing.T, tr *harness.Process, registry, repo string, d dig
 // computes them from its bytes.
 func pieceSums(t *testing.T, d digest.Digest, b []byte) []byte {
 	t.Helper()
-	infoBytes, _, err := torrentmeta.Build(d, bytes.NewReader(b), int64(len(b)))
+	sums, err := torrentmeta.PieceSums(d, bytes.NewReader(b), int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := torrentmeta.Parse(infoBytes, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.Pieces
+	return sums
 }
 
 // awaitMetainfo asks until the tracker's seeder has the blob's torrent and

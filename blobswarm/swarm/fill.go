@@ -85,11 +85,15 @@ type filler struct {
 	hashesDone <-chan struct{}
 	rand       *rand.Rand
 	buf        []byte
+	// filled are the pieces this filler wrote and had verified: the
+	// client may report one as complete a moment after its verify
+	// returns, and asking the origin for it again would be a wasted piece.
+	filled map[int]bool
 }
 
 func newFiller(t *torrent.Torrent, info *metainfo.Info, src RangeSource, hashes *torrentstore.Hashes, learn func(int, [20]byte), hashesDone <-chan struct{}) *filler {
 	return &filler{t: t, info: info, src: src, hashes: hashes, learn: learn, hashesDone: hashesDone,
-		rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), buf: make([]byte, info.PieceLength)}
+		rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), buf: make([]byte, info.PieceLength), filled: map[int]bool{}}
 }
 
 // run fills pieces until none is missing. The caller cancels ctx when the
@@ -133,7 +137,7 @@ func (f *filler) missing() (out []missingPiece, waiting bool) {
 	}
 	for i := range f.info.NumPieces() {
 		st := f.t.PieceState(i)
-		if st.Complete {
+		if st.Complete || f.filled[i] {
 			continue
 		}
 		_, known := f.hashes.Get(i)
@@ -185,5 +189,6 @@ func (f *filler) fill(ctx context.Context, i int) error {
 	if err := piece.VerifyDataContext(ctx); err != nil {
 		return fmt.Errorf("verify piece %d: %w", i, err)
 	}
+	f.filled[i] = true
 	return nil
 }

@@ -100,26 +100,23 @@ func leecher(t *testing.T, ip, dir string) *torrent.Client {
 	return c
 }
 
-// A fleet of stock clients gets the blob intact, and the seeder offers
-// and sends each piece about once: the rest travels between the clients.
-func TestFleetGetsBlobWithEachPieceSentOnce(t *testing.T) {
-	const size, n = 24 << 20, 5
-	start := time.Now()
-	// A small window spreads the pieces over all five; the seeder is
-	// slower than the leechers' links, as an origin's host is.
-	sd := seed(t, size, Config{Window: 1 << 20, UploadRate: 64 << 20})
+// meshedLeechers starts n stock clients on 127.0.0.<firstIP+i>, each
+// downloading the torrent of info from the seeder at seeder and from all
+// the others, and returns their torrents and data directories.
+func meshedLeechers(t *testing.T, n, firstIP int, info []byte, seeder netip.AddrPort) ([]*torrent.Torrent, []string) {
+	t.Helper()
 	var clients []*torrent.Client
 	var ts []*torrent.Torrent
 	var dirs []string
 	for i := range n {
 		dirs = append(dirs, t.TempDir())
-		c := leecher(t, fmt.Sprintf("127.0.0.%d", 10+i), dirs[i])
-		tt, _ := c.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: metainfo.HashBytes(sd.infoBytes), InfoBytes: sd.infoBytes})
+		c := leecher(t, fmt.Sprintf("127.0.0.%d", firstIP+i), dirs[i])
+		tt, _ := c.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: metainfo.HashBytes(info), InfoBytes: info})
 		clients = append(clients, c)
 		ts = append(ts, tt)
 	}
 	for i, tt := range ts {
-		peers := []torrent.PeerInfo{{Addr: net.TCPAddrFromAddrPort(sd.addr()), Source: torrent.PeerSourceDirect}}
+		peers := []torrent.PeerInfo{{Addr: net.TCPAddrFromAddrPort(seeder), Source: torrent.PeerSourceDirect}}
 		for j, c := range clients {
 			if j != i {
 				peers = append(peers, torrent.PeerInfo{Addr: c.ListenAddrs()[0], Source: torrent.PeerSourceDirect})
@@ -128,24 +125,42 @@ func TestFleetGetsBlobWithEachPieceSentOnce(t *testing.T) {
 		tt.AddPeers(peers)
 		tt.DownloadAll()
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+	return ts, dirs
+}
+
+// awaitLeechers waits for every leecher of meshedLeechers to complete
+// and checks that each holds blob d.
+func awaitLeechers(ctx context.Context, t *testing.T, ts []*torrent.Torrent, dirs []string, d digest.Digest, size int64, start time.Time) {
+	t.Helper()
 	for i, tt := range ts {
 		select {
 		case <-tt.Complete().On():
 		case <-ctx.Done():
-			t.Fatalf("leecher %d: %d of %d bytes after 2 minutes", i, tt.BytesCompleted(), int64(size))
+			t.Fatalf("leecher %d: %d of %d bytes after 2 minutes", i, tt.BytesCompleted(), size)
 		}
 		t.Logf("leecher %d done after %v", i, time.Since(start))
-		path := filepath.Join(dirs[i], sd.d.Encoded())
-		got, err := os.ReadFile(path)
+		got, err := os.ReadFile(filepath.Join(dirs[i], d.Encoded()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if digest.FromBytes(got) != sd.d {
-			t.Fatalf("leecher %d: blob has digest %s, want %s", i, digest.FromBytes(got), sd.d)
+		if digest.FromBytes(got) != d {
+			t.Fatalf("leecher %d: blob has digest %s, want %s", i, digest.FromBytes(got), d)
 		}
 	}
+}
+
+// A fleet of stock clients gets the blob intact, and the seeder offers
+// and sends each piece about once: the rest travels between the clients.
+func TestFleetGetsBlobWithEachPieceSentOnce(t *testing.T) {
+	const size, n = 24 << 20, 5
+	start := time.Now()
+	// A small window spreads the pieces over all five; the seeder is
+	// slower than the leechers' links, as an origin's host is.
+	sd := seed(t, size, Config{Window: 1 << 20, UploadRate: 64 << 20})
+	ts, dirs := meshedLeechers(t, n, 10, sd.infoBytes, sd.addr())
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	awaitLeechers(ctx, t, ts, dirs, sd.d, size, start)
 	st := sd.s.Stats()
 	ts0 := st.Torrents[0]
 	t.Logf("seeder sent %.2fx the blob; %d offers for %d pieces", float64(st.Uploaded)/size, ts0.Offers, ts0.Pieces)
@@ -454,26 +469,8 @@ func TestFleetGetsAGrowingBlob(t *testing.T) {
 	// torrent carries the real hashes; what is under test is the seeder
 	// serving a blob that grows.
 	gr := seedGrowing(t, size, Config{Window: 512 << 10}, true)
-	var ts []*torrent.Torrent
-	var clients []*torrent.Client
-	var dirs []string
-	for i := range n {
-		dirs = append(dirs, t.TempDir())
-		c := leecher(t, fmt.Sprintf("127.0.0.%d", 20+i), dirs[i])
-		tt, _ := c.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: metainfo.HashBytes(gr.info), InfoBytes: gr.info})
-		clients = append(clients, c)
-		ts = append(ts, tt)
-	}
-	for i, tt := range ts {
-		peers := []torrent.PeerInfo{{Addr: net.TCPAddrFromAddrPort(gr.addr()), Source: torrent.PeerSourceDirect}}
-		for j, c := range clients {
-			if j != i {
-				peers = append(peers, torrent.PeerInfo{Addr: c.ListenAddrs()[0], Source: torrent.PeerSourceDirect})
-			}
-		}
-		tt.AddPeers(peers)
-		tt.DownloadAll()
-	}
+	start := time.Now()
+	ts, dirs := meshedLeechers(t, n, 20, gr.info, gr.addr())
 	// The blob arrives once the fleet is connected, so each piece meets
 	// peers waiting for it.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -492,20 +489,7 @@ func TestFleetGetsAGrowingBlob(t *testing.T) {
 	if err := gr.g.Stored(); err != nil {
 		t.Fatal(err)
 	}
-	for i, tt := range ts {
-		select {
-		case <-tt.Complete().On():
-		case <-ctx.Done():
-			t.Fatalf("leecher %d: %d of %d bytes after 2 minutes", i, tt.BytesCompleted(), int64(size))
-		}
-		got, err := os.ReadFile(filepath.Join(dirs[i], gr.d.Encoded()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if digest.FromBytes(got) != gr.d {
-			t.Fatalf("leecher %d: blob has digest %s, want %s", i, digest.FromBytes(got), gr.d)
-		}
-	}
+	awaitLeechers(ctx, t, ts, dirs, gr.d, size, start)
 	st := gr.s.Stats()
 	t.Logf("seeder sent %.2fx the blob; %d offers for %d pieces", float64(st.Uploaded)/size, st.Torrents[0].Offers, st.Torrents[0].Pieces)
 	if st.Uploaded > size*5/4 {

@@ -112,11 +112,7 @@ func writePiece(t *testing.T, ti storage.TorrentImpl, info *metainfo.Info, b []b
 func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 	b, d, info := testBlob(t)
 	s := openStore(t)
-	partial, err := s.NewPartial(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := flight.New(partial)
+	fl := newFlight(t, s, d)
 	if err := fl.Reserve(info.Length); err != nil {
 		t.Fatal(err)
 	}
@@ -191,11 +187,7 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 func TestPromoteRefusesIncompleteBlob(t *testing.T) {
 	b, d, info := testBlob(t)
 	s := openStore(t)
-	partial, err := s.NewPartial(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := flight.New(partial)
+	fl := newFlight(t, s, d)
 	sink := &lettingGo{Partial: fl, t: t}
 	blob := InFlight(s, d, sink, allKnown(b, info))
 	ti, err := blob.OpenTorrent(context.Background(), info, metainfo.Hash{})
@@ -228,17 +220,7 @@ func TestPromoteRefusesIncompleteBlob(t *testing.T) {
 func TestStoredSeedsEveryPieceWithoutHashing(t *testing.T) {
 	b, d, info := testBlob(t)
 	s := openStore(t)
-	partial, err := s.NewPartial(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := partial.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := partial.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	partial.Close()
+	storeBlob(t, s, d, b)
 
 	blob, err := Stored(s, d)
 	if err != nil {
@@ -271,17 +253,7 @@ func TestStoredSeedsEveryPieceWithoutHashing(t *testing.T) {
 func TestStoredRejectsOtherTorrents(t *testing.T) {
 	b, d, info := testBlob(t)
 	s := openStore(t)
-	partial, err := s.NewPartial(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := partial.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := partial.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	partial.Close()
+	storeBlob(t, s, d, b)
 
 	longer := *info
 	longer.Length++
@@ -309,11 +281,7 @@ func TestStoredRejectsOtherTorrents(t *testing.T) {
 func TestInFlightPiecesCheckAgainstLearnedHashes(t *testing.T) {
 	b, d, info := testBlob(t)
 	s := openStore(t)
-	partial, err := s.NewPartial(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := flight.New(partial)
+	fl := newFlight(t, s, d)
 	defer fl.Release()
 	defer fl.Abort()
 	if err := fl.Reserve(info.Length); err != nil {
@@ -369,11 +337,7 @@ func TestInFlightPiecesCheckAgainstLearnedHashes(t *testing.T) {
 func TestInFlightNeedsAHashPerPiece(t *testing.T) {
 	_, d, info := testBlob(t)
 	s := openStore(t)
-	partial, err := s.NewPartial(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := flight.New(partial)
+	fl := newFlight(t, s, d)
 	defer fl.Release()
 	defer fl.Abort()
 	for name, h := range map[string]*Hashes{"no table": nil, "a piece short": NewHashes(info.NumPieces() - 1)} {
@@ -381,4 +345,30 @@ func TestInFlightNeedsAHashPerPiece(t *testing.T) {
 			t.Errorf("%s: the torrent opened", name)
 		}
 	}
+}
+
+// newFlight starts a flight over a new partial of blob d in s.
+func newFlight(t *testing.T, s *store.Store, d digest.Digest) *flight.Flight {
+	t.Helper()
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return flight.New(partial)
+}
+
+// storeBlob puts b, whose digest is d, in s.
+func storeBlob(t *testing.T, s *store.Store, d digest.Digest, b []byte) {
+	t.Helper()
+	partial, err := s.NewPartial(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := partial.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := partial.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	partial.Close()
 }

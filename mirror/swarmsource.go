@@ -41,10 +41,10 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 	infoBytes, err := s.trackers.Metainfo(mctx, ref)
 	cancel()
 	if err != nil {
-		var oci errcode.Error
-		if errors.As(err, &oci) && oci.Code == errcode.ErrorCodeBlobUnknown {
+		var e errcode.Error
+		if errors.As(err, &e) && e.Code == errcode.ErrorCodeBlobUnknown {
 			// The tracker asked the origin: it has no such blob.
-			return nil, oci
+			return nil, e
 		}
 		return s.fallback(ctx, ref, fl, "tracker", err)
 	}

@@ -199,7 +199,9 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, seeder.ErrPending):
 		t.metainfoReqs.WithLabelValues("pending").Inc()
-		api.WritePending(w, time.Second)
+		// The request was held for metainfo-wait already: a mirror asks
+		// at most once a second, and at once after a wait that long.
+		api.WritePending(w, time.Second-t.cfg.MetainfoWait)
 		return
 	case err != nil:
 		t.metainfoReqs.WithLabelValues("error").Inc()

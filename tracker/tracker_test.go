@@ -343,6 +343,19 @@ func TestMetainfoIsPendingUntilTheOriginAnswers(t *testing.T) {
 	}
 }
 
+// A tracker that held the request for a second or more says ask again at
+// once: the mirror hears of the torrent the moment it exists.
+func TestMetainfoHeldForItsWaitSaysAskAgainNow(t *testing.T) {
+	valve := harness.NewHeaderValve()
+	t.Cleanup(valve.Open)
+	e := newEnv(t, time.Second, valve.Wrap)
+	_, d := e.pushBlob(t, "team/app", 300<<10)
+	resp, body := get(t, e.metainfoURL(e.origin.Host(), "team/app", d.String()))
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Retry-After") != "0" {
+		t.Fatalf("HTTP %d with Retry-After %q, want 202 with 0: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
 // Bytes that fail the digest: a stream open while they arrive breaks
 // instead of ending, the next pieces and metainfo requests get
 // DIGEST_INVALID, and a mirror following the hashes with the tracker

@@ -127,17 +127,19 @@ func ParseTagQuery(q url.Values) (registry, repo, tag string, err error) {
 }
 
 // WritePending answers a metainfo request for a blob the seeder is still
-// fetching: 202, and ask again after the given time (whole seconds, at
-// least one, as Retry-After has).
+// fetching: 202, and ask again after the given time, in whole seconds
+// rounded up as Retry-After has them. Zero means at once: a tracker that
+// held the request long enough already, so a mirror learns of the torrent
+// the moment it exists instead of on the next tick.
 func WritePending(w http.ResponseWriter, after time.Duration) {
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(after.Round(time.Second)/time.Second))))
+	w.Header().Set("Retry-After", strconv.Itoa(int(max(0, (after+time.Second-1)/time.Second))))
 	w.WriteHeader(http.StatusAccepted)
 }
 
 // RetryAfter is how long a 202 answer asks the caller to wait: its
-// Retry-After, or a second.
+// Retry-After (zero: at once), or a second when it has none.
 func RetryAfter(h http.Header) time.Duration {
-	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 {
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s >= 0 {
 		return time.Duration(s) * time.Second
 	}
 	return time.Second

@@ -41,14 +41,21 @@ func TestTagQueryRoundTrips(t *testing.T) {
 }
 
 func TestPendingSaysWhenToAskAgain(t *testing.T) {
-	for _, after := range []time.Duration{0, time.Second, 3 * time.Second} {
+	for after, want := range map[time.Duration]time.Duration{
+		-time.Second: 0, 0: 0, time.Millisecond: time.Second, time.Second: time.Second, 2500 * time.Millisecond: 3 * time.Second,
+	} {
 		w := httptest.NewRecorder()
 		WritePending(w, after)
 		if w.Code != http.StatusAccepted {
 			t.Fatalf("status %d, want 202", w.Code)
 		}
-		if got, want := RetryAfter(w.Header()), max(after, time.Second); got != want {
+		if got := RetryAfter(w.Header()); got != want {
 			t.Fatalf("WritePending(%s): client waits %s, want %s", after, got, want)
+		}
+	}
+	for _, bad := range []string{"", "soon", "-1"} {
+		if got := RetryAfter(http.Header{"Retry-After": {bad}}); got != time.Second {
+			t.Fatalf("Retry-After %q: client waits %s, want a second", bad, got)
 		}
 	}
 }

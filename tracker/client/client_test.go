@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,6 +131,30 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 	}
 	if n := o.BlobGETs(d); n != 1 {
 		t.Fatalf("origin served the blob %d times, want once", n)
+	}
+}
+
+// Retry-After: 0 is a tracker that held the request already: the client
+// asks again at once instead of sleeping a second per answer.
+func TestAsksAgainAtOnceWhenToldZero(t *testing.T) {
+	info := wantInfo(t, digest.FromString("x"), []byte("x"))
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if asked.Add(1) <= 3 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Write(info)
+	}))
+	t.Cleanup(srv.Close)
+	c := trackerclient.New([]string{srv.URL}, trackerclient.Options{Timeout: 10 * time.Second})
+	// Three one-second sleeps would not fit.
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	got, err := c.Metainfo(ctx, oci.Blob{Registry: "registry.example", Repo: "app", Digest: digest.FromString("x")})
+	if err != nil || !bytes.Equal(got, info) || asked.Load() != 4 {
+		t.Fatalf("Metainfo after three 202s with Retry-After 0: %v after %d asks, want the info after 4", err, asked.Load())
 	}
 }
 

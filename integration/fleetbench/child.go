@@ -89,7 +89,9 @@ type PullReport struct {
 	Digest string    `json:"digest"`
 	Blobs  int       `json:"blobs"`
 	Bytes  int64     `json:"bytes"`
-	Error  string    `json:"error,omitempty"`
+	// FirstByte is the longest the client waited for a blob's first byte.
+	FirstByte time.Duration `json:"first_byte"`
+	Error     string        `json:"error,omitempty"`
 }
 
 // PullCommand is a client inside h that waits until start and then pulls
@@ -126,7 +128,7 @@ func pullOnce() error {
 	rep := PullReport{Start: time.Now()}
 	res, err := pull.Image(ctx, os.Getenv(refEnv), pull.Options{MirrorURL: os.Getenv(mirrorEnv), Concurrency: conc})
 	rep.End = time.Now()
-	rep.Digest, rep.Blobs, rep.Bytes = res.Digest, res.Blobs, res.Bytes
+	rep.Digest, rep.Blobs, rep.Bytes, rep.FirstByte = res.Digest, res.Blobs, res.Bytes, res.FirstByte
 	if err != nil {
 		rep.Error = err.Error()
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/netlab"
 )
 
@@ -168,6 +169,17 @@ func (c Config) Validate() error {
 // unlimited.
 func (c Config) MirrorUploadRate() int64 {
 	return int64(c.Link.BytesPerSecond() * float64(c.UploadCap) / 100)
+}
+
+// PieceBytes is the piece length of the torrent of one layer of an image
+// of the given bytes.
+func (c Config) PieceBytes(image int64) int64 {
+	return torrentmeta.PieceLength(image / int64(c.Layers))
+}
+
+// PieceTime is how long one such piece takes at a host's link.
+func (c Config) PieceTime(image int64) time.Duration {
+	return time.Duration(float64(c.PieceBytes(image)) / c.Link.BytesPerSecond() * float64(time.Second))
 }
 
 // ParseSize reads a byte count: 1048576, 512KiB, 64MiB, 1GiB.

@@ -358,6 +358,7 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 		res.Hosts = append(res.Hosts, fleetbench.HostResult{
 			Name:       h.Name,
 			Done:       rep.End.Sub(t0),
+			FirstByte:  rep.FirstByte,
 			FromPeers:  m.Sum(receivedMetric, "source", "peers"),
 			FromSeeder: m.Sum(receivedMetric, "source", "seeder"),
 			FromOrigin: m.Sum(receivedMetric, "source", "origin"),

@@ -16,6 +16,8 @@ type HostResult struct {
 	// Done is from the common start until the host's client had the whole
 	// image, every digest checked.
 	Done time.Duration
+	// FirstByte is the longest its client waited for a blob's first byte.
+	FirstByte time.Duration
 	// Bytes the host's mirror counted by source, and its fallbacks from the
 	// swarm to the origin.
 	FromPeers, FromSeeder, FromOrigin, Fallbacks float64
@@ -135,9 +137,18 @@ func (r Report) ran() []Mode {
 }
 
 func allDoneSeconds(m ModeResult) float64 { return m.AllDone().Seconds() }
-func originBytes(m ModeResult) float64    { return float64(m.OriginTx) }
-func trackerBytes(m ModeResult) float64   { return float64(m.TrackerTx) }
-func imageBytes(m ModeResult) float64     { return float64(m.ImageBytes) }
+
+// firstByteSeconds is the longest wait for a first byte of any host.
+func firstByteSeconds(m ModeResult) float64 {
+	var d time.Duration
+	for _, h := range m.Hosts {
+		d = max(d, h.FirstByte)
+	}
+	return d.Seconds()
+}
+func originBytes(m ModeResult) float64  { return float64(m.OriginTx) }
+func trackerBytes(m ModeResult) float64 { return float64(m.TrackerTx) }
+func imageBytes(m ModeResult) float64   { return float64(m.ImageBytes) }
 
 const mib = 1 << 20
 
@@ -204,6 +215,9 @@ func (r Report) WriteTable(w io.Writer) {
 	}
 	if x := r.SingleRatio(); x > 0 {
 		fmt.Fprintf(w, "one host alone: %s, %s; swarm/direct %.2fx\n", median(OneDirect), median(OneSwarm), x)
+		direct, swarm := r.median(OneDirect, firstByteSeconds), r.median(OneSwarm, firstByteSeconds)
+		fmt.Fprintf(w, "first byte of a cold layer, one host alone: direct %.0f ms, swarm %.0f ms: +%.0f ms, %.1f pieces of %d KiB at the host link\n",
+			1000*direct, 1000*swarm, 1000*(swarm-direct), (swarm-direct)/c.PieceTime(image).Seconds(), c.PieceBytes(image)>>10)
 	}
 }
 
@@ -232,19 +246,20 @@ func (r Report) FleetLine() string {
 		c.Nodes, c.Size, int64(c.Link), c.Topology, r.median(sw, allDoneSeconds), r.median(Central, allDoneSeconds),
 		c.Limit(sw, image).Seconds(), r.median(sw, originBytes), r.median(Central, originBytes), r.median(sw, trackerBytes))
 	if x := r.SingleRatio(); x > 0 {
-		line += fmt.Sprintf(" single_direct_s=%.2f single_swarm_s=%.2f single_ratio=%.2f",
-			r.median(OneDirect, allDoneSeconds), r.median(OneSwarm, allDoneSeconds), x)
+		line += fmt.Sprintf(" single_direct_s=%.2f single_swarm_s=%.2f single_ratio=%.2f single_direct_first_byte_s=%.3f single_swarm_first_byte_s=%.3f",
+			r.median(OneDirect, allDoneSeconds), r.median(OneSwarm, allDoneSeconds), x,
+			r.median(OneDirect, firstByteSeconds), r.median(OneSwarm, firstByteSeconds))
 	}
 	return line
 }
 
 // WriteHosts prints every host's figures of every rollout.
 func (r Report) WriteHosts(w io.Writer) {
-	fmt.Fprintf(w, "%-12s %3s %-6s %8s %12s %12s %12s %12s %11s %9s %9s %8s\n", "mode", "run", "host", "done", "from peers", "from seeder", "from origin", "wire rx",
+	fmt.Fprintf(w, "%-12s %3s %-6s %8s %10s %12s %12s %12s %12s %11s %9s %9s %8s\n", "mode", "run", "host", "done", "1st byte", "from peers", "from seeder", "from origin", "wire rx",
 		"redundant", "drops up", "drops dn", "retrans")
 	for _, m := range r.Results {
 		for _, h := range m.Hosts {
-			fmt.Fprintf(w, "%-12s %3d %-6s %6.2f s %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %7.1f MiB %9d %9d %7.2f%%\n", m.Mode, m.Run, h.Name, h.Done.Seconds(),
+			fmt.Fprintf(w, "%-12s %3d %-6s %6.2f s %7.0f ms %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %7.1f MiB %9d %9d %7.2f%%\n", m.Mode, m.Run, h.Name, h.Done.Seconds(), 1000*h.FirstByte.Seconds(),
 				h.FromPeers/mib, h.FromSeeder/mib, h.FromOrigin/mib, float64(h.WireRx)/mib,
 				h.Redundant/mib, h.Link.UpDrops, h.Link.DownDrops, 100*float64(h.Link.RetransSegs)/float64(max(h.Link.OutSegs, 1)))
 		}

@@ -44,6 +44,10 @@ type Result struct {
 	Blobs    int    // manifests, configs and layers fetched
 	Bytes    int64
 	Duration time.Duration
+	// FirstByte is the longest any blob took from the client asking for it
+	// to its first body byte: on a cold miss, how long a client waits
+	// before a layer starts to arrive.
+	FirstByte time.Duration
 }
 
 // Image resolves ref (e.g. docker.io/library/demo:1) through the mirror and
@@ -101,7 +105,7 @@ func Image(ctx context.Context, ref string, opt Options) (Result, error) {
 	if err := w.walk(ctx, desc); err != nil {
 		return Result{}, err
 	}
-	return Result{Digest: desc.Digest.String(), Blobs: w.blobs, Bytes: w.bytes, Duration: time.Since(start)}, nil
+	return Result{Digest: desc.Digest.String(), Blobs: w.blobs, Bytes: w.bytes, Duration: time.Since(start), FirstByte: w.firstByte}, nil
 }
 
 type walker struct {
@@ -109,9 +113,10 @@ type walker struct {
 	match   platforms.MatchComparer
 	limit   int
 
-	mu    sync.Mutex
-	blobs int
-	bytes int64
+	mu        sync.Mutex
+	blobs     int
+	bytes     int64
+	firstByte time.Duration
 }
 
 func (w *walker) walk(ctx context.Context, desc ocispec.Descriptor) error {
@@ -163,13 +168,15 @@ func (w *walker) fetchJSON(ctx context.Context, desc ocispec.Descriptor, v any) 
 
 // fetch reads a blob whole and checks it against its digest and size.
 func (w *walker) fetch(ctx context.Context, desc ocispec.Descriptor, dst io.Writer) error {
+	asked := time.Now()
 	rc, err := w.fetcher.Fetch(ctx, desc)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", desc.Digest, err)
 	}
 	defer rc.Close()
+	body := &firstByteReader{r: rc}
 	v := desc.Digest.Verifier()
-	n, err := io.Copy(io.MultiWriter(dst, v), rc)
+	n, err := io.Copy(io.MultiWriter(dst, v), body)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", desc.Digest, err)
 	}
@@ -179,6 +186,24 @@ func (w *walker) fetch(ctx context.Context, desc ocispec.Descriptor, dst io.Writ
 	w.mu.Lock()
 	w.blobs++
 	w.bytes += n
+	if body.at.IsZero() { // an empty blob: its first byte is its end
+		body.at = time.Now()
+	}
+	w.firstByte = max(w.firstByte, body.at.Sub(asked))
 	w.mu.Unlock()
 	return nil
+}
+
+// firstByteReader notes when the first bytes came out of r.
+type firstByteReader struct {
+	r  io.Reader
+	at time.Time
+}
+
+func (f *firstByteReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && f.at.IsZero() {
+		f.at = time.Now()
+	}
+	return n, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
@@ -33,11 +34,13 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		}
 		return
 	}
-	blobs := img.Layers
+	// In the order a client asks for them, config first: the tracker's
+	// seeder reads an image's bodies from the origin in the order asked.
+	var blobs []ocispec.Descriptor
 	if img.Config != nil {
 		blobs = append(blobs, *img.Config)
 	}
-	for _, b := range blobs {
+	for _, b := range append(blobs, img.Layers...) {
 		if b.Digest.Validate() != nil {
 			continue
 		}

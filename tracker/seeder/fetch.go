@@ -80,7 +80,9 @@ func (s *Seeder) download(ctx context.Context, j *job, turn *ticket) (known, err
 	}
 	j.start(info, mi.NumPieces())
 
-	if err := turn.wait(ctx); err != nil {
+	if size <= quickRead {
+		turn.leave()
+	} else if err := turn.wait(ctx); err != nil {
 		g.Drop()
 		p.Abort()
 		return known{}, fmt.Errorf("waiting for a turn to read %s from %s: %w", ref.Digest, ref.Registry, err)

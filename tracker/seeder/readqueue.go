@@ -24,6 +24,11 @@ import (
 // still read. A blob waiting its turn keeps its answer open, unread; an
 // origin that drops such a connection fails that fetch, and the next ask
 // starts it again.
+// quickRead is the largest body read at once, out of turn: it holds the
+// link for a moment, and a client often needs it first (an image's config
+// comes before its layers), while the queue is there for big layers.
+const quickRead = 1 << 20
+
 type readQueue struct {
 	limit int
 

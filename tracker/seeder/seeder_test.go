@@ -591,3 +591,35 @@ func TestOriginBodiesAreReadInTheOrderAsked(t *testing.T) {
 			len(order), order[0] == a.Digest)
 	}
 }
+
+// A small blob (an image's config, say) is read at once, even while a big
+// one asked before it holds the only turn to read from the origin.
+func TestSmallBodiesAreReadOutOfTurn(t *testing.T) {
+	valve := harness.NewValve(64 << 10)
+	t.Cleanup(valve.Open)
+	e := newEnv(t, seeder.Config{OriginReads: 1}, valve.Wrap)
+	_, big := e.push(t, "app", 4<<20)
+	config, small := e.push(t, "app", 2<<10)
+	for _, ref := range []oci.Blob{big, small} {
+		if _, err := e.seeder.Metainfo(t.Context(), ref, long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := wantSums(t, small.Digest, config)
+	done := make(chan error, 1)
+	go func() {
+		sums, err := allSums(t, e.seeder, small)
+		if err == nil && !bytes.Equal(sums, want) {
+			err = errors.New("piece hashes differ from those of the blob")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the small blob waited for the big one's turn, held by the origin")
+	}
+}

@@ -2,10 +2,12 @@ package mirror
 
 import (
 	"context"
+	"time"
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
@@ -34,23 +36,38 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		}
 		return
 	}
-	// In the order a client asks for them, config first: the tracker's
-	// seeder reads an image's bodies from the origin in the order asked.
+	// In the order a client asks for them, config first, each once the one
+	// before has an answer: the tracker's seeder reads an image's bodies
+	// from the origin in the order it is asked for them, so the first
+	// layers finish first; started together, they would reach it in
+	// whatever order their goroutines ran.
 	var blobs []ocispec.Descriptor
 	if img.Config != nil {
 		blobs = append(blobs, *img.Config)
 	}
+	var prev *flight.Flight
 	for _, b := range append(blobs, img.Layers...) {
 		if b.Digest.Validate() != nil {
 			continue
 		}
-		fl, _, err := m.flight(oci.Blob{Registry: registry, Repo: repo, Digest: b.Digest})
+		if prev != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), readaheadStep)
+			prev.Size(ctx)
+			cancel()
+			prev.Release()
+		}
+		var err error
+		prev, _, err = m.flight(oci.Blob{Registry: registry, Repo: repo, Digest: b.Digest})
 		if err != nil {
 			m.log.Warn("readahead", "digest", b.Digest, "err", err)
-			continue
-		}
-		if fl != nil {
-			fl.Release()
 		}
 	}
+	if prev != nil {
+		prev.Release()
+	}
 }
+
+// readaheadStep bounds the wait for one blob's answer before the next is
+// asked for: a tracker that says 202 (the origin has not answered) holds
+// up the image's order, not its fetches.
+const readaheadStep = time.Second

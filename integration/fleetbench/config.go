@@ -72,6 +72,10 @@ type Config struct {
 	// TrackerFlags and MirrorFlags are added to every tracker's and
 	// mirror's command line (space-separated), for tuning runs.
 	TrackerFlags, MirrorFlags string
+	// Sweep, when set, rolls the image out through the swarm to each of
+	// these numbers of hosts in turn (every run), to see how the time to
+	// the limit grows with the fleet; Nodes is then the largest.
+	Sweep []int
 }
 
 // Defaults is the small shape that runs in about a minute.
@@ -113,6 +117,26 @@ func (c *Config) Bind(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Profile, "profile", c.Profile, "record CPU profiles of the tracker and every mirror for this long from each rollout's start; written under -out, summed up with go tool pprof -top")
 	fs.StringVar(&c.TrackerFlags, "tracker-flags", c.TrackerFlags, "extra flags for the tracker, space-separated (tuning runs)")
 	fs.StringVar(&c.MirrorFlags, "mirror-flags", c.MirrorFlags, "extra flags for every mirror, space-separated (tuning runs)")
+	fs.Func("sweep", "comma-separated host counts, e.g. 4,8,16,32,64: a swarm rollout to each, every run, and a plot of time / limit against hosts", func(s string) error {
+		c.Sweep = nil
+		for f := range strings.SplitSeq(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("-sweep %q: %w", s, err)
+			}
+			c.Sweep = append(c.Sweep, n)
+		}
+		return nil
+	})
+}
+
+// Fleets lists the numbers of hosts the fleet rollouts run on: the sweep,
+// or all the hosts.
+func (c Config) Fleets() []int {
+	if len(c.Sweep) > 0 {
+		return c.Sweep
+	}
+	return []int{c.Nodes}
 }
 
 // WithDefaults fills what was left to follow other settings.
@@ -126,6 +150,9 @@ func (c Config) WithDefaults() Config {
 	if c.MTU == 0 {
 		c.MTU = 1500
 	}
+	if len(c.Sweep) > 0 {
+		c.Nodes, c.SwarmOnly, c.Single = slices.Max(c.Sweep), true, false
+	}
 	return c
 }
 
@@ -134,6 +161,12 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Nodes < 1 || c.Nodes > 200 {
 		errs = append(errs, fmt.Errorf("-nodes %d: want 1 to 200", c.Nodes))
+	}
+	if len(c.Sweep) > 0 && (slices.Min(c.Sweep) < 1 || !slices.IsSorted(c.Sweep) || len(slices.Compact(slices.Clone(c.Sweep))) != len(c.Sweep)) {
+		errs = append(errs, fmt.Errorf("-sweep %v: want increasing host counts, from 1 to 200", c.Sweep))
+	}
+	if len(c.Sweep) > 0 && c.Topology == TopologyBoth {
+		errs = append(errs, errors.New("-sweep runs one swarm mode: want -topology separate or beside"))
 	}
 	if c.Layers < 1 || c.Size < int64(c.Layers)<<10 {
 		errs = append(errs, fmt.Errorf("-size %d -layers %d: want at least one layer of at least 1 KiB", c.Size, c.Layers))

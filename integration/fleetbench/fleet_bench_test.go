@@ -77,14 +77,20 @@ func BenchmarkFleet(b *testing.B) {
 	f := newFleet(b, c, log)
 	report := fleetbench.Report{Config: c}
 	for run := 1; run <= c.Runs; run++ {
-		for _, mode := range c.Modes(run) {
-			res := f.rollout(b, mode, run)
-			log.Info("rollout done", "mode", mode, "run", run, "all_done", res.AllDone().Round(time.Millisecond),
-				"origin_sent_MiB", res.OriginTx>>20, "tracker_sent_MiB", res.TrackerTx>>20, "cpu_pct", int(res.CPU))
-			report.Results = append(report.Results, res)
+		for _, n := range c.Fleets() {
+			for _, mode := range c.Modes(run) {
+				res := f.rollout(b, mode, run, n)
+				log.Info("rollout done", "mode", mode, "run", run, "hosts", len(res.Hosts), "all_done", res.AllDone().Round(time.Millisecond),
+					"origin_sent_MiB", res.OriginTx>>20, "tracker_sent_MiB", res.TrackerTx>>20, "cpu_pct", int(res.CPU))
+				report.Results = append(report.Results, res)
+			}
 		}
 	}
-	report.WriteTable(os.Stdout)
+	if len(c.Sweep) > 0 {
+		report.WriteSweep(os.Stdout)
+	} else {
+		report.WriteTable(os.Stdout)
+	}
 	report.WriteHosts(os.Stdout)
 	if c.Timeline {
 		if err := fleetbench.ReportTimelines(os.Stdout, c.Out, c, f.timelines); err != nil {
@@ -100,8 +106,11 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 	if c.Out != "" {
-		path := filepath.Join(c.Out, "fleet.png")
-		if err := report.Plot(path); err != nil {
+		path, plotFn := filepath.Join(c.Out, "fleet.png"), report.Plot
+		if len(c.Sweep) > 0 {
+			path, plotFn = filepath.Join(c.Out, "sweep.png"), report.PlotSweep
+		}
+		if err := plotFn(path); err != nil {
 			b.Fatal(err)
 		}
 		fmt.Println("plot:", path)
@@ -190,14 +199,14 @@ func newFleet(b *testing.B, c fleetbench.Config, log *slog.Logger) *fleet {
 
 // rollout pushes a fresh image, starts fresh mirrors (and, for the swarm,
 // a fresh tracker on the host the mode puts it on), pulls the image on
-// every host of the mode (all, or the first alone) at the same moment and
-// measures it.
-func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResult {
+// the first nodes hosts (or, for a single mode, the first alone) at the
+// same moment and measures it.
+func (f *fleet) rollout(b *testing.B, mode string, run, nodes int) fleetbench.ModeResult {
 	b.Helper()
 	ctx := b.Context()
 	c := f.cfg
 	spec := fleetbench.ModeOf(mode)
-	hosts := f.mirrors
+	hosts := f.mirrors[:nodes]
 	if spec.Single {
 		hosts = hosts[:1]
 	}
@@ -208,12 +217,12 @@ func (f *fleet) rollout(b *testing.B, mode string, run int) fleetbench.ModeResul
 	case fleetbench.TrackerBesideOrigin:
 		trackerHost = f.origin
 	}
-	image, err := testimage.PushImage(ctx, fmt.Sprintf("%s/fleet/app:%s-%d", f.registry, mode, run),
+	image, err := testimage.PushImage(ctx, fmt.Sprintf("%s/fleet/app:%s-%d-%d", f.registry, mode, len(hosts), run),
 		c.Layers, c.Size/int64(c.Layers), remote.WithTransport(f.origin.Transport()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	res := fleetbench.ModeResult{Mode: mode, Run: run}
+	res := fleetbench.ModeResult{Mode: mode, Run: run, Nodes: len(hosts)}
 	for _, blob := range image.Blobs() {
 		res.ImageBytes += blob.Size
 	}

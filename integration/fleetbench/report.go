@@ -32,8 +32,10 @@ type HostResult struct {
 
 // ModeResult is one rollout.
 type ModeResult struct {
-	Mode       string
-	Run        int
+	Mode  string
+	Run   int
+	Nodes int // hosts that pulled
+
 	ImageBytes int64 // config and layers
 	Hosts      []HostResult
 	// OriginTx is what the origin host's interface sent during the rollout
@@ -255,11 +257,11 @@ func (r Report) FleetLine() string {
 
 // WriteHosts prints every host's figures of every rollout.
 func (r Report) WriteHosts(w io.Writer) {
-	fmt.Fprintf(w, "%-12s %3s %-6s %8s %10s %12s %12s %12s %12s %11s %9s %9s %8s\n", "mode", "run", "host", "done", "1st byte", "from peers", "from seeder", "from origin", "wire rx",
+	fmt.Fprintf(w, "%-12s %3s %4s %-6s %8s %10s %12s %12s %12s %12s %11s %9s %9s %8s\n", "mode", "run", "N", "host", "done", "1st byte", "from peers", "from seeder", "from origin", "wire rx",
 		"redundant", "drops up", "drops dn", "retrans")
 	for _, m := range r.Results {
 		for _, h := range m.Hosts {
-			fmt.Fprintf(w, "%-12s %3d %-6s %6.2f s %7.0f ms %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %7.1f MiB %9d %9d %7.2f%%\n", m.Mode, m.Run, h.Name, h.Done.Seconds(), 1000*h.FirstByte.Seconds(),
+			fmt.Fprintf(w, "%-12s %3d %4d %-6s %6.2f s %7.0f ms %8.1f MiB %8.1f MiB %8.1f MiB %8.1f MiB %7.1f MiB %9d %9d %7.2f%%\n", m.Mode, m.Run, m.Nodes, h.Name, h.Done.Seconds(), 1000*h.FirstByte.Seconds(),
 				h.FromPeers/mib, h.FromSeeder/mib, h.FromOrigin/mib, float64(h.WireRx)/mib,
 				h.Redundant/mib, h.Link.UpDrops, h.Link.DownDrops, 100*float64(h.Link.RetransSegs)/float64(max(h.Link.OutSegs, 1)))
 		}

@@ -157,6 +157,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Lab, error) {
 func (l *Lab) ns(name string) string { return l.cfg.Prefix + "-" + name }
 
 func (l *Lab) build(ctx context.Context) error {
+	if err := raiseNeighbourLimits(len(l.hosts)); err != nil {
+		return err
+	}
 	sw := l.ns(switchName)
 	mtu := strconv.Itoa(l.cfg.MTU)
 	steps := [][]string{

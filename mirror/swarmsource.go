@@ -128,19 +128,35 @@ func (s *swarmSource) pieces(ref oci.Blob) swarm.RangeSource {
 func (s *swarmSource) fallback(ctx context.Context, ref oci.Blob, fl *flight.Flight, reason string, err error) (Fetched, error) {
 	s.counters.fallbacks.WithLabelValues(reason).Inc()
 	s.log.Warn("falling back to the origin", "reason", reason, "registry", ref.Registry, "repo", ref.Repo, "digest", ref.Digest, "err", err)
-	fetched, ferr := s.origin.Fetch(ctx, ref, fl)
-	if ferr != nil {
+	if _, ferr := s.origin.Fetch(ctx, ref, fl); ferr != nil {
 		if errors.As(ferr, new(*upstream.Error)) {
 			return nil, ferr
 		}
 		return nil, errors.Join(ferr, err)
 	}
-	return fetched, nil
+	return seedStored{s: s, d: ref.Digest}, nil
+}
+
+// seedStored offers the fleet a blob the origin delivered, once it is
+// committed: its torrent follows from its digest and size, so the next
+// mirror to ask the swarm for it can get it here, and a tracker that was
+// unreachable hears of it when it is back.
+type seedStored struct {
+	s *swarmSource
+	d digest.Digest
+}
+
+func (c seedStored) Committed(commitErr error) {
+	if commitErr != nil {
+		return
+	}
+	if err := c.s.swarm.Seed(c.d, c.s.trackers.AnnounceURLs()); err != nil && !errors.Is(err, torrentmeta.ErrEmpty) {
+		c.s.log.Warn("seed stored blob", "digest", c.d, "err", err)
+	}
 }
 
 // seedOnCommit seeds a blob the swarm delivered once it is committed, or
-// drops its torrent when the commit failed. Blobs that came from the origin
-// have no torrent here and are not seeded.
+// drops its torrent when the commit failed.
 type seedOnCommit struct {
 	dl  *swarm.Download
 	d   digest.Digest

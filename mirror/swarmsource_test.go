@@ -189,6 +189,36 @@ func TestSwarmSourceEndsWhenTheTrackerFailsTheBlob(t *testing.T) {
 	checkFallbacks(t, f.fallbacks(t), "swarm")
 }
 
+// seeds says whether the mirror's swarm holds blob d whole, to share.
+func (f *swarmFixture) seeds(t *testing.T) bool {
+	t.Helper()
+	if err := f.m.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range f.m.swarm.Stats().Torrents {
+		if ts.Digest == f.ref.Digest {
+			return ts.Complete
+		}
+	}
+	return false
+}
+
+// A blob the origin delivered after the swarm gave up is shared with the
+// fleet once stored, as a swarm download is.
+func TestSwarmSourceSeedsWhatTheOriginDelivered(t *testing.T) {
+	failed := func([]byte) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			errcode.ServeJSON(w, errcode.ErrorCodeBlobUnknown.WithMessage("seeder lost it"))
+		}
+	}
+	f := newSwarmFixture(t, forBlob, failed, stallAfter(time.Minute))
+	f.fetch(t)
+	checkFallbacks(t, f.fallbacks(t), "swarm")
+	if !f.seeds(t) {
+		t.Fatal("the stored blob is not seeded")
+	}
+}
+
 // A tracker that cannot be reached for the hashes leaves the download
 // going; the stalled swarm's pieces come from the origin, checked against
 // their own hashes, and the blob is stored through the swarm.

@@ -33,8 +33,11 @@ type Config struct {
 	AnnounceURL string                              `yaml:"announce-url"`
 	Upstream    []string                            `yaml:"upstream"`
 	Credentials map[string]upstream.CredentialFiles `yaml:"credentials"`
-	// Redis, when set (redis://host:port/db), holds the swarms and the
-	// digest-to-torrent map so several tracker replicas act as one.
+	// Redis, when set, holds the swarms and the digest-to-torrent map so
+	// several tracker replicas act as one: redis://host:port/db for one
+	// server, or go-redis's failover URL for a primary that Redis Sentinel
+	// watches, redis://sentinel:port/db?master_name=NAME&addr=sentinel2:port
+	// (master_name says it is the sentinels' address).
 	Redis            string        `yaml:"redis"`
 	AnnounceInterval time.Duration `yaml:"announce-interval"`
 	MaxPeers         int           `yaml:"max-peers"`
@@ -93,7 +96,7 @@ type Settings struct {
 
 	announceURL string
 	peerCIDRs   []netip.Prefix
-	redis       *redis.Options // nil: peers and info bytes in memory
+	newRedis    func() redis.UniversalClient // nil: peers and info bytes in memory
 	endpoints   map[string]upstream.Endpoint
 	roots       *x509.CertPool
 	secret      string
@@ -149,7 +152,7 @@ func (c Config) Resolve() (Settings, error) {
 		return s, fmt.Errorf("peer-cidr: %w", err)
 	}
 	if c.Redis != "" {
-		if s.redis, err = redis.ParseURL(c.Redis); err != nil {
+		if s.newRedis, err = parseRedis(c.Redis); err != nil {
 			return s, fmt.Errorf("redis: %w", err)
 		}
 	}
@@ -166,6 +169,35 @@ func (c Config) Resolve() (Settings, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// parseRedis reads the redis key: a server's URL, or, with master_name,
+// the sentinels' (redis.ParseFailoverURL), so that replicas follow the
+// primary the sentinels elect.
+func parseRedis(raw string) (func() redis.UniversalClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	q := u.Query()
+	if !q.Has("master_name") {
+		if q.Has("addr") {
+			return nil, fmt.Errorf("%q: addr lists further sentinels, which need master_name (the primary they watch)", raw)
+		}
+		o, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		return func() redis.UniversalClient { return redis.NewClient(o) }, nil
+	}
+	o, err := redis.ParseFailoverURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if o.MasterName == "" {
+		return nil, fmt.Errorf("%q: master_name is empty; it names the primary the sentinels watch", raw)
+	}
+	return func() redis.UniversalClient { return redis.NewFailoverClient(o) }, nil
 }
 
 func (c Config) announceURL() (string, error) {

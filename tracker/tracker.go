@@ -42,7 +42,7 @@ type Tracker struct {
 	seeder   *seeder.Seeder
 	tags     *tags.Resolver
 	announce *announce.Handler
-	redis    *redis.Client
+	redis    redis.UniversalClient
 	registry *prometheus.Registry
 	seederAt string
 	secret   string
@@ -80,8 +80,8 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 
 	var peers peerstore.Store = peerstore.NewMemory(peerstore.MemoryOptions{})
 	var shared seeder.SharedInfo
-	if s.redis != nil {
-		t.redis = redis.NewClient(s.redis)
+	if s.newRedis != nil {
+		t.redis = s.newRedis()
 		peers = peerstore.NewRedis(t.redis, peerstore.RedisOptions{})
 		shared = &redisInfo{client: t.redis}
 	}
@@ -306,7 +306,7 @@ func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.E
 
 // redisInfo shares digest-to-torrent answers between tracker replicas:
 // the info bytes and the piece hashes of each blob, under two keys.
-type redisInfo struct{ client *redis.Client }
+type redisInfo struct{ client redis.UniversalClient }
 
 const (
 	infoKeyPrefix   = "blobswarm:info:"

@@ -19,7 +19,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.StringVar(&c.PeerListen, "peer-listen", c.PeerListen, "the seeder's BitTorrent address")
 	fs.StringVar(&c.AnnounceURL, "announce-url", c.AnnounceURL, "announce URL peers reach this tracker at (default http://<listen>/announce)")
 	fs.StringArrayVar(&c.Upstream, "upstream", c.Upstream, "HOST=URL: the registry clients call HOST is reached at URL (repeatable)")
-	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port/db shared by tracker replicas (default: in memory)")
+	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port/db shared by tracker replicas, or redis://sentinel:port/db?master_name=NAME&addr=sentinel2:port for Redis Sentinel (default: in memory)")
 	fs.DurationVar(&c.AnnounceInterval, "announce-interval", c.AnnounceInterval, "how often peers are asked to announce")
 	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers handed out per announce")
 	fs.StringArrayVar(&c.PeerCIDR, "peer-cidr", c.PeerCIDR, "networks peers may be in (repeatable; default loopback and private ranges)")

@@ -21,8 +21,16 @@ func newRedisClient(t *testing.T) *redis.Client {
 	return client
 }
 
-func TestRedis(t *testing.T) {
-	client := newRedisClient(t)
+func TestRedis(t *testing.T) { runRedisConformance(t, newRedisClient(t)) }
+
+// The store's scripts run the same through go-redis's failover client,
+// which finds the primary through Redis Sentinel.
+func TestRedisThroughSentinel(t *testing.T) {
+	set := testredis.StartSentinels(t, testredis.SentinelOptions{})
+	runRedisConformance(t, set.Client(t))
+}
+
+func runRedisConformance(t *testing.T, client redis.UniversalClient) {
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T, now func() time.Time) peerstore.Store {
 		// One server for all subtests; the prefix keeps their swarms apart.

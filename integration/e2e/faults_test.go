@@ -27,6 +27,7 @@ import (
 	"github.com/blobswarm/blobswarm/integration/fleetbench"
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/integration/netlab"
+	"github.com/blobswarm/blobswarm/internal/testredis"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
@@ -547,45 +548,15 @@ func TestReplicaKilledMidRollout(t *testing.T) {
 // tracker replicas (on that host too) reach it, and returns its URL.
 func (f *faultLab) startRedis(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		harness.Missing(t, "tracker replicas share a redis-server: install it (Debian package redis-server)")
-	}
-	dir := filepath.Join(f.root, "redis")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	const addr = "127.0.0.1:6379"
-	d := netlab.Start(t, "redis", f.root, f.origin.Command(context.Background(), bin, "--bind", "127.0.0.1", "--port", "6379",
-		"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no"))
-	deadline := time.Now().Add(30 * time.Second)
-	for !redisAnswers(t.Context(), f.origin, addr) {
-		select {
-		case <-d.Done():
-			t.Fatalf("redis-server exited before it was ready: %s", d.Tail())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server not ready at %s after 30s: %s", addr, d.Tail())
-		}
-	}
-	return "redis://" + addr + "/0"
+	return "redis://" + testredis.StartOn(t, f.redisHost()) + "/0"
 }
 
-// redisAnswers says whether a PING to addr from inside h gets PONG.
-func redisAnswers(ctx context.Context, h *netlab.Host, addr string) bool {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := h.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return false
+// redisHost runs Redis servers on the origin host's loopback.
+func (f *faultLab) redisHost() testredis.Host {
+	return testredis.Host{
+		Command: func(name string, args ...string) *exec.Cmd {
+			return f.origin.Command(context.Background(), name, args...)
+		},
+		Dial: f.origin.DialContext,
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
-		return false
-	}
-	buf := make([]byte, 7)
-	n, _ := io.ReadFull(c, buf)
-	return string(buf[:n]) == "+PONG\r\n"
 }

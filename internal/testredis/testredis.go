@@ -77,7 +77,6 @@ var noPersistence = []string{`save ""`, "appendonly no"}
 // server is one running redis-server or sentinel.
 type server struct {
 	addr string
-	log  string
 	kill func()
 }
 
@@ -106,7 +105,8 @@ func tryServer(t testing.TB, bin string, h Host, name string, extra []string) (*
 		return nil, err
 	}
 	dir := t.TempDir()
-	s := &server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), log: filepath.Join(dir, name+".log")}
+	s := &server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	logPath := filepath.Join(dir, name+".log")
 	// Every server gets a config file: a sentinel keeps what it learns in
 	// its own, so it needs one it can rewrite.
 	conf := filepath.Join(dir, name+".conf")
@@ -118,7 +118,7 @@ func tryServer(t testing.TB, bin string, h Host, name string, extra []string) (*
 	if name == "sentinel" {
 		args = append(args, "--sentinel")
 	}
-	out, err := os.Create(s.log)
+	out, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func tryServer(t testing.TB, bin string, h Host, name string, extra []string) (*
 		}
 		select {
 		case werr := <-exited:
-			log, _ := os.ReadFile(s.log)
+			log, _ := os.ReadFile(logPath)
 			return nil, fmt.Errorf("%s exited (%v): %s", name, werr, log)
 		case <-time.After(20 * time.Millisecond):
 		}

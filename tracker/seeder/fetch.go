@@ -42,7 +42,11 @@ func (s *Seeder) fetch(j *job, turn *ticket) (known, error) {
 	}
 	if s.cfg.Shared != nil {
 		if err := s.cfg.Shared.Put(ctx, d, k.info, k.sums); err != nil {
-			return known{}, fmt.Errorf("publish torrent of %s: %w", d, err)
+			// The blob is stored and seeded here, and its hash streams
+			// must not break over it (Redis failing over, say): only the
+			// other replicas miss the torrent, and one asked for the blob
+			// fetches it from the origin itself.
+			s.log.Warn("torrent not published to the other replicas", "digest", d, "err", err)
 		}
 	}
 	j.release()

@@ -255,6 +255,30 @@ func TestConcurrentAsksFetchOnceAndAgreeOnTheTorrent(t *testing.T) {
 	f.Close()
 }
 
+// downShared is the replicas' shared map while its Redis is unreachable.
+type downShared struct{}
+
+var errRedisDown = errors.New("redis: connection refused")
+
+func (downShared) Get(context.Context, digest.Digest) ([]byte, []byte, error) {
+	return nil, nil, errRedisDown
+}
+
+func (downShared) Put(context.Context, digest.Digest, []byte, []byte) error { return errRedisDown }
+
+// A blob that arrives while the shared map is down (its Redis failing
+// over) is seeded all the same: its hashes reach the end, and later asks
+// are answered without the origin.
+func TestBlobArrivingWhileSharedMapIsDownIsSeeded(t *testing.T) {
+	e := newEnv(t, seeder.Config{Shared: downShared{}}, nil)
+	b, ref := e.push(t, "app", 3<<20)
+	checkSeeded(t, e.seeder, ref, b)
+	checkSeeded(t, e.seeder, ref, b)
+	if n := e.origin.BlobGETs(ref.Digest); n != 1 {
+		t.Fatalf("origin served the blob %d times, want once", n)
+	}
+}
+
 // The torrent is a function of the digest and the size: the seeder has it
 // as soon as the origin's headers say the size, and hands it out while
 // the body is still held back.

@@ -27,8 +27,8 @@ import (
 	"github.com/blobswarm/blobswarm/integration/fleetbench"
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/integration/netlab"
-	"github.com/blobswarm/blobswarm/internal/testredis"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
+	"github.com/blobswarm/blobswarm/internal/testredis"
 )
 
 // faultPrefix names the fault tests' namespaces, apart from the fleet

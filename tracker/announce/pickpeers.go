@@ -21,11 +21,25 @@ func pickPeers(pool []peerstore.Peer, self peerstore.Peer, want int) []peerstore
 	pool = slices.DeleteFunc(pool, func(p peerstore.Peer) bool {
 		return p.ID == self.ID || p.Addr == self.Addr
 	})
-	rand.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
-	slices.SortStableFunc(pool, func(a, b peerstore.Peer) int {
+	slices.SortFunc(pool, func(a, b peerstore.Peer) int {
 		return cmp.Compare(rank(a), rank(b))
 	})
-	return pool[:min(want, len(pool))]
+	want = min(want, len(pool))
+	// Each run of equal rank gets a partial Fisher-Yates shuffle of the
+	// places handed out: the same random order as shuffling the pool before
+	// a stable sort, at the cost of only the peers returned.
+	for start := 0; start < want; {
+		end := start + 1
+		for end < len(pool) && rank(pool[end]) == rank(pool[start]) {
+			end++
+		}
+		for i := start; i < min(end, want); i++ {
+			j := i + rand.IntN(end-i)
+			pool[i], pool[j] = pool[j], pool[i]
+		}
+		start = end
+	}
+	return pool[:want]
 }
 
 // rank is 0 for a seeder and grows with what a leecher still needs.

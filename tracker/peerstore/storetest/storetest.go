@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Isolation", testIsolation},
 		{"Limit", testLimit},
 		{"Concurrent", testConcurrent},
+		{"ConcurrentEmptying", testConcurrentEmptying},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -332,4 +334,37 @@ func testConcurrent(t *testing.T, s peerstore.Store, _ *Clock) {
 	}
 	wantPeers(t, s, ih1, want...)
 	wantCounts(t, s, ih1, seeders, len(want)-seeders)
+}
+
+// While other callers keep emptying a swarm, and so ending it, a peer
+// announced into it is listed until it leaves.
+func testConcurrentEmptying(t *testing.T, s peerstore.Store, _ *Clock) {
+	const workers, each = 8, 200
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			p := peer(w, 1000)
+			for range each {
+				if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
+					t.Errorf("Announce: %v", err)
+					return
+				}
+				peers, err := s.Peers(ctx, ih1, workers)
+				if err != nil {
+					t.Errorf("Peers: %v", err)
+					return
+				}
+				if !slices.Contains(peers, p) {
+					t.Errorf("swarm %v lacks %v, announced and not yet removed", peers, p)
+					return
+				}
+				if err := s.Remove(ctx, ih1, p.ID); err != nil {
+					t.Errorf("Remove: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

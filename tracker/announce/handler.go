@@ -114,33 +114,35 @@ func seconds(d time.Duration) int32 {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
 	req, err := ParseAnnounce(r.URL.RawQuery)
 	if err != nil {
 		h.log.Debug("bad announce", "remote", r.RemoteAddr, "err", err)
-		h.fail(w, failBadRequest, err.Error())
+		h.fail(w, sc, failBadRequest, err.Error())
 		return
 	}
 	ip, err := h.peerIP(r, req)
 	if err != nil {
 		h.log.Debug("bad announce", "remote", r.RemoteAddr, "err", err)
-		h.fail(w, failBadRequest, err.Error())
+		h.fail(w, sc, failBadRequest, err.Error())
 		return
 	}
 	if h.filter != nil && !h.filter(ip) {
 		h.log.Debug("announce refused", "peer", ip, "info_hash", fmt.Sprintf("%x", req.InfoHash))
-		h.fail(w, failRefused, "peer address not allowed")
+		h.fail(w, sc, failRefused, "peer address not allowed")
 		return
 	}
 	self := peerstore.Peer{ID: req.PeerID, Addr: netip.AddrPortFrom(ip, req.Port), Left: req.Left}
-	a, err := h.announce(r.Context(), req, self)
+	a, err := h.announce(r.Context(), req, self, sc)
 	if err != nil {
 		h.log.Warn("announce failed", "info_hash", fmt.Sprintf("%x", req.InfoHash), "peer", self.Addr, "err", err)
-		h.fail(w, failStore, "tracker storage unavailable")
+		h.fail(w, sc, failStore, "tracker storage unavailable")
 		return
 	}
 	h.metrics.announces[req.Event].Inc()
 	h.metrics.handedOut.Add(float64(len(a.peers)))
-	write(w, a.appendBencode)
+	sc.send(w, a.appendBencode)
 }
 
 // peerIP is the address other peers should dial: the request's source, or
@@ -165,9 +167,9 @@ func (h *Handler) peerIP(r *http.Request, req Request) (netip.Addr, error) {
 	return remote, nil
 }
 
-// announce records the peer and builds its answer. The store is written
-// before it is read, so the counts include the requester.
-func (h *Handler) announce(ctx context.Context, req Request, self peerstore.Peer) (answer, error) {
+// announce records the peer and builds its answer, its peers in sc. The
+// store is written before it is read, so the counts include the requester.
+func (h *Handler) announce(ctx context.Context, req Request, self peerstore.Peer, sc *scratch) (answer, error) {
 	want := h.maxPeers
 	if req.NumWant >= 0 {
 		want = min(req.NumWant, want)
@@ -187,11 +189,11 @@ func (h *Handler) announce(ctx context.Context, req Request, self peerstore.Peer
 	if err != nil || want == 0 {
 		return a, err
 	}
-	pool, err := h.store.Peers(ctx, req.InfoHash, poolFactor*want+1)
+	sc.peers, err = h.store.Peers(ctx, req.InfoHash, poolFactor*want+1, sc.peers[:0])
 	if err != nil {
 		return a, err
 	}
-	a.peers = pickPeers(pool, self, want)
+	a.peers = pickPeers(sc.peers, self, want)
 	return a, nil
 }
 
@@ -200,22 +202,27 @@ func (h *Handler) announce(ctx context.Context, req Request, self peerstore.Peer
 // "tracker gave failure reason: ...", but any other status as an opaque
 // error quoting the raw body, and BitTorrent clients in general look for the
 // reason only in a 200 response. Both retry the same way.
-func (h *Handler) fail(w http.ResponseWriter, reason, msg string) {
+func (h *Handler) fail(w http.ResponseWriter, sc *scratch, reason, msg string) {
 	h.metrics.failures.WithLabelValues(reason).Inc()
-	write(w, func(b []byte) []byte { return appendFailure(b, msg) })
+	sc.send(w, func(b []byte) []byte { return appendFailure(b, msg) })
 }
 
-// answerBuffers hold answers while they are written: an answer is copied
-// into the connection's buffer by Write, so one buffer serves announce
-// after announce instead of one allocation each.
-var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
+// scratch is what an announce works in: the peers read from the store and
+// the encoded answer. Both are done with once the answer is written (Write
+// copies it into the connection's buffer), so a pool of them serves
+// announce after announce instead of two allocations each, one of them
+// the 201 peers read for an answer of 50.
+type scratch struct {
+	peers  []peerstore.Peer
+	answer []byte
+}
 
-// write sends the answer that encode appends to the buffer it is given.
-func write(w http.ResponseWriter, encode func([]byte) []byte) {
-	buf := answerBuffers.Get().(*[]byte)
-	defer answerBuffers.Put(buf)
-	*buf = encode((*buf)[:0])
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// send writes the answer that encode appends to the buffer it is given.
+func (sc *scratch) send(w http.ResponseWriter, encode func([]byte) []byte) {
+	sc.answer = encode(sc.answer[:0])
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(*buf)
+	_, _ = w.Write(sc.answer)
 }

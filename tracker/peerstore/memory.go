@@ -159,22 +159,23 @@ func (m *Memory) Remove(_ context.Context, ih InfoHash, id PeerID) error {
 
 // Peers implements Store: seeders first, a uniform sample of whichever
 // group does not fit whole.
-func (m *Memory) Peers(_ context.Context, ih InfoHash, limit int) ([]Peer, error) {
+func (m *Memory) Peers(_ context.Context, ih InfoHash, limit int, dst []Peer) ([]Peer, error) {
 	if limit <= 0 {
-		return nil, nil
+		return dst, nil
 	}
 	now := m.now()
 	s := m.lock(ih, false)
 	if s == nil {
-		return nil, nil
+		return dst, nil
 	}
 	defer s.mu.Unlock()
 	if !m.prune(s, now) {
-		return nil, nil
+		return dst, nil
 	}
-	out := make([]Peer, 0, min(limit, len(s.byID)))
-	out = s.sample(1, limit, out)
-	return s.sample(0, limit-len(out), out), nil
+	n := len(dst)
+	dst = slices.Grow(dst, min(limit, len(s.byID)))
+	dst = s.sample(1, limit, dst)
+	return s.sample(0, limit-(len(dst)-n), dst), nil
 }
 
 // Counts implements Store.

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Remove", testRemove},
 		{"Isolation", testIsolation},
 		{"Limit", testLimit},
+		{"AppendsToDst", testAppendsToDst},
 		{"Concurrent", testConcurrent},
 		{"ConcurrentEmptying", testConcurrentEmptying},
 	}
@@ -87,7 +88,7 @@ func announce(t *testing.T, s peerstore.Store, ih peerstore.InfoHash, ttl time.D
 
 func peersOf(t *testing.T, s peerstore.Store, ih peerstore.InfoHash, limit int) []peerstore.Peer {
 	t.Helper()
-	got, err := s.Peers(context.Background(), ih, limit)
+	got, err := s.Peers(context.Background(), ih, limit, nil)
 	if err != nil {
 		t.Fatalf("Peers(%x, %d): %v", ih[:3], limit, err)
 	}
@@ -307,7 +308,7 @@ func testConcurrent(t *testing.T, s peerstore.Store, _ *Clock) {
 						return
 					}
 				}
-				if _, err := s.Peers(ctx, ih1, 10); err != nil {
+				if _, err := s.Peers(ctx, ih1, 10, nil); err != nil {
 					t.Errorf("Peers: %v", err)
 					return
 				}
@@ -336,6 +337,30 @@ func testConcurrent(t *testing.T, s peerstore.Store, _ *Clock) {
 	wantCounts(t, s, ih1, seeders, len(want)-seeders)
 }
 
+// Peers appends to the slice it is given and leaves what it held; the
+// limit counts only what it appends.
+func testAppendsToDst(t *testing.T, s peerstore.Store, _ *Clock) {
+	live := []peerstore.Peer{peer(1, 0), peer(2, 5)}
+	announce(t, s, ih1, time.Minute, live...)
+	held := peer(50, 7)
+	for limit, want := range map[int]int{10: 2, 1: 1, 0: 0} {
+		dst := make([]peerstore.Peer, 1, 8)
+		dst[0] = held
+		got, err := s.Peers(context.Background(), ih1, limit, dst)
+		if err != nil {
+			t.Fatalf("Peers: %v", err)
+		}
+		if len(got) != 1+want || got[0] != held {
+			t.Fatalf("Peers(limit %d) onto [%v] = %v, want it kept and %d peers after it", limit, held, got, want)
+		}
+		for _, p := range got[1:] {
+			if !slices.Contains(live, p) {
+				t.Fatalf("Peers(limit %d) appended %v, never announced", limit, p)
+			}
+		}
+	}
+}
+
 // While other callers keep emptying a swarm, and so ending it, a peer
 // announced into it is listed until it leaves.
 func testConcurrentEmptying(t *testing.T, s peerstore.Store, _ *Clock) {
@@ -350,7 +375,7 @@ func testConcurrentEmptying(t *testing.T, s peerstore.Store, _ *Clock) {
 					t.Errorf("Announce: %v", err)
 					return
 				}
-				peers, err := s.Peers(ctx, ih1, workers)
+				peers, err := s.Peers(ctx, ih1, workers, nil)
 				if err != nil {
 					t.Errorf("Peers: %v", err)
 					return

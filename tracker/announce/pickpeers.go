@@ -3,7 +3,6 @@ package announce
 import (
 	"math/bits"
 	"math/rand/v2"
-	"slices"
 
 	"github.com/blobswarm/blobswarm/tracker/peerstore"
 )
@@ -17,22 +16,27 @@ import (
 // different count, and an exact order would send every requester to the same
 // few leechers. Peers of equal rank come in random order.
 func pickPeers(pool []peerstore.Peer, self peerstore.Peer, want int) []peerstore.Peer {
-	pool = slices.DeleteFunc(pool, func(p peerstore.Peer) bool {
-		return p.ID == self.ID || p.Addr == self.Addr
-	})
-	want = min(want, len(pool))
-	// A counting sort by rank, in place (an American flag sort): with only
-	// 65 ranks it costs a few passes over the pool, where a comparison
-	// sort cost a tenth of the tracker's time.
-	var count, next, end [65]int
-	for i := range pool {
-		count[rank(pool[i])]++
+	var count, next, end [65]int // by rank
+	kept := pool[:0]
+	for _, p := range pool {
+		if p.ID != self.ID && p.Addr != self.Addr {
+			kept = append(kept, p)
+			count[rank(p)]++
+		}
 	}
+	pool, want = kept, min(want, len(kept))
+	// A counting sort by rank, in place (an American flag sort), as far as
+	// the answer reaches: with only 65 ranks it costs a pass over the pool,
+	// where a comparison sort cost a tenth of the tracker's time.
 	for r, n := range count {
 		next[r] = end[max(r-1, 0)]
 		end[r] = next[r] + n
 	}
 	for r := range count {
+		begin := end[r] - count[r]
+		if begin >= want {
+			break
+		}
 		for i := next[r]; i < end[r]; i = next[r] {
 			to := rank(pool[i])
 			if to != r {
@@ -40,12 +44,10 @@ func pickPeers(pool []peerstore.Peer, self peerstore.Peer, want int) []peerstore
 			}
 			next[to]++
 		}
-	}
-	// Each rank's run gets a partial Fisher-Yates shuffle of the places
-	// handed out: the same random order as shuffling the whole pool before
-	// a stable sort, at the cost of only the peers returned.
-	for r := range count {
-		for i := end[r] - count[r]; i < min(end[r], want); i++ {
+		// A partial Fisher-Yates shuffle of the run's places handed out:
+		// the same random order as shuffling the whole pool before a
+		// stable sort, at the cost of only the peers returned.
+		for i := begin; i < min(end[r], want); i++ {
 			j := i + rand.IntN(end[r]-i)
 			pool[i], pool[j] = pool[j], pool[i]
 		}

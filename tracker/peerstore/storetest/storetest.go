@@ -292,34 +292,30 @@ func testLimit(t *testing.T, s peerstore.Store, _ *Clock) {
 func testConcurrent(t *testing.T, s peerstore.Store, _ *Clock) {
 	const workers, each = 8, 25
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				p := peer(w*each+i, 1000)
+	concurrently(workers, func(w int) {
+		for i := range each {
+			p := peer(w*each+i, 1000)
+			if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
+				t.Errorf("Announce: %v", err)
+				return
+			}
+			if i%2 == 0 {
+				p.Left = 0
 				if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
 					t.Errorf("Announce: %v", err)
 					return
 				}
-				if i%2 == 0 {
-					p.Left = 0
-					if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
-						t.Errorf("Announce: %v", err)
-						return
-					}
-				}
-				if _, err := s.Peers(ctx, ih1, 10, nil); err != nil {
-					t.Errorf("Peers: %v", err)
-					return
-				}
-				if _, _, err := s.Counts(ctx, ih1); err != nil {
-					t.Errorf("Counts: %v", err)
-					return
-				}
 			}
-		})
-	}
-	wg.Wait()
+			if _, err := s.Peers(ctx, ih1, 10, nil); err != nil {
+				t.Errorf("Peers: %v", err)
+				return
+			}
+			if _, _, err := s.Counts(ctx, ih1); err != nil {
+				t.Errorf("Counts: %v", err)
+				return
+			}
+		}
+	})
 	if t.Failed() {
 		return
 	}
@@ -366,30 +362,35 @@ func testAppendsToDst(t *testing.T, s peerstore.Store, _ *Clock) {
 func testConcurrentEmptying(t *testing.T, s peerstore.Store, _ *Clock) {
 	const workers, each = 8, 200
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			p := peer(w, 1000)
-			for range each {
-				if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
-					t.Errorf("Announce: %v", err)
-					return
-				}
-				peers, err := s.Peers(ctx, ih1, workers, nil)
-				if err != nil {
-					t.Errorf("Peers: %v", err)
-					return
-				}
-				if !slices.Contains(peers, p) {
-					t.Errorf("swarm %v lacks %v, announced and not yet removed", peers, p)
-					return
-				}
-				if err := s.Remove(ctx, ih1, p.ID); err != nil {
-					t.Errorf("Remove: %v", err)
-					return
-				}
+	concurrently(workers, func(w int) {
+		p := peer(w, 1000)
+		for range each {
+			if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
+				t.Errorf("Announce: %v", err)
+				return
 			}
-		})
+			peers, err := s.Peers(ctx, ih1, workers, nil)
+			if err != nil {
+				t.Errorf("Peers: %v", err)
+				return
+			}
+			if !slices.Contains(peers, p) {
+				t.Errorf("swarm %v lacks %v, announced and not yet removed", peers, p)
+				return
+			}
+			if err := s.Remove(ctx, ih1, p.ID); err != nil {
+				t.Errorf("Remove: %v", err)
+				return
+			}
+		}
+	})
+}
+
+// concurrently runs fn for each of n workers at once and waits for all.
+func concurrently(n int, fn func(w int)) {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() { fn(w) })
 	}
 	wg.Wait()
 }

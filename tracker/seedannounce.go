@@ -113,7 +113,7 @@ func mirrorHasAll(peers peerstore.Store, ih metainfo.Hash) bool {
 	defer cancel()
 	// Seeders are handed out first; besides the tracker replicas' own,
 	// a few more are enough to find a mirror among them.
-	ps, err := peers.Peers(ctx, ih, 8)
+	ps, err := peers.Peers(ctx, ih, 8, nil)
 	if err != nil {
 		return false
 	}

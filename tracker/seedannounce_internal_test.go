@@ -84,7 +84,7 @@ func TestGrowingBlobIsListedUntilDropped(t *testing.T) {
 	defer p.Close()
 	ih := metainfo.HashBytes(info)
 	listed := func() bool {
-		ps, err := peers.Peers(context.Background(), ih, 10)
+		ps, err := peers.Peers(context.Background(), ih, 10, nil)
 		return err == nil && len(ps) == 1 && ps[0].ID == srv.PeerID()
 	}
 

@@ -217,7 +217,7 @@ func TestStoppedRemovesPeer(t *testing.T) {
 	if got := decodePeers(t, d); len(got) != 0 {
 		t.Errorf("a stopping peer was handed %v", got)
 	}
-	peers, err := e.store.Peers(context.Background(), testIH, 10)
+	peers, err := e.store.Peers(context.Background(), testIH, 10, nil)
 	if err != nil || len(peers) != 1 || peers[0] != other {
 		t.Errorf("after stopped the swarm is %v (%v), want only %v", peers, err, other)
 	}
@@ -263,7 +263,7 @@ func TestIPParameter(t *testing.T) {
 			q := query(testIH, peerID(1), 6881, 10)
 			q.Set("ip", tc.ip)
 			e.announceOK(t, q)
-			peers, err := e.store.Peers(context.Background(), testIH, 10)
+			peers, err := e.store.Peers(context.Background(), testIH, 10, nil)
 			if err != nil || len(peers) != 1 {
 				t.Fatalf("swarm %v (%v), want the one peer", peers, err)
 			}

@@ -15,17 +15,21 @@ const (
 )
 
 type metrics struct {
-	announces *prometheus.CounterVec
+	announcesVec *prometheus.CounterVec
+	// announces are announcesVec's series by event, looked up once rather
+	// than by label on every announce.
+	announces map[tracker.AnnounceEvent]prometheus.Counter
 	failures  *prometheus.CounterVec
 	handedOut prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		announces: prometheus.NewCounterVec(prometheus.CounterOpts{
+		announcesVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobswarm_tracker_announces_total",
 			Help: "Announces accepted, by event (none for the periodic ones).",
 		}, []string{"event"}),
+		announces: make(map[tracker.AnnounceEvent]prometheus.Counter),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobswarm_tracker_announce_failures_total",
 			Help: "Announces answered with a failure reason, by why.",
@@ -37,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Every series exists from the start, so rates work before the first event.
 	for _, e := range []tracker.AnnounceEvent{tracker.None, tracker.Started, tracker.Completed, tracker.Stopped} {
-		m.announces.WithLabelValues(eventLabel(e))
+		m.announces[e] = m.announcesVec.WithLabelValues(eventLabel(e))
 	}
 	for _, r := range []string{failBadRequest, failRefused, failStore} {
 		m.failures.WithLabelValues(r)
@@ -45,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.announces, m.failures, m.handedOut} {
+	for _, c := range []prometheus.Collector{m.announcesVec, m.failures, m.handedOut} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register announce metrics: %w", err)
 		}

@@ -1,6 +1,7 @@
 package announce
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -62,5 +63,39 @@ func TestPickPeersShufflesEqualRanks(t *testing.T) {
 	}
 	if len(firstSeeder) < 2 || len(firstLeecher) < 2 {
 		t.Errorf("in 50 answers the first seeder was always one of %d and the first leecher one of %d", len(firstSeeder), len(firstLeecher))
+	}
+}
+
+// In pools of every size, with any mix of ranks, the answer is the most
+// complete peers of the pool in order of rank, each once.
+func TestPickPeersTakesTheMostComplete(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 300 {
+		pool := make([]peerstore.Peer, r.IntN(250))
+		for i := range pool {
+			// Lefts from 0 to 2^40, so that many ranks occur, some of them often.
+			pool[i] = testPeer(i, int64(r.IntN(3))*(int64(1)<<r.IntN(40)+r.Int64N(1000)))
+		}
+		want := r.IntN(60)
+		self := peerstore.Peer{ID: peerstore.PeerID{1, 1}, Addr: netip.MustParseAddrPort("10.9.9.9:1")}
+		got := pickPeers(slices.Clone(pool), self, want)
+		if len(got) != min(want, len(pool)) {
+			t.Fatalf("%d peers from a pool of %d for want %d", len(got), len(pool), want)
+		}
+		if !slices.IsSortedFunc(got, func(a, b peerstore.Peer) int { return rank(a) - rank(b) }) {
+			t.Fatalf("answer not in order of rank: %v", got)
+		}
+		handed := map[peerstore.PeerID]bool{}
+		for _, p := range got {
+			if handed[p.ID] || !slices.Contains(pool, p) {
+				t.Fatalf("answer %v repeats a peer or holds one not in the pool", got)
+			}
+			handed[p.ID] = true
+		}
+		for _, p := range pool {
+			if len(got) > 0 && !handed[p.ID] && rank(p) < rank(got[len(got)-1]) {
+				t.Fatalf("left out %v (rank %d) but handed out %v", p, rank(p), got[len(got)-1])
+			}
+		}
 	}
 }

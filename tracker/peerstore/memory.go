@@ -3,8 +3,12 @@ package peerstore
 import (
 	"container/heap"
 	"context"
+	"maps"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +29,8 @@ type MemoryOptions struct {
 // expiry, so an announce into a swarm of 2,000 costs about what one into a
 // swarm of 20 does. (Copying and shuffling the
 // whole swarm per announce made 2,000-peer swarms answer 5x slower.)
+// Each swarm has its own lock, so announces into different swarms do not
+// wait for one another, nor for a sweep.
 //
 // Expired peers are dropped when their swarm is read, and by a sweep of
 // all swarms that piggybacks on Announce once per SweepInterval. Memory
@@ -33,15 +39,20 @@ type MemoryOptions struct {
 type Memory struct {
 	now        func() time.Time
 	sweepEvery time.Duration
+	nextSweep  atomic.Int64 // Unix nanoseconds
 
-	mu        sync.Mutex
-	swarms    map[InfoHash]*memorySwarm
-	nextSweep time.Time
+	mu     sync.RWMutex // guards the map, not the swarms in it
+	swarms map[InfoHash]*memorySwarm
 }
 
 // memorySwarm is one swarm's peers, each in byID, in its group and in the
 // expiry heap.
 type memorySwarm struct {
+	ih InfoHash
+	mu sync.Mutex
+	// gone is set once the swarm, emptied, is out of Memory.swarms: whoever
+	// locks it after that looks its infohash up again.
+	gone   bool
 	byID   map[PeerID]*memorySlot
 	groups [2][]*memorySlot // by Seeder(): leechers, seeders
 	expiry expiryHeap
@@ -76,23 +87,44 @@ func NewMemory(opts MemoryOptions) *Memory {
 	if m.sweepEvery <= 0 {
 		m.sweepEvery = time.Minute
 	}
+	m.nextSweep.Store(math.MinInt64)
 	return m
+}
+
+// lock returns the swarm of ih locked, creating it if create is set, or
+// nil if there is none.
+func (m *Memory) lock(ih InfoHash, create bool) *memorySwarm {
+	for {
+		m.mu.RLock()
+		s := m.swarms[ih]
+		m.mu.RUnlock()
+		if s == nil {
+			if !create {
+				return nil
+			}
+			m.mu.Lock()
+			if s = m.swarms[ih]; s == nil {
+				s = &memorySwarm{ih: ih, byID: make(map[PeerID]*memorySlot)}
+				m.swarms[ih] = s
+			}
+			m.mu.Unlock()
+		}
+		s.mu.Lock()
+		if !s.gone {
+			return s
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Announce implements Store.
 func (m *Memory) Announce(_ context.Context, ih InfoHash, p Peer, ttl time.Duration) error {
 	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !now.Before(m.nextSweep) {
+	if next := m.nextSweep.Load(); now.UnixNano() >= next && m.nextSweep.CompareAndSwap(next, now.Add(m.sweepEvery).UnixNano()) {
 		m.sweep(now)
-		m.nextSweep = now.Add(m.sweepEvery)
 	}
-	s := m.swarms[ih]
-	if s == nil {
-		s = &memorySwarm{byID: make(map[PeerID]*memorySlot)}
-		m.swarms[ih] = s
-	}
+	s := m.lock(ih, true)
+	defer s.mu.Unlock()
 	expires := now.Add(ttl)
 	if slot := s.byID[p.ID]; slot != nil {
 		if group(slot.peer) != group(p) {
@@ -113,72 +145,85 @@ func (m *Memory) Announce(_ context.Context, ih InfoHash, p Peer, ttl time.Durat
 
 // Remove implements Store.
 func (m *Memory) Remove(_ context.Context, ih InfoHash, id PeerID) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.swarms[ih]
+	s := m.lock(ih, false)
 	if s == nil {
 		return nil
 	}
+	defer s.mu.Unlock()
 	if slot := s.byID[id]; slot != nil {
 		s.drop(slot)
 	}
-	if len(s.byID) == 0 {
-		delete(m.swarms, ih)
-	}
+	m.forgetIfEmpty(s)
 	return nil
 }
 
 // Peers implements Store: seeders first, a uniform sample of whichever
 // group does not fit whole.
-func (m *Memory) Peers(_ context.Context, ih InfoHash, limit int) ([]Peer, error) {
+func (m *Memory) Peers(_ context.Context, ih InfoHash, limit int, dst []Peer) ([]Peer, error) {
 	if limit <= 0 {
-		return nil, nil
+		return dst, nil
 	}
 	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.prune(ih, now)
+	s := m.lock(ih, false)
 	if s == nil {
-		return nil, nil
+		return dst, nil
 	}
-	out := make([]Peer, 0, min(limit, len(s.byID)))
-	out = s.sample(1, limit, out)
-	return s.sample(0, limit-len(out), out), nil
+	defer s.mu.Unlock()
+	if !m.prune(s, now) {
+		return dst, nil
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, min(limit, len(s.byID)))
+	dst = s.sample(1, limit, dst)
+	return s.sample(0, limit-(len(dst)-n), dst), nil
 }
 
 // Counts implements Store.
 func (m *Memory) Counts(_ context.Context, ih InfoHash) (seeders, leechers int, err error) {
 	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.prune(ih, now)
+	s := m.lock(ih, false)
 	if s == nil {
+		return 0, 0, nil
+	}
+	defer s.mu.Unlock()
+	if !m.prune(s, now) {
 		return 0, 0, nil
 	}
 	return len(s.groups[1]), len(s.groups[0]), nil
 }
 
-// prune drops the expired peers of one swarm and returns it, or nil once
-// it is empty. m.mu must be held.
-func (m *Memory) prune(ih InfoHash, now time.Time) *memorySwarm {
-	s := m.swarms[ih]
-	if s == nil {
-		return nil
-	}
+// prune drops the expired peers of a locked swarm and reports whether any
+// are left.
+func (m *Memory) prune(s *memorySwarm, now time.Time) bool {
 	for len(s.expiry) > 0 && !s.expiry[0].expires.After(now) {
 		s.drop(s.expiry[0])
 	}
-	if len(s.byID) == 0 {
-		delete(m.swarms, ih)
-		return nil
-	}
-	return s
+	return !m.forgetIfEmpty(s)
 }
 
-// sweep prunes every swarm. m.mu must be held.
+// forgetIfEmpty takes a locked swarm without peers out of the map.
+func (m *Memory) forgetIfEmpty(s *memorySwarm) bool {
+	if len(s.byID) > 0 {
+		return false
+	}
+	m.mu.Lock()
+	delete(m.swarms, s.ih)
+	m.mu.Unlock()
+	s.gone = true
+	return true
+}
+
+// sweep prunes every swarm, one at a time.
 func (m *Memory) sweep(now time.Time) {
-	for ih := range m.swarms {
-		m.prune(ih, now)
+	m.mu.RLock()
+	all := slices.Collect(maps.Values(m.swarms))
+	m.mu.RUnlock()
+	for _, s := range all {
+		s.mu.Lock()
+		if !s.gone {
+			m.prune(s, now)
+		}
+		s.mu.Unlock()
 	}
 }
 

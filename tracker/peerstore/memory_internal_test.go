@@ -81,7 +81,7 @@ func TestMemoryAgreesWithAModel(t *testing.T) {
 		if s != seeders || l != leechers {
 			t.Fatalf("step %d: Counts = %d seeders, %d leechers; want %d, %d", step, s, l, seeders, leechers)
 		}
-		all, err := m.Peers(ctx, ih, 100)
+		all, err := m.Peers(ctx, ih, 100, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -153,24 +154,24 @@ func (r *Redis) Remove(ctx context.Context, ih InfoHash, id PeerID) error {
 }
 
 // Peers implements Store.
-func (r *Redis) Peers(ctx context.Context, ih InfoHash, limit int) ([]Peer, error) {
+func (r *Redis) Peers(ctx context.Context, ih InfoHash, limit int, dst []Peer) ([]Peer, error) {
 	if limit <= 0 {
-		return nil, nil
+		return dst, nil
 	}
 	vals, err := redisPeers.Run(ctx, r.client, r.keys(ih),
 		r.now().UnixMilli(), limit, rand.Float64(), rand.Float64()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redis peers of swarm %x: %w", ih, err)
 	}
-	peers := make([]Peer, 0, len(vals))
+	dst = slices.Grow(dst, len(vals))
 	for _, v := range vals {
 		p, err := decodePeer([]byte(v))
 		if err != nil {
 			return nil, fmt.Errorf("redis peers of swarm %x: %w", ih, err)
 		}
-		peers = append(peers, p)
+		dst = append(dst, p)
 	}
-	return peers, nil
+	return dst, nil
 }
 
 // Counts implements Store.

@@ -35,11 +35,14 @@ type Store interface {
 	// Remove drops a peer from a swarm at once (event=stopped, blob evicted).
 	// Removing a peer that is not there is not an error.
 	Remove(ctx context.Context, ih InfoHash, id PeerID) error
-	// Peers returns up to limit live peers of the swarm, in no particular
-	// order. When the swarm holds more than limit peers, seeders are chosen
-	// before leechers and the rest of the choice varies from call to call, so
-	// that not every caller is handed the same subset.
-	Peers(ctx context.Context, ih InfoHash, limit int) ([]Peer, error)
+	// Peers appends up to limit live peers of the swarm to dst, in no
+	// particular order, and returns the extended slice. When the swarm holds
+	// more than limit peers, seeders are chosen before leechers and the rest
+	// of the choice varies from call to call, so that not every caller is
+	// handed the same subset. A caller that reuses dst from call to call
+	// saves an allocation per call (the tracker reads up to 201 peers per
+	// announce).
+	Peers(ctx context.Context, ih InfoHash, limit int, dst []Peer) ([]Peer, error)
 	// Counts returns how many live seeders and leechers the swarm has.
 	Counts(ctx context.Context, ih InfoHash) (seeders, leechers int, err error)
 }

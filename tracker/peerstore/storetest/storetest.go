@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +51,9 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Remove", testRemove},
 		{"Isolation", testIsolation},
 		{"Limit", testLimit},
+		{"AppendsToDst", testAppendsToDst},
 		{"Concurrent", testConcurrent},
+		{"ConcurrentEmptying", testConcurrentEmptying},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,7 +88,7 @@ func announce(t *testing.T, s peerstore.Store, ih peerstore.InfoHash, ttl time.D
 
 func peersOf(t *testing.T, s peerstore.Store, ih peerstore.InfoHash, limit int) []peerstore.Peer {
 	t.Helper()
-	got, err := s.Peers(context.Background(), ih, limit)
+	got, err := s.Peers(context.Background(), ih, limit, nil)
 	if err != nil {
 		t.Fatalf("Peers(%x, %d): %v", ih[:3], limit, err)
 	}
@@ -289,34 +292,30 @@ func testLimit(t *testing.T, s peerstore.Store, _ *Clock) {
 func testConcurrent(t *testing.T, s peerstore.Store, _ *Clock) {
 	const workers, each = 8, 25
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				p := peer(w*each+i, 1000)
+	concurrently(workers, func(w int) {
+		for i := range each {
+			p := peer(w*each+i, 1000)
+			if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
+				t.Errorf("Announce: %v", err)
+				return
+			}
+			if i%2 == 0 {
+				p.Left = 0
 				if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
 					t.Errorf("Announce: %v", err)
 					return
 				}
-				if i%2 == 0 {
-					p.Left = 0
-					if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
-						t.Errorf("Announce: %v", err)
-						return
-					}
-				}
-				if _, err := s.Peers(ctx, ih1, 10); err != nil {
-					t.Errorf("Peers: %v", err)
-					return
-				}
-				if _, _, err := s.Counts(ctx, ih1); err != nil {
-					t.Errorf("Counts: %v", err)
-					return
-				}
 			}
-		})
-	}
-	wg.Wait()
+			if _, err := s.Peers(ctx, ih1, 10, nil); err != nil {
+				t.Errorf("Peers: %v", err)
+				return
+			}
+			if _, _, err := s.Counts(ctx, ih1); err != nil {
+				t.Errorf("Counts: %v", err)
+				return
+			}
+		}
+	})
 	if t.Failed() {
 		return
 	}
@@ -332,4 +331,66 @@ func testConcurrent(t *testing.T, s peerstore.Store, _ *Clock) {
 	}
 	wantPeers(t, s, ih1, want...)
 	wantCounts(t, s, ih1, seeders, len(want)-seeders)
+}
+
+// Peers appends to the slice it is given and leaves what it held; the
+// limit counts only what it appends.
+func testAppendsToDst(t *testing.T, s peerstore.Store, _ *Clock) {
+	live := []peerstore.Peer{peer(1, 0), peer(2, 5)}
+	announce(t, s, ih1, time.Minute, live...)
+	held := peer(50, 7)
+	for limit, want := range map[int]int{10: 2, 1: 1, 0: 0} {
+		dst := make([]peerstore.Peer, 1, 8)
+		dst[0] = held
+		got, err := s.Peers(context.Background(), ih1, limit, dst)
+		if err != nil {
+			t.Fatalf("Peers: %v", err)
+		}
+		if len(got) != 1+want || got[0] != held {
+			t.Fatalf("Peers(limit %d) onto [%v] = %v, want it kept and %d peers after it", limit, held, got, want)
+		}
+		for _, p := range got[1:] {
+			if !slices.Contains(live, p) {
+				t.Fatalf("Peers(limit %d) appended %v, never announced", limit, p)
+			}
+		}
+	}
+}
+
+// While other callers keep emptying a swarm, and so ending it, a peer
+// announced into it is listed until it leaves.
+func testConcurrentEmptying(t *testing.T, s peerstore.Store, _ *Clock) {
+	const workers, each = 8, 200
+	ctx := context.Background()
+	concurrently(workers, func(w int) {
+		p := peer(w, 1000)
+		for range each {
+			if err := s.Announce(ctx, ih1, p, time.Minute); err != nil {
+				t.Errorf("Announce: %v", err)
+				return
+			}
+			peers, err := s.Peers(ctx, ih1, workers, nil)
+			if err != nil {
+				t.Errorf("Peers: %v", err)
+				return
+			}
+			if !slices.Contains(peers, p) {
+				t.Errorf("swarm %v lacks %v, announced and not yet removed", peers, p)
+				return
+			}
+			if err := s.Remove(ctx, ih1, p.ID); err != nil {
+				t.Errorf("Remove: %v", err)
+				return
+			}
+		}
+	})
+}
+
+// concurrently runs fn for each of n workers at once and waits for all.
+func concurrently(n int, fn func(w int)) {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() { fn(w) })
+	}
+	wg.Wait()
 }

@@ -88,15 +88,40 @@ func (p *Partial) Write(b []byte) (int, error) {
 		p.hashed = 0
 	}
 	p.hashTo(off)
-	n, err := p.f.WriteAt(b, off)
+	var n int
+	var err error
 	if p.hashed == off {
-		p.hash.Write(b[:n])
-		p.hashed += int64(n)
+		n, err = p.writeHashing(b, off)
+	} else {
+		n, err = p.f.WriteAt(b, off)
 	}
 	p.mu.Lock()
 	p.next = off + int64(n)
 	p.verified = max(p.verified, p.next)
 	p.mu.Unlock()
+	return n, err
+}
+
+// writeHashing writes b at off, the end of the hashed bytes, and hashes
+// it meanwhile on another core: on the origin's path the copy into the
+// page cache and sha256 cost about the same, and one after the other they
+// held a cold miss to half the origin's speed (BENCHMARKS.md 1b). A short
+// write leaves the hash covering bytes the file lacks, so it starts over
+// and Commit reads the file. Call with hashMu held.
+func (p *Partial) writeHashing(b []byte, off int64) (int, error) {
+	hashed := make(chan struct{})
+	go func() {
+		p.hash.Write(b)
+		close(hashed)
+	}()
+	n, err := p.f.WriteAt(b, off)
+	<-hashed
+	if n < len(b) {
+		p.hash.Reset()
+		p.hashed = 0
+		return n, err
+	}
+	p.hashed += int64(n)
 	return n, err
 }
 

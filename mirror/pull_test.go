@@ -362,6 +362,53 @@ func TestBytesFailingTheDigestAreNotStored(t *testing.T) {
 	}
 }
 
+// A client that asks while the blob is halfway in gets the same bytes as
+// the one that started the fetch: the half already written, then the rest
+// as it comes.
+func TestLateJoinerGetsTheWholeBlob(t *testing.T) {
+	blob := testBytes(4<<20 + 5)
+	d := digest.FromBytes(blob)
+	half := len(blob) / 2
+	written, release := make(chan struct{}, 2), make(chan struct{})
+	src := newFakeSource(func(_ context.Context, fl *flight.Flight) error {
+		if err := fl.Reserve(int64(len(blob))); err != nil {
+			return err
+		}
+		if _, err := fl.Write(blob[:half]); err != nil {
+			return err
+		}
+		written <- struct{}{}
+		<-release
+		_, err := fl.Write(blob[half:])
+		return err
+	})
+	f := newPullFixture(t, src)
+
+	first := make(chan []byte, 1)
+	go func() {
+		b, _ := f.fetchBody(t.Context(), d, "", nil)
+		first <- b
+	}()
+	<-written
+	late := make(chan []byte, 1)
+	headers := make(chan struct{}, 1)
+	go func() {
+		b, _ := f.fetchBody(t.Context(), d, "", headers)
+		late <- b
+	}()
+	<-headers
+	close(release)
+	for name, got := range map[string][]byte{"first": <-first, "late": <-late} {
+		if !bytes.Equal(got, blob) {
+			t.Errorf("%s client: %d bytes (match %v), want the blob", name, len(got), bytes.Equal(got, blob[:min(len(got), len(blob))]))
+		}
+	}
+	f.settled(t)
+	if n := src.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches, want the late client to join the first", n)
+	}
+}
+
 // A Range on a blob still arriving is answered from the verified prefix
 // at once, and a range past it waits for the source to verify more: the
 // unchecked bytes already in the file (a piece before its hash check)

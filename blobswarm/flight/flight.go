@@ -210,6 +210,41 @@ func (f *Flight) Progress(ctx context.Context, n int64) (int64, error) {
 	return n + more, err
 }
 
+// SendTo writes n bytes from off to w as they become available, from a
+// file of its own rather than through a buffer: an HTTP/1 response on a
+// TCP connection takes them with sendfile, straight from the page cache,
+// where reading them back into a buffer cost a copy per byte on a cold
+// miss. The caller must hold a reference (Acquire).
+func (f *Flight) SendTo(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
+	file, err := f.partial.Open()
+	if err != nil {
+		// Committed or aborted a moment ago: the shared file still has
+		// the bytes.
+		return io.Copy(w, f.NewReader(ctx, off, n))
+	}
+	defer file.Close()
+	if _, err := file.Seek(off, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("blob %s: %w", f.partial.Digest(), err)
+	}
+	var sent int64
+	for sent < n {
+		ready, err := f.waitFor(ctx, off+sent)
+		if err != nil {
+			return sent, fmt.Errorf("blob %s at offset %d: %w", f.partial.Digest(), off+sent, err)
+		}
+		want := min(ready, n-sent)
+		k, err := io.Copy(w, &io.LimitedReader{R: file, N: want})
+		sent += k
+		if err != nil {
+			return sent, err
+		}
+		if k < want {
+			return sent, fmt.Errorf("blob %s at offset %d: %w", f.partial.Digest(), off+sent, io.ErrUnexpectedEOF)
+		}
+	}
+	return sent, nil
+}
+
 // NewReader reads n bytes from off as they become available. The caller
 // must hold a reference (Acquire) for as long as it reads.
 func (f *Flight) NewReader(ctx context.Context, off, n int64) io.Reader {

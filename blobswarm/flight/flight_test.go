@@ -1,6 +1,7 @@
 package flight
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -108,5 +109,31 @@ func TestProgressFollowsTheVerifiedPrefix(t *testing.T) {
 	go fl.Finish(failed)
 	if _, err := fl.Progress(context.Background(), 6); !errors.Is(err, failed) {
 		t.Fatalf("Progress of a failed flight: %v, want its error", err)
+	}
+}
+
+// SendTo from an offset, started before the bytes are there, sends
+// exactly the span asked for as it arrives.
+func TestSendToSendsTheSpanAsItArrives(t *testing.T) {
+	data := []byte("0123456789abcdefghij")
+	fl, _ := newFlight(t, data)
+	if err := fl.Reserve(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	fl.Write(data[:5])
+	type result struct {
+		got []byte
+		err error
+	}
+	sent := make(chan result)
+	go func() {
+		var got bytes.Buffer
+		_, err := fl.SendTo(context.Background(), &got, 3, 12)
+		sent <- result{got.Bytes(), err}
+	}()
+	fl.Write(data[5:11])
+	fl.Write(data[11:])
+	if r := <-sent; r.err != nil || string(r.got) != string(data[3:15]) {
+		t.Fatalf("SendTo(3, 12) = %q, %v; want %q", r.got, r.err, data[3:15])
 	}
 }

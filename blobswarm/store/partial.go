@@ -198,6 +198,10 @@ func (p *Partial) hashTo(n int64) bool {
 // ReadAt reads what has been written so far.
 func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
 
+// Open opens the file again for one reader, with a file position of its
+// own for sendfile. It fails once Commit or Abort moved the name away.
+func (p *Partial) Open() (*os.File, error) { return os.Open(p.f.Name()) }
+
 // NoSpaceError says the disk has no room for a blob; nothing of it stays.
 type NoSpaceError struct {
 	Digest digest.Digest

@@ -321,8 +321,7 @@ func TestFetchErrorAfterBytesIsNotStored(t *testing.T) {
 			f := newPullFixture(t, src)
 
 			resp := f.get(t, d, "")
-			b, err := io.ReadAll(resp.Body)
-			if tc.written < len(blob) && err == nil && len(b) == len(blob) {
+			if b, err := io.ReadAll(resp.Body); err == nil && len(b) == len(blob) {
 				t.Fatalf("client got a complete %s answer from a failed fetch", resp.Status)
 			}
 			f.settled(t)
@@ -334,8 +333,9 @@ func TestFetchErrorAfterBytesIsNotStored(t *testing.T) {
 	}
 }
 
-// Bytes that do not hash to the digest are never stored, and the source
-// hears that the commit failed.
+// Bytes that do not hash to the digest are never stored, the client
+// streaming them gets a broken body rather than a complete one, and the
+// source hears that the commit failed.
 func TestBytesFailingTheDigestAreNotStored(t *testing.T) {
 	blob := testBytes(1 << 20)
 	d := digest.FromBytes(blob)
@@ -350,7 +350,10 @@ func TestBytesFailingTheDigestAreNotStored(t *testing.T) {
 	})
 	f := newPullFixture(t, src)
 
-	io.ReadAll(f.get(t, d, "").Body)
+	resp := f.get(t, d, "")
+	if b, err := io.ReadAll(resp.Body); err == nil && len(b) == len(blob) {
+		t.Fatalf("client got a complete %s answer of bytes that fail the digest", resp.Status)
+	}
 	f.settled(t)
 	f.checkNotStored(t, d)
 	if err := <-src.committed; !errors.Is(err, store.ErrDigestMismatch) {

@@ -31,6 +31,7 @@ type Flight struct {
 
 	mu      sync.Mutex
 	size    int64 // -1 until the source said how big the blob is
+	checked bool  // the bytes matched the digest: readers may have the last one
 	done    bool
 	err     error
 	refs    int
@@ -98,8 +99,18 @@ func (f *Flight) Advance(n int64) {
 func (f *Flight) Verified() int64 { return f.partial.Verified() }
 
 // Commit moves the blob into the store if its bytes match the digest; see
-// store.Partial.Commit.
-func (f *Flight) Commit() error { return f.partial.Commit() }
+// store.Partial.Commit. Readers get the blob's last byte once the digest
+// matched, without waiting for the file to be made durable.
+func (f *Flight) Commit() error {
+	if err := f.partial.Check(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.checked = true
+	f.notifyLocked()
+	f.mu.Unlock()
+	return f.partial.Commit()
+}
 
 // Abort discards the partial file.
 func (f *Flight) Abort() { f.partial.Abort() }
@@ -181,10 +192,15 @@ func (f *Flight) Wait(ctx context.Context) error {
 func (f *Flight) waitFor(ctx context.Context, off int64) (int64, error) {
 	for {
 		f.mu.Lock()
-		done, err, ch := f.done, f.err, f.changed
+		size, checked, done, err, ch := f.size, f.checked, f.done, f.err, f.changed
 		f.mu.Unlock()
 		// Read after the channel: growth from here on closes it.
 		avail := f.partial.Verified()
+		if avail == size && !checked && (!done || err != nil) {
+			// The last byte waits for the digest: a reader of bytes that
+			// fail it gets an error, never a complete blob.
+			avail--
+		}
 		if avail > off {
 			return avail - off, nil
 		}

@@ -70,9 +70,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 		m.log.Warn("blob stream ended early", "digest", ref.Digest, "sent", 0, "err", err)
 		panic(http.ErrAbortHandler)
 	}
-	buf, release := streamBuffer()
-	defer release()
-	n, err := io.CopyBuffer(writerOnly{w}, fl.NewReader(r.Context(), rng.Start, rng.Length()), *buf)
+	n, err := streamFlight(r.Context(), w, fl, rng)
 	m.metrics.bytesServed.Add(float64(n))
 	if err != nil {
 		m.log.Warn("blob stream ended early", "digest", ref.Digest, "sent", n, "err", err)
@@ -215,33 +213,33 @@ func (m *Mirror) headUpstreamBlob(w http.ResponseWriter, r *http.Request, ref oc
 	m.blobHeaders(w, r, ref, resp.ContentLength)
 }
 
-// copyBuffers are the buffers blobs stream through on a miss. 1 MiB instead
-// of io.Copy's 32 KiB: every chunk costs a file write, a read back and a
-// reader wake-up, and at 32 KiB that overhead held a cold miss to a quarter
+// copyBuffers are the buffers blobs are fetched through on a miss. 1 MiB
+// instead of io.Copy's 32 KiB: every chunk costs a file write and a wake-up
+// of the readers, and at 32 KiB that overhead held a cold miss to a quarter
 // of the origin's throughput (see BENCHMARKS.md).
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// bigStreams counts the client streams of a miss reading through a 1 MiB
-// copy buffer. There is one stream per client, not per fetch: 500 clients
-// of one cold blob held 500 such buffers, 550 MiB of RSS. Past
-// maxBigStreams a stream gets a small buffer instead: more CPU per byte
-// (BENCHMARKS.md, Load), but memory that grows by 64 KiB per client.
-var bigStreams atomic.Int64
+// ownFileStreams counts the client streams of a miss that send from a
+// descriptor of their own (Flight.SendTo: sendfile, no copy through a
+// buffer). Past maxOwnFileStreams a stream reads the shared partial file
+// through a 64 KiB buffer instead: 500 clients of one cold blob would
+// otherwise hold 500 more open files (BENCHMARKS.md, Load).
+var ownFileStreams atomic.Int64
 
-const maxBigStreams = 32
+const maxOwnFileStreams = 32
 
 var smallBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-// streamBuffer returns the buffer one client stream copies through and
-// the function that gives it back.
-func streamBuffer() (*[]byte, func()) {
-	if bigStreams.Add(1) <= maxBigStreams {
-		buf := copyBuffers.Get().(*[]byte)
-		return buf, func() { copyBuffers.Put(buf); bigStreams.Add(-1) }
+// streamFlight sends rng of an in-flight blob to a client as it arrives.
+func streamFlight(ctx context.Context, w io.Writer, fl *flight.Flight, rng byterange.Range) (int64, error) {
+	if ownFileStreams.Add(1) <= maxOwnFileStreams {
+		defer ownFileStreams.Add(-1)
+		return fl.SendTo(ctx, w, rng.Start, rng.Length())
 	}
-	bigStreams.Add(-1)
+	ownFileStreams.Add(-1)
 	buf := smallBuffers.Get().(*[]byte)
-	return buf, func() { smallBuffers.Put(buf) }
+	defer smallBuffers.Put(buf)
+	return io.CopyBuffer(writerOnly{w}, fl.NewReader(ctx, rng.Start, rng.Length()), *buf)
 }
 
 // writerOnly hides the ResponseWriter's ReadFrom, which would otherwise

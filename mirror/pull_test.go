@@ -321,8 +321,7 @@ func TestFetchErrorAfterBytesIsNotStored(t *testing.T) {
 			f := newPullFixture(t, src)
 
 			resp := f.get(t, d, "")
-			b, err := io.ReadAll(resp.Body)
-			if tc.written < len(blob) && err == nil && len(b) == len(blob) {
+			if b, err := io.ReadAll(resp.Body); err == nil && len(b) == len(blob) {
 				t.Fatalf("client got a complete %s answer from a failed fetch", resp.Status)
 			}
 			f.settled(t)
@@ -334,8 +333,9 @@ func TestFetchErrorAfterBytesIsNotStored(t *testing.T) {
 	}
 }
 
-// Bytes that do not hash to the digest are never stored, and the source
-// hears that the commit failed.
+// Bytes that do not hash to the digest are never stored, the client
+// streaming them gets a broken body rather than a complete one, and the
+// source hears that the commit failed.
 func TestBytesFailingTheDigestAreNotStored(t *testing.T) {
 	blob := testBytes(1 << 20)
 	d := digest.FromBytes(blob)
@@ -350,7 +350,10 @@ func TestBytesFailingTheDigestAreNotStored(t *testing.T) {
 	})
 	f := newPullFixture(t, src)
 
-	io.ReadAll(f.get(t, d, "").Body)
+	resp := f.get(t, d, "")
+	if b, err := io.ReadAll(resp.Body); err == nil && len(b) == len(blob) {
+		t.Fatalf("client got a complete %s answer of bytes that fail the digest", resp.Status)
+	}
 	f.settled(t)
 	f.checkNotStored(t, d)
 	if err := <-src.committed; !errors.Is(err, store.ErrDigestMismatch) {
@@ -359,6 +362,53 @@ func TestBytesFailingTheDigestAreNotStored(t *testing.T) {
 	io.ReadAll(f.get(t, d, "").Body)
 	if n := src.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches, want a new one after the mismatch", n)
+	}
+}
+
+// A client that asks while the blob is halfway in gets the same bytes as
+// the one that started the fetch: the half already written, then the rest
+// as it comes.
+func TestLateJoinerGetsTheWholeBlob(t *testing.T) {
+	blob := testBytes(4<<20 + 5)
+	d := digest.FromBytes(blob)
+	half := len(blob) / 2
+	written, release := make(chan struct{}, 2), make(chan struct{})
+	src := newFakeSource(func(_ context.Context, fl *flight.Flight) error {
+		if err := fl.Reserve(int64(len(blob))); err != nil {
+			return err
+		}
+		if _, err := fl.Write(blob[:half]); err != nil {
+			return err
+		}
+		written <- struct{}{}
+		<-release
+		_, err := fl.Write(blob[half:])
+		return err
+	})
+	f := newPullFixture(t, src)
+
+	first := make(chan []byte, 1)
+	go func() {
+		b, _ := f.fetchBody(t.Context(), d, "", nil)
+		first <- b
+	}()
+	<-written
+	late := make(chan []byte, 1)
+	headers := make(chan struct{}, 1)
+	go func() {
+		b, _ := f.fetchBody(t.Context(), d, "", headers)
+		late <- b
+	}()
+	<-headers
+	close(release)
+	for name, got := range map[string][]byte{"first": <-first, "late": <-late} {
+		if !bytes.Equal(got, blob) {
+			t.Errorf("%s client: %d bytes (match %v), want the blob", name, len(got), bytes.Equal(got, blob[:min(len(got), len(blob))]))
+		}
+	}
+	f.settled(t)
+	if n := src.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches, want the late client to join the first", n)
 	}
 }
 

@@ -1,6 +1,7 @@
 package flight
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -108,5 +109,75 @@ func TestProgressFollowsTheVerifiedPrefix(t *testing.T) {
 	go fl.Finish(failed)
 	if _, err := fl.Progress(context.Background(), 6); !errors.Is(err, failed) {
 		t.Fatalf("Progress of a failed flight: %v, want its error", err)
+	}
+}
+
+// SendTo from an offset, started before the bytes are there, sends
+// exactly the span asked for as it arrives.
+func TestSendToSendsTheSpanAsItArrives(t *testing.T) {
+	data := []byte("0123456789abcdefghij")
+	fl, _ := newFlight(t, data)
+	if err := fl.Reserve(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	fl.Write(data[:5])
+	type result struct {
+		got []byte
+		err error
+	}
+	sent := make(chan result)
+	go func() {
+		var got bytes.Buffer
+		_, err := fl.SendTo(context.Background(), &got, 3, 12)
+		sent <- result{got.Bytes(), err}
+	}()
+	fl.Write(data[5:11])
+	fl.Write(data[11:])
+	if r := <-sent; r.err != nil || string(r.got) != string(data[3:15]) {
+		t.Fatalf("SendTo(3, 12) = %q, %v; want %q", r.got, r.err, data[3:15])
+	}
+}
+
+// The last byte of the blob goes out only once the bytes matched the
+// digest: a reader of bytes that fail it gets everything but the last
+// byte and then the failure, never what looks like a complete blob.
+func TestLastByteWaitsForTheDigest(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		wrong bool
+	}{{"match", false}, {"mismatch", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := []byte("0123456789")
+			fl, _ := newFlight(t, want)
+			if err := fl.Reserve(int64(len(want))); err != nil {
+				t.Fatal(err)
+			}
+			written := bytes.Clone(want)
+			if tc.wrong {
+				written[9] = 'X'
+			}
+			fl.Write(written)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			var early bytes.Buffer
+			if _, err := fl.SendTo(ctx, &early, 0, int64(len(want))); !errors.Is(err, context.Canceled) || early.String() != "012345678" {
+				t.Fatalf("before the check: SendTo sent %q, %v; want all but the last byte, then waiting", early.String(), err)
+			}
+			err := fl.Commit()
+			if tc.wrong != errors.Is(err, store.ErrDigestMismatch) {
+				t.Fatalf("Commit = %v", err)
+			}
+			if tc.wrong {
+				fl.Finish(err)
+			}
+			var got bytes.Buffer
+			_, sendErr := fl.SendTo(context.Background(), &got, 0, int64(len(want)))
+			switch {
+			case tc.wrong && (sendErr == nil || got.Len() == len(want)):
+				t.Fatalf("after the mismatch: SendTo sent %q, %v; want an error before the last byte", got.String(), sendErr)
+			case !tc.wrong && (sendErr != nil || got.String() != string(want)):
+				t.Fatalf("after the commit: SendTo sent %q, %v; want the blob", got.String(), sendErr)
+			}
+		})
 	}
 }

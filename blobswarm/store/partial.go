@@ -31,9 +31,9 @@ var ErrDigestMismatch = errors.New("content does not match digest")
 // the hash follows the prefix in the background, off the caller's path
 // (torrent storage advances from anacrolix's piece hashers, and hashing a
 // long prefix there would hold back the pieces after it). Either way
-// Commit only hashes what the hash has not reached, and it alone judges:
-// a hash that could not keep up just leaves it more to read. Concurrent
-// ReadAt is safe.
+// Check (Commit's first step) only hashes what the hash has not reached,
+// and it alone judges: a hash that could not keep up just leaves it more
+// to read. Concurrent ReadAt is safe.
 type Partial struct {
 	store  *Store
 	digest digest.Digest
@@ -43,7 +43,8 @@ type Partial struct {
 	verified int64
 	next     int64 // where Write goes: the end of the prefix, or less after Rewind
 	hashing  bool  // a goroutine is bringing the hash up to the prefix
-	finished bool
+	finished bool  // Check or Abort ran: the bytes are judged or gone
+	checked  bool  // they matched the digest, and Commit has yet to store them
 
 	// hashMu guards the hash apart from mu: hashing takes long, and
 	// Advance must not wait for it.
@@ -88,15 +89,40 @@ func (p *Partial) Write(b []byte) (int, error) {
 		p.hashed = 0
 	}
 	p.hashTo(off)
-	n, err := p.f.WriteAt(b, off)
+	var n int
+	var err error
 	if p.hashed == off {
-		p.hash.Write(b[:n])
-		p.hashed += int64(n)
+		n, err = p.writeHashing(b, off)
+	} else {
+		n, err = p.f.WriteAt(b, off)
 	}
 	p.mu.Lock()
 	p.next = off + int64(n)
 	p.verified = max(p.verified, p.next)
 	p.mu.Unlock()
+	return n, err
+}
+
+// writeHashing writes b at off, the end of the hashed bytes, and hashes
+// it meanwhile on another core: on the origin's path the copy into the
+// page cache and sha256 cost about the same, and one after the other they
+// held a cold miss to half the origin's speed (BENCHMARKS.md 1b). A short
+// write leaves the hash covering bytes the file lacks, so it starts over
+// and Check reads the file. Call with hashMu held.
+func (p *Partial) writeHashing(b []byte, off int64) (int, error) {
+	hashed := make(chan struct{})
+	go func() {
+		p.hash.Write(b)
+		close(hashed)
+	}()
+	n, err := p.f.WriteAt(b, off)
+	<-hashed
+	if n < len(b) {
+		p.hash.Reset()
+		p.hashed = 0
+		return n, err
+	}
+	p.hashed += int64(n)
 	return n, err
 }
 
@@ -132,7 +158,7 @@ func (p *Partial) Advance(n int64) bool {
 }
 
 // hashVerified brings the hash up to the verified prefix until it stops
-// growing, the partial is finished, or the file cannot be read (Commit
+// growing, the partial is finished, or the file cannot be read (Check
 // then reads it all again and says why).
 func (p *Partial) hashVerified() {
 	p.hashMu.Lock()
@@ -173,6 +199,10 @@ func (p *Partial) hashTo(n int64) bool {
 // ReadAt reads what has been written so far.
 func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
 
+// Open opens the file again for one reader, with a file position of its
+// own for sendfile. It fails once the file was stored or discarded.
+func (p *Partial) Open() (*os.File, error) { return os.Open(p.f.Name()) }
+
 // NoSpaceError says the disk has no room for a blob; nothing of it stays.
 type NoSpaceError struct {
 	Digest digest.Digest
@@ -200,17 +230,16 @@ func (p *Partial) Reserve(size int64) error {
 	return nil
 }
 
-// Commit verifies the content against the digest, makes it durable and moves
-// it into the store. On a mismatch the partial is discarded and
-// ErrDigestMismatch returned. The file stays open for readers either way;
-// Close releases it.
-func (p *Partial) Commit() error {
+// Check hashes what the hash has not reached and compares the content
+// with the digest. On a mismatch the partial is discarded and
+// ErrDigestMismatch returned. The bytes must not change after it.
+func (p *Partial) Check() error {
 	p.mu.Lock()
 	finished := p.finished
 	p.finished = true
 	p.mu.Unlock()
 	if finished {
-		return errors.New("partial already committed or aborted")
+		return errors.New("partial already checked or aborted")
 	}
 	// A hashing goroutine sees finished and stops at its next turn.
 	p.hashMu.Lock()
@@ -223,6 +252,26 @@ func (p *Partial) Commit() error {
 	if got := digest.NewDigest(p.digest.Algorithm(), h); got != p.digest {
 		os.Remove(p.f.Name())
 		return fmt.Errorf("%w: want %s, got %s", ErrDigestMismatch, p.digest, got)
+	}
+	p.mu.Lock()
+	p.checked = true
+	p.mu.Unlock()
+	return nil
+}
+
+// Commit checks the content against the digest, unless Check did, makes
+// it durable and moves it into the store. On a mismatch the partial is
+// discarded and ErrDigestMismatch returned. The file stays open for
+// readers either way; Close releases it.
+func (p *Partial) Commit() error {
+	p.mu.Lock()
+	checked := p.checked
+	p.checked = false // a second Commit fails in Check
+	p.mu.Unlock()
+	if !checked {
+		if err := p.Check(); err != nil {
+			return err
+		}
 	}
 	if err := p.f.Sync(); err != nil {
 		os.Remove(p.f.Name())
@@ -242,7 +291,7 @@ func (p *Partial) Commit() error {
 	return durable.SyncDir(filepath.Dir(final))
 }
 
-// Abort discards the partial file; a no-op after Commit.
+// Abort discards the partial file; a no-op after Check or Commit.
 func (p *Partial) Abort() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

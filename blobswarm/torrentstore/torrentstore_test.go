@@ -135,7 +135,7 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 		{3, false, pl}, // written but failed its hash: not complete
 		{1, true, 3 * pl},
 		{3, true, 4 * pl},
-		{4, true, info.Length},
+		{4, true, info.Length - 1}, // the last byte waits for the digest
 	}
 	for _, step := range steps {
 		writePiece(t, ti, info, b, step.piece)
@@ -161,6 +161,9 @@ func TestInFlightAdvancesVerifiedPrefix(t *testing.T) {
 	// partial's file is closed, and seeding goes on from the store.
 	if err := fl.Commit(); err != nil {
 		t.Fatal(err)
+	}
+	if got := readable(t, fl, info.Length); !bytes.Equal(got, b) {
+		t.Fatalf("after the commit readers see %d bytes (match %v), want the blob", len(got), bytes.Equal(got, b[:len(got)]))
 	}
 	if err := blob.Promote(); err != nil {
 		t.Fatal(err)

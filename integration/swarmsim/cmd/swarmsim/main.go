@@ -1,0 +1,116 @@
+// Command swarmsim predicts rollouts with the fleet simulator
+// (integration/swarmsim): first the measured shapes it is checked against,
+// measured and predicted side by side, then the given fleet sizes of one
+// shape, with all done, p50 and p95 over the limit and their growth per
+// doubling of the fleet.
+//
+//	go run ./integration/swarmsim/cmd/swarmsim -hosts 4,8,16,32,64,1000,10000 -size 16MiB -layers 2 -link 10mbit
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/blobswarm/blobswarm/integration/fleetbench"
+	"github.com/blobswarm/blobswarm/integration/netlab"
+	"github.com/blobswarm/blobswarm/integration/swarmsim"
+)
+
+func main() {
+	if err := run(); err != nil {
+		slog.Error("swarmsim", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	shape := swarmsim.Shape{Layers: 2, Image: 16 << 20, Host: 10e6, Origin: 100e6, Tracker: 100e6}
+	p := swarmsim.Defaults()
+	hosts := []int{4, 8, 16, 32, 64, 1000, 10000}
+	fs := flag.NewFlagSet("swarmsim", flag.ContinueOnError)
+	fs.Func("hosts", "comma-separated fleet sizes (default 4,8,16,32,64,1000,10000)", func(s string) error {
+		hosts = nil
+		for f := range strings.SplitSeq(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("-hosts %q: %w", s, err)
+			}
+			hosts = append(hosts, n)
+		}
+		return nil
+	})
+	fs.Func("size", "image size (default 16MiB)", func(s string) (err error) {
+		shape.Image, err = fleetbench.ParseSize(s)
+		return err
+	})
+	fs.IntVar(&shape.Layers, "layers", shape.Layers, "layers the image is split into")
+	rate := func(name string, dst *float64) {
+		fs.Func(name, fmt.Sprintf("link rate, tc syntax (default %gmbit)", *dst/1e6), func(s string) error {
+			r, err := netlab.ParseRate(s)
+			*dst = float64(r)
+			return err
+		})
+	}
+	rate("link", &shape.Host)
+	rate("origin-link", &shape.Origin)
+	rate("tracker-link", &shape.Tracker)
+	fs.Float64Var(&p.TrackerRate, "tracker-rate", p.TrackerRate, "requests a second the tracker answers at start-up")
+	fs.Uint64Var(&p.Seed, "seed", p.Seed, "random seed")
+	fs.Float64Var(&p.Step, "step", p.Step, "coarsest time step, as a share of a piece's time at a host's link")
+	calibration := fs.Bool("calibration", true, "first print the measured shapes, measured and predicted")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	if *calibration {
+		if err := printCalibration(p); err != nil {
+			return err
+		}
+	}
+	return printSweep(shape, hosts, p)
+}
+
+func printCalibration(p swarmsim.Params) error {
+	fmt.Println("calibration: fleet bench all done (median of runs) against the model")
+	fmt.Printf("%-62s %9s %9s %7s\n", "shape", "measured", "model", "error")
+	for _, m := range swarmsim.Measured {
+		r, err := swarmsim.Run(m.Shape, p)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-62v %7.2f s %7.2f s %+6.1f%%\n", m.Shape, m.Median(), r.AllDone(), 100*(r.AllDone()/m.Median()-1))
+	}
+	fmt.Println()
+	return nil
+}
+
+func printSweep(shape swarmsim.Shape, hosts []int, p swarmsim.Params) error {
+	shape.Hosts = 1
+	fmt.Printf("prediction: %d MiB in %d layers, host links %gM, origin %gM, tracker %gM; limit %.2f s; piece %d KiB\n",
+		shape.Image>>20, shape.Layers, shape.Host/1e6, shape.Origin/1e6, shape.Tracker/1e6, shape.Limit(), shape.PieceLength()>>10)
+	fmt.Printf("%6s %10s %9s %7s %7s %14s %10s\n", "hosts", "all done", "x limit", "p50 x", "p95 x", "seeder/image", "sim took")
+	var pts []fleetbench.SweepPoint
+	for _, n := range hosts {
+		shape.Hosts = n
+		start := time.Now()
+		r, err := swarmsim.Run(shape, p)
+		if err != nil {
+			return err
+		}
+		l := shape.Limit()
+		pt := fleetbench.SweepPoint{Nodes: n, Runs: 1, AllDoneSeconds: r.AllDone(),
+			AllDone: r.AllDone() / l, P50: r.Quantile(0.5) / l, P95: r.Quantile(0.95) / l}
+		pts = append(pts, pt)
+		fmt.Printf("%6d %8.2f s %9.2f %7.2f %7.2f %14.2f %10s\n", n, pt.AllDoneSeconds, pt.AllDone, pt.P50, pt.P95,
+			r.SeederBytes/float64(shape.Image), time.Since(start).Round(time.Millisecond))
+	}
+	fmt.Printf("growth per doubling (least squares over log2 hosts): all done %+.3fx, p50 %+.3fx, p95 %+.3fx\n",
+		fleetbench.GrowthPerDoubling(pts, func(p fleetbench.SweepPoint) float64 { return p.AllDone }),
+		fleetbench.GrowthPerDoubling(pts, func(p fleetbench.SweepPoint) float64 { return p.P50 }),
+		fleetbench.GrowthPerDoubling(pts, func(p fleetbench.SweepPoint) float64 { return p.P95 }))
+	return nil
+}

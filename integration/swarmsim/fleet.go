@@ -1,0 +1,524 @@
+package swarmsim
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/blobswarm/blobswarm/blobswarm/superseed"
+)
+
+// seeder stands for the tracker's seeder where a host index would be.
+const seeder = -1
+
+// fleet is the state of one rollout in simulated time (seconds).
+type fleet struct {
+	shape Shape
+	p     Params
+	rng   *rand.Rand
+	now   float64
+	base  time.Time // what now is counted from, for the seeder's policy
+
+	blobs []*blob
+	hosts []*host
+	// links: host i's uplink is i, its downlink n+i; then the seeder's
+	// uplink, the tracker's downlink and the origin's uplink.
+	caps []float64
+
+	fair      fairShare
+	pairs     [][2]int // links of each transfer and read, for fair
+	rates     []float64
+	transfers []transfer
+	// changed says transfers or reads started or ended since the links
+	// were last shared: otherwise the rates stand.
+	changed  bool
+	reads    []*read // origin reads under way
+	nextRead int     // the next blob to read from the origin
+
+	// announces are due in time order: a host's first starts it, every
+	// later one comes Reannounce after the one before (a FIFO stays
+	// sorted).
+	announces []announce
+	nextTick  float64
+	started   []int // hosts that announced, in order
+	dirty     []int // hosts that may start a transfer
+	finished  int
+
+	originBytes, seederBytes float64
+	seederUploads            int
+	pieceTime                float64 // one piece at a host's link, seconds
+}
+
+// blob is one layer's torrent as the tracker sees it.
+type blob struct {
+	size, pieceLen int64
+	pieces         int
+	policy         *superseed.Policy
+	held           int // pieces the seeder has, a prefix
+	// completeKnown says a mirror with the whole blob announced: the
+	// tracker's peer store has a seeder that is a mirror (tracker
+	// mirrorHasAll), so the seeder's next tick sets elsewhere.
+	completeKnown bool
+}
+
+type host struct {
+	start, done float64
+	blobs       []hostBlob
+	uploads     int // transfers from this host under way
+	incomplete  int // blobs not whole yet
+	announced   bool
+	dirty       bool // in fleet.dirty
+}
+
+// hostBlob is one host's torrent of one blob: anacrolix's view.
+type hostBlob struct {
+	has, busy, offered []bool
+	// avail counts connected peers that have each piece (anacrolix's
+	// availability, from their bitfields and haves).
+	avail   []int32
+	missing int
+	conns   []int32
+	sources []int32 // peers a transfer of this blob comes from now
+}
+
+// transfer is one piece crossing one peer connection.
+type transfer struct {
+	from, to    int
+	blob, piece int
+	left, rate  float64
+}
+
+// read is one blob body coming from the origin into the seeder.
+type read struct {
+	blob          int
+	arrived, rate float64
+}
+
+type announce struct {
+	at   float64
+	host int
+}
+
+func newFleet(s Shape, p Params) *fleet {
+	f := &fleet{shape: s, p: p, rng: rand.New(rand.NewPCG(p.Seed, uint64(s.Hosts))), base: time.Unix(0, 0)}
+	n := s.Hosts
+	down := s.Host / 8 * p.WireEfficiency
+	f.caps = make([]float64, 2*n+3)
+	for i := range n {
+		f.caps[i] = min(down, s.Host/8*p.UploadCap)
+		f.caps[n+i] = down
+	}
+	f.caps[f.seederUp()] = s.Tracker / 8 * p.WireEfficiency
+	f.caps[f.trackerDown()] = s.Tracker / 8 * p.WireEfficiency
+	f.caps[f.originUp()] = s.Origin / 8 * p.WireEfficiency
+	f.pieceTime = float64(s.PieceLength()) / down
+
+	layer, pl := s.layerSize(), s.PieceLength()
+	for range s.Layers {
+		pieces := int((layer + pl - 1) / pl)
+		f.blobs = append(f.blobs, &blob{size: layer, pieceLen: pl, pieces: pieces,
+			policy: superseed.NewPolicy(pieces, p.SeedWindow, p.Patience)})
+	}
+	for _, at := range f.startTimes() {
+		h := &host{start: at, done: -1, incomplete: s.Layers}
+		for _, b := range f.blobs {
+			h.blobs = append(h.blobs, hostBlob{
+				has: make([]bool, b.pieces), busy: make([]bool, b.pieces), offered: make([]bool, b.pieces),
+				avail: make([]int32, b.pieces), missing: b.pieces,
+			})
+		}
+		f.hosts = append(f.hosts, h)
+	}
+	for i, h := range f.hosts {
+		f.announces = append(f.announces, announce{at: h.start, host: i})
+	}
+	slices.SortStableFunc(f.announces, func(a, b announce) int { return cmpFloat(a.at, b.at) })
+	return f
+}
+
+// startTimes is when each host announces: the calibrated start-up, plus
+// its place in the tracker's queue of start-up requests, the hosts' order
+// in it random.
+func (f *fleet) startTimes() []float64 {
+	perHost := float64(1+3*f.shape.Layers) / f.p.TrackerRate
+	at := make([]float64, f.shape.Hosts)
+	for k, i := range f.rng.Perm(f.shape.Hosts) {
+		at[i] = f.p.StartUp.Seconds() + float64(k+1)*perHost
+	}
+	return at
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (f *fleet) seederUp() int    { return 2 * f.shape.Hosts }
+func (f *fleet) trackerDown() int { return 2*f.shape.Hosts + 1 }
+func (f *fleet) originUp() int    { return 2*f.shape.Hosts + 2 }
+func (f *fleet) up(i int) int {
+	if i == seeder {
+		return f.seederUp()
+	}
+	return i
+}
+func (f *fleet) clock() time.Time { return f.base.Add(time.Duration(f.now * float64(time.Second))) }
+
+// step handles what is due now, starts what can start, shares the links
+// and moves time on to the next thing that happens.
+func (f *fleet) step() {
+	f.due()
+	f.startReads()
+	for _, i := range f.dirty {
+		f.fetch(i)
+	}
+	f.dirty = f.dirty[:0]
+	f.share()
+	f.advance(f.nextDt())
+}
+
+// due handles the announces and the seeder's tick that are due.
+func (f *fleet) due() {
+	for len(f.announces) > 0 && f.announces[0].at <= f.now {
+		a := f.announces[0]
+		f.announces = f.announces[1:]
+		f.announce(a.host)
+		if f.hosts[a.host].incomplete > 0 || !f.allKnownComplete() {
+			f.announces = append(f.announces, announce{at: a.at + f.p.Reannounce.Seconds(), host: a.host})
+		}
+	}
+	if f.now >= f.nextTick {
+		// superseed.Server.tick: every Patience/4, elsewhere from the
+		// tracker's peer store, then the policy's tick.
+		for b, bl := range f.blobs {
+			bl.policy.SetElsewhere(bl.completeKnown)
+			f.offer(b, bl.policy.Tick(f.clock()))
+		}
+		f.nextTick += f.p.Patience.Seconds() / 4
+	}
+}
+
+func (f *fleet) allKnownComplete() bool {
+	for _, b := range f.blobs {
+		if !b.completeKnown {
+			return false
+		}
+	}
+	return true
+}
+
+// announce is one host's announce for each blob: the first one starts
+// it; every one connects it to up to MaxPeers peers among those that
+// announced (tracker/announce pickPeers: leechers that started together
+// all rank alike, so at random), and tells the tracker of a blob it has
+// whole.
+func (f *fleet) announce(i int) {
+	h := f.hosts[i]
+	first := !h.announced
+	if first {
+		h.announced = true
+		for b, bl := range f.blobs {
+			// The seeder ranks first in every answer: every mirror
+			// connects to it (superseed.blob.add, handout.join).
+			f.offer(b, bl.policy.Join(i, f.clock()))
+		}
+		f.markDirty(i)
+	}
+	for b := range f.blobs {
+		if h.blobs[b].missing == 0 {
+			f.blobs[b].completeKnown = true
+		}
+		for _, j := range f.pick(i) {
+			f.connect(b, i, j)
+		}
+	}
+	if first {
+		f.started = append(f.started, i)
+	}
+}
+
+// pick is an announce answer: up to MaxPeers distinct hosts that
+// announced before, never i itself.
+func (f *fleet) pick(i int) []int {
+	pool := len(f.started)
+	if pool <= f.p.MaxPeers {
+		return slices.DeleteFunc(slices.Clone(f.started), func(j int) bool { return j == i })
+	}
+	seen := map[int]bool{i: true}
+	var out []int
+	for len(out) < f.p.MaxPeers {
+		j := f.started[f.rng.IntN(pool)]
+		if !seen[j] {
+			seen[j] = true
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// connect opens a peer connection for blob b unless there is one or
+// either side is at MaxConns; each side learns what the other has.
+func (f *fleet) connect(b, i, j int) {
+	hi, hj := &f.hosts[i].blobs[b], &f.hosts[j].blobs[b]
+	if len(hi.conns) >= f.p.MaxConns || len(hj.conns) >= f.p.MaxConns || slices.Contains(hi.conns, int32(j)) {
+		return
+	}
+	hi.conns, hj.conns = append(hi.conns, int32(j)), append(hj.conns, int32(i))
+	for p := range hi.has {
+		if hj.has[p] {
+			hi.avail[p]++
+		}
+		if hi.has[p] {
+			hj.avail[p]++
+		}
+	}
+	f.markDirty(i)
+	f.markDirty(j)
+}
+
+// offer applies the seeder's offers: the peer may now ask the seeder for
+// the piece (superseed.conn.request refuses anything else).
+func (f *fleet) offer(b int, offers []superseed.Offer) {
+	for _, o := range offers {
+		f.hosts[o.Peer].blobs[b].offered[o.Piece] = true
+		f.markDirty(o.Peer)
+	}
+}
+
+// markDirty queues a host that may start a transfer, once it announced.
+func (f *fleet) markDirty(i int) {
+	h := f.hosts[i]
+	if h.announced && !h.dirty {
+		h.dirty = true
+		f.dirty = append(f.dirty, i)
+	}
+}
+
+// startReads starts origin reads in the order the blobs were asked for,
+// OriginReads at a time (tracker/seeder readQueue), once the first
+// mirror asked.
+func (f *fleet) startReads() {
+	if len(f.started) == 0 {
+		return
+	}
+	for len(f.reads) < f.p.OriginReads && f.nextRead < len(f.blobs) {
+		f.reads = append(f.reads, &read{blob: f.nextRead})
+		f.changed = true
+		f.nextRead++
+	}
+}
+
+// fetch starts transfers for host i, as anacrolix requests them: the
+// rarest piece among its connections that it lacks and is not getting,
+// from a connected peer that has it and sends it nothing yet, one piece
+// per connection at a time (a connection's requests are answered in
+// order, so it carries one piece after the other). The seeder counts as
+// having only what it offered this host.
+func (f *fleet) fetch(i int) {
+	h := f.hosts[i]
+	h.dirty = false
+	for b := range f.blobs {
+		for {
+			piece, from := f.rarest(i, b)
+			if piece < 0 {
+				break
+			}
+			hb := &h.blobs[b]
+			hb.busy[piece] = true
+			hb.sources = append(hb.sources, int32(from))
+			if from == seeder {
+				f.seederUploads++
+			} else {
+				f.hosts[from].uploads++
+			}
+			f.transfers = append(f.transfers, transfer{from: from, to: i, blob: b, piece: piece, left: float64(f.pieceSize(b, piece))})
+			f.changed = true
+		}
+	}
+}
+
+func (f *fleet) pieceSize(b, piece int) int64 {
+	bl := f.blobs[b]
+	return min(bl.pieceLen, bl.size-int64(piece)*bl.pieceLen)
+}
+
+// rarest is the piece host i fetches next in blob b and its source, or
+// -1. Ties go to a random piece: anacrolix orders equal pieces by index,
+// but every host's index order of equally rare pieces is a different
+// set, and a random start keeps the model from every host asking for
+// piece 0 first.
+func (f *fleet) rarest(i, b int) (piece, from int) {
+	hb := &f.hosts[i].blobs[b]
+	n := len(hb.has)
+	piece, from = -1, seeder
+	best := int32(math.MaxInt32)
+	off := f.rng.IntN(n)
+	for k := range n {
+		p := (off + k) % n
+		if hb.has[p] || hb.busy[p] {
+			continue
+		}
+		a := hb.avail[p]
+		if hb.offered[p] {
+			a++
+		}
+		if a == 0 || a >= best {
+			continue
+		}
+		if src, ok := f.source(i, b, p); ok {
+			piece, from, best = p, src, a
+		}
+	}
+	return piece, from
+}
+
+// source is the peer host i gets piece p of blob b from: of those that
+// have it and send it nothing now, the one whose uplink would give it the
+// largest share. anacrolix asks every peer that has a wanted piece; the
+// fastest answer most.
+func (f *fleet) source(i, b, p int) (int, bool) {
+	hb := &f.hosts[i].blobs[b]
+	best, share := 0, -1.0
+	if hb.offered[p] && !slices.Contains(hb.sources, seeder) {
+		best, share = seeder, f.caps[f.seederUp()]/float64(f.seederUploads+1)
+	}
+	for _, j := range hb.conns {
+		if !f.hosts[j].blobs[b].has[p] || slices.Contains(hb.sources, j) {
+			continue
+		}
+		if s := f.caps[j] / float64(f.hosts[j].uploads+1); s > share {
+			best, share = int(j), s
+		}
+	}
+	return best, share >= 0
+}
+
+// share sets every transfer's and origin read's rate.
+func (f *fleet) share() {
+	if !f.changed {
+		return
+	}
+	f.changed = false
+	n := f.shape.Hosts
+	f.pairs = f.pairs[:0]
+	for _, t := range f.transfers {
+		f.pairs = append(f.pairs, [2]int{f.up(t.from), n + t.to})
+	}
+	for range f.reads {
+		f.pairs = append(f.pairs, [2]int{f.originUp(), f.trackerDown()})
+	}
+	f.rates = resize(f.rates, len(f.pairs))
+	f.fair.allocate(f.caps, f.pairs, f.rates)
+	for k := range f.transfers {
+		f.transfers[k].rate = f.rates[k]
+	}
+	for k, r := range f.reads {
+		r.rate = f.rates[len(f.transfers)+k]
+	}
+}
+
+// nextDt is the time to the next event: a transfer ending, a piece
+// arriving at the seeder, an announce or tick. Completions less than
+// Step of a piece's time at a host's link apart are taken together: a
+// large fleet has thousands a second. (A step as a share of the typical
+// transfer's time instead, longer where many connections share a link,
+// moved the 32-host prediction by 6-25%: each piece's arrival starts the
+// next transfer, and a step late there is late for every hop after.)
+func (f *fleet) nextDt() float64 {
+	dt := f.nextTick - f.now
+	if len(f.announces) > 0 {
+		dt = min(dt, f.announces[0].at-f.now)
+	}
+	floor := f.p.Step * f.pieceTime
+	if dt < floor {
+		return max(dt, 0)
+	}
+	next := math.Inf(1)
+	for _, t := range f.transfers {
+		if t.rate > 0 {
+			next = min(next, t.left/t.rate)
+		}
+	}
+	for _, r := range f.reads {
+		bl := f.blobs[r.blob]
+		boundary := min(float64(int64(bl.held+1)*bl.pieceLen), float64(bl.size))
+		next = min(next, (boundary-r.arrived)/r.rate)
+	}
+	return min(dt, max(next, floor))
+}
+
+// advance moves time by dt: bytes flow, pieces arrive at the seeder and
+// at hosts.
+func (f *fleet) advance(dt float64) {
+	f.now += dt
+	for _, r := range f.reads {
+		bl := f.blobs[r.blob]
+		got := min(r.rate*dt, float64(bl.size)-r.arrived)
+		r.arrived += got
+		f.originBytes += got
+		for bl.held < bl.pieces && r.arrived >= min(float64(int64(bl.held+1)*bl.pieceLen), float64(bl.size))-1e-6 {
+			// tracker/seeder download: each piece is hashed and held
+			// (Growing.Have) as soon as its bytes are in.
+			f.offer(r.blob, bl.policy.Hold(bl.held, f.clock()))
+			bl.held++
+		}
+	}
+	reading := slices.DeleteFunc(f.reads, func(r *read) bool { return f.blobs[r.blob].held == f.blobs[r.blob].pieces })
+	f.changed = f.changed || len(reading) < len(f.reads)
+	f.reads = reading
+	var ended []transfer
+	for k := range f.transfers {
+		t := &f.transfers[k]
+		sent := min(t.rate*dt, t.left)
+		t.left -= sent
+		if t.from == seeder {
+			f.seederBytes += sent
+		}
+		if t.left <= 1e-6 {
+			ended = append(ended, *t)
+		}
+	}
+	if len(ended) == 0 {
+		return
+	}
+	f.transfers = slices.DeleteFunc(f.transfers, func(t transfer) bool { return t.left <= 1e-6 })
+	f.changed = true
+	for _, t := range ended {
+		f.arrived(t)
+	}
+}
+
+// arrived is a piece verified at its host: its peers learn of it (have),
+// and so does the seeder's policy.
+func (f *fleet) arrived(t transfer) {
+	h := f.hosts[t.to]
+	hb := &h.blobs[t.blob]
+	hb.busy[t.piece], hb.has[t.piece] = false, true
+	hb.missing--
+	hb.sources = slices.DeleteFunc(hb.sources, func(j int32) bool { return int(j) == t.from })
+	if t.from == seeder {
+		f.seederUploads--
+	} else {
+		f.hosts[t.from].uploads--
+	}
+	for _, j := range hb.conns {
+		f.hosts[j].blobs[t.blob].avail[t.piece]++
+		f.markDirty(int(j))
+	}
+	f.markDirty(t.to)
+	f.offer(t.blob, f.blobs[t.blob].policy.Have(t.to, []int{t.piece}, f.clock()))
+	if hb.missing > 0 {
+		return
+	}
+	h.incomplete--
+	if h.incomplete == 0 {
+		h.done = f.now
+		f.finished++
+	}
+}

@@ -26,9 +26,13 @@ type fleet struct {
 	// uplink, the tracker's downlink and the origin's uplink.
 	caps []float64
 
-	fair      fairShare
-	pairs     [][2]int // links of each transfer and read, for fair
-	rates     []float64
+	fair  fairShare
+	pairs [][2]int // links of each connection and read, for fair
+	rates []float64
+	// conns are the connections with a transfer on them, live the same
+	// in a slice: a connection is its sender, receiver and blob.
+	conns     map[[3]int]*conn
+	live      []*conn
 	transfers []transfer
 	// changed says transfers or reads started or ended since the links
 	// were last shared: otherwise the rates stand.
@@ -79,7 +83,6 @@ type hostBlob struct {
 	avail   []int32
 	missing int
 	conns   []int32
-	sources []int32 // peers a transfer of this blob comes from now
 }
 
 // transfer is one piece crossing one peer connection.
@@ -87,6 +90,15 @@ type transfer struct {
 	from, to    int
 	blob, piece int
 	left, rate  float64
+	conn        *conn
+}
+
+// conn is a peer connection while pieces cross it: one TCP flow.
+type conn struct {
+	key    [3]int // sender, receiver, blob
+	pieces int    // transfers on it
+	at     int    // its place in fleet.live
+	first  int    // the transfer of its lowest piece, while sharing
 }
 
 // read is one blob body coming from the origin into the seeder.
@@ -101,7 +113,7 @@ type announce struct {
 }
 
 func newFleet(s Shape, p Params) *fleet {
-	f := &fleet{shape: s, p: p, rng: rand.New(rand.NewPCG(p.Seed, uint64(s.Hosts))), base: time.Unix(0, 0)}
+	f := &fleet{shape: s, p: p, rng: rand.New(rand.NewPCG(p.Seed, uint64(s.Hosts))), base: time.Unix(0, 0), conns: map[[3]int]*conn{}}
 	n := s.Hosts
 	down := s.Host / 8 * p.WireEfficiency
 	f.caps = make([]float64, 2*n+3)
@@ -314,11 +326,10 @@ func (f *fleet) startReads() {
 	}
 }
 
-// fetch starts transfers for host i, as anacrolix requests them: the
-// rarest piece among its connections that it lacks and is not getting,
-// from a connected peer that has it and sends it nothing yet, one piece
-// per connection at a time (a connection's requests are answered in
-// order, so it carries one piece after the other). The seeder counts as
+// fetch starts transfers for host i, as anacrolix requests them: every
+// piece it lacks and is not getting that a connected peer has, rarest
+// first, each from one peer (a chunk is asked of one peer at a time; the
+// model does not split a piece between peers). The seeder counts as
 // having only what it offered this host.
 func (f *fleet) fetch(i int) {
 	h := f.hosts[i]
@@ -329,18 +340,42 @@ func (f *fleet) fetch(i int) {
 			if piece < 0 {
 				break
 			}
-			hb := &h.blobs[b]
-			hb.busy[piece] = true
-			hb.sources = append(hb.sources, int32(from))
+			h.blobs[b].busy[piece] = true
 			if from == seeder {
 				f.seederUploads++
 			} else {
 				f.hosts[from].uploads++
 			}
-			f.transfers = append(f.transfers, transfer{from: from, to: i, blob: b, piece: piece, left: float64(f.pieceSize(b, piece))})
+			f.transfers = append(f.transfers, transfer{from: from, to: i, blob: b, piece: piece,
+				left: float64(f.pieceSize(b, piece)), conn: f.open(from, i, b)})
 			f.changed = true
 		}
 	}
+}
+
+// open is the connection a new transfer crosses.
+func (f *fleet) open(from, to, b int) *conn {
+	key := [3]int{from, to, b}
+	c := f.conns[key]
+	if c == nil {
+		c = &conn{key: key, at: len(f.live)}
+		f.conns[key] = c
+		f.live = append(f.live, c)
+	}
+	c.pieces++
+	return c
+}
+
+// release is a transfer off its connection.
+func (f *fleet) release(c *conn) {
+	c.pieces--
+	if c.pieces > 0 {
+		return
+	}
+	delete(f.conns, c.key)
+	last := f.live[len(f.live)-1]
+	f.live[c.at], last.at = last, c.at
+	f.live = f.live[:len(f.live)-1]
 }
 
 func (f *fleet) pieceSize(b, piece int) int64 {
@@ -379,17 +414,17 @@ func (f *fleet) rarest(i, b int) (piece, from int) {
 }
 
 // source is the peer host i gets piece p of blob b from: of those that
-// have it and send it nothing now, the one whose uplink would give it the
-// largest share. anacrolix asks every peer that has a wanted piece; the
-// fastest answer most.
+// have it, the one whose uplink would give it the largest share (anacrolix
+// spreads requests over the peers that have a piece, and the fastest
+// answer most).
 func (f *fleet) source(i, b, p int) (int, bool) {
 	hb := &f.hosts[i].blobs[b]
 	best, share := 0, -1.0
-	if hb.offered[p] && !slices.Contains(hb.sources, seeder) {
+	if hb.offered[p] {
 		best, share = seeder, f.caps[f.seederUp()]/float64(f.seederUploads+1)
 	}
 	for _, j := range hb.conns {
-		if !f.hosts[j].blobs[b].has[p] || slices.Contains(hb.sources, j) {
+		if !f.hosts[j].blobs[b].has[p] {
 			continue
 		}
 		if s := f.caps[j] / float64(f.hosts[j].uploads+1); s > share {
@@ -399,7 +434,13 @@ func (f *fleet) source(i, b, p int) (int, bool) {
 	return best, share >= 0
 }
 
-// share sets every transfer's and origin read's rate.
+// share sets every transfer's and origin read's rate. Each connection is
+// one TCP flow (fairShare); what it carries is split as its sender
+// answers requests: a mirror's anacrolix sends the chunks a peer asked
+// for in map order (PeerConn.upload ranges over peerRequests), so every
+// piece on the connection moves at once and completes late; the seeder
+// sends the lowest piece first (superseed conn.next), one after the
+// other.
 func (f *fleet) share() {
 	if !f.changed {
 		return
@@ -407,19 +448,34 @@ func (f *fleet) share() {
 	f.changed = false
 	n := f.shape.Hosts
 	f.pairs = f.pairs[:0]
-	for _, t := range f.transfers {
-		f.pairs = append(f.pairs, [2]int{f.up(t.from), n + t.to})
+	for k, c := range f.live {
+		c.at, c.first = k, -1
+		f.pairs = append(f.pairs, [2]int{f.up(c.key[0]), n + c.key[1]})
 	}
+	for k, t := range f.transfers {
+		if c := t.conn; c.first < 0 || t.piece < f.transfers[c.first].piece {
+			c.first = k
+		}
+	}
+	conns := len(f.pairs)
 	for range f.reads {
 		f.pairs = append(f.pairs, [2]int{f.originUp(), f.trackerDown()})
 	}
 	f.rates = resize(f.rates, len(f.pairs))
 	f.fair.allocate(f.caps, f.pairs, f.rates)
 	for k := range f.transfers {
-		f.transfers[k].rate = f.rates[k]
+		t := &f.transfers[k]
+		switch c := t.conn; {
+		case t.from != seeder:
+			t.rate = f.rates[c.at] / float64(c.pieces)
+		case c.first == k:
+			t.rate = f.rates[c.at]
+		default:
+			t.rate = 0
+		}
 	}
 	for k, r := range f.reads {
-		r.rate = f.rates[len(f.transfers)+k]
+		r.rate = f.rates[conns+k]
 	}
 }
 
@@ -501,12 +557,12 @@ func (f *fleet) arrived(t transfer) {
 	hb := &h.blobs[t.blob]
 	hb.busy[t.piece], hb.has[t.piece] = false, true
 	hb.missing--
-	hb.sources = slices.DeleteFunc(hb.sources, func(j int32) bool { return int(j) == t.from })
 	if t.from == seeder {
 		f.seederUploads--
 	} else {
 		f.hosts[t.from].uploads--
 	}
+	f.release(t.conn)
 	for _, j := range hb.conns {
 		f.hosts[j].blobs[t.blob].avail[t.piece]++
 		f.markDirty(int(j))

@@ -127,3 +127,53 @@ func TestBadShapes(t *testing.T) {
 		}
 	}
 }
+
+// connected is a fleet of the shape with every host announced and
+// connected to every other, before anything moved.
+func connected(t *testing.T, s Shape) *fleet {
+	t.Helper()
+	f := newFleet(s, Defaults())
+	for i := range f.hosts {
+		f.hosts[i].announced = true
+		for j := range i {
+			for b := range f.blobs {
+				f.connect(b, i, j)
+			}
+		}
+	}
+	return f
+}
+
+func TestAMirrorSendsAllPiecesAskedOfItAtOnce(t *testing.T) {
+	f := connected(t, slow(3))
+	for _, p := range []int{0, 1, 2} {
+		f.hosts[0].blobs[0].has[p] = true
+		f.hosts[1].blobs[0].avail[p]++
+	}
+	f.fetch(1)
+	f.share()
+	if len(f.transfers) != 3 {
+		t.Fatalf("host 1 asks for %d pieces of the 3 host 0 has, want all 3", len(f.transfers))
+	}
+	for _, tr := range f.transfers {
+		if want := f.caps[0] / 3; math.Abs(tr.rate-want) > 1e-9 {
+			t.Errorf("piece %d moves at %.0f B/s, want a third of the uplink, %.0f B/s (anacrolix answers in map order)", tr.piece, tr.rate, want)
+		}
+	}
+}
+
+func TestTheSeederSendsItsLowestPieceFirst(t *testing.T) {
+	f := connected(t, slow(1))
+	for p := range 2 {
+		f.hosts[0].blobs[0].offered[p] = true
+	}
+	f.fetch(0)
+	f.share()
+	rates := map[int]float64{}
+	for _, tr := range f.transfers {
+		rates[tr.piece] = tr.rate
+	}
+	if len(rates) != 2 || rates[0] == 0 || rates[1] != 0 {
+		t.Errorf("rates by piece %v: want piece 0 alone moving (superseed conn.next)", rates)
+	}
+}

@@ -7,7 +7,7 @@ GOTESTSUM := $(GO) run gotest.tools/gotestsum@v1.13.0
 TESTFLAGS ?= -count=1 -timeout 15m
 BENCHTIME ?= 1x
 
-.PHONY: build test e2e bench bench-fleet lint image clean
+.PHONY: build test e2e bench bench-fleet sim lint image clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
@@ -32,6 +32,13 @@ bench:
 FLEET ?= -nodes 8 -size 128MiB -layers 2 -link 100mbit
 bench-fleet:
 	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 120m ./integration/fleetbench/ -args $(FLEET) -out $(CURDIR)/$(BIN)/fleet
+
+# The fleet simulator (integration/swarmsim): the measured shapes it is
+# checked against, then predictions for the fleet sizes in SIM; no root,
+# no network. 10,000 hosts take minutes.
+SIM ?= -hosts 4,8,16,32,64,1000,10000 -size 16MiB -layers 2 -link 10mbit -origin-link 100mbit -tracker-link 100mbit
+sim:
+	$(GO) run ./integration/swarmsim/cmd/swarmsim $(SIM)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

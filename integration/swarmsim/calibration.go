@@ -19,10 +19,13 @@ type Measurement struct {
 // share of the median.
 const Tolerance = 0.15
 
-// Median is the runs' median (the mean of the middle two of an even
-// count).
-func (m Measurement) Median() float64 {
-	r := slices.Sorted(slices.Values(m.Runs))
+// Median is the runs' median.
+func (m Measurement) Median() float64 { return Median(m.Runs) }
+
+// Median is the middle of xs, or the mean of the middle two of an even
+// count.
+func Median(xs []float64) float64 {
+	r := slices.Sorted(slices.Values(xs))
 	n := len(r)
 	if n%2 == 1 {
 		return r[n/2]

@@ -1,6 +1,7 @@
 package swarmsim
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -145,7 +146,7 @@ func newFleet(s Shape, p Params) *fleet {
 	for i, h := range f.hosts {
 		f.announces = append(f.announces, announce{at: h.start, host: i})
 	}
-	slices.SortStableFunc(f.announces, func(a, b announce) int { return cmpFloat(a.at, b.at) })
+	slices.SortStableFunc(f.announces, func(a, b announce) int { return cmp.Compare(a.at, b.at) })
 	return f
 }
 
@@ -159,16 +160,6 @@ func (f *fleet) startTimes() []float64 {
 		at[i] = f.p.StartUp.Seconds() + float64(k+1)*perHost
 	}
 	return at
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (f *fleet) seederUp() int    { return 2 * f.shape.Hosts }
@@ -201,9 +192,7 @@ func (f *fleet) due() {
 		a := f.announces[0]
 		f.announces = f.announces[1:]
 		f.announce(a.host)
-		if f.hosts[a.host].incomplete > 0 || !f.allKnownComplete() {
-			f.announces = append(f.announces, announce{at: a.at + f.p.Reannounce.Seconds(), host: a.host})
-		}
+		f.announces = append(f.announces, announce{at: a.at + f.p.Reannounce.Seconds(), host: a.host})
 	}
 	if f.now >= f.nextTick {
 		// superseed.Server.tick: every Patience/4, elsewhere from the
@@ -214,15 +203,6 @@ func (f *fleet) due() {
 		}
 		f.nextTick += f.p.Patience.Seconds() / 4
 	}
-}
-
-func (f *fleet) allKnownComplete() bool {
-	for _, b := range f.blobs {
-		if !b.completeKnown {
-			return false
-		}
-	}
-	return true
 }
 
 // announce is one host's announce for each blob: the first one starts
@@ -498,7 +478,10 @@ func (f *fleet) nextDt() float64 {
 	next := math.Inf(1)
 	for _, t := range f.transfers {
 		if t.rate > 0 {
-			next = min(next, t.left/t.rate)
+			if next = min(next, t.left/t.rate); next <= floor {
+				// Nothing ends sooner than a step.
+				return floor
+			}
 		}
 	}
 	for _, r := range f.reads {

@@ -117,7 +117,7 @@ func Defaults() Params {
 		StartUp:        128 * time.Millisecond,
 		TrackerRate:    7500,
 		Seed:           1,
-		Step:           1.0 / 32,
+		Step:           1.0 / 8,
 	}
 }
 

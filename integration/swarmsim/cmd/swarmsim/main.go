@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,7 @@ func run() error {
 	fs.Float64Var(&p.TrackerRate, "tracker-rate", p.TrackerRate, "requests a second the tracker answers at start-up")
 	fs.Uint64Var(&p.Seed, "seed", p.Seed, "random seed")
 	fs.Float64Var(&p.Step, "step", p.Step, "coarsest time step, as a share of a piece's time at a host's link")
+	runs := fs.Int("runs", 3, "runs (seeds) per fleet size; medians are printed")
 	calibration := fs.Bool("calibration", true, "first print the measured shapes, measured and predicted")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -71,42 +73,50 @@ func run() error {
 			return err
 		}
 	}
-	return printSweep(shape, hosts, p)
+	return printSweep(shape, hosts, *runs, p)
 }
 
 func printCalibration(p swarmsim.Params) error {
 	fmt.Println("calibration: fleet bench all done (median of runs) against the model")
-	fmt.Printf("%-62s %9s %9s %7s\n", "shape", "measured", "model", "error")
+	fmt.Printf("%-75s %9s %9s %7s\n", "shape", "measured", "model", "error")
 	for _, m := range swarmsim.Measured {
 		r, err := swarmsim.Run(m.Shape, p)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%-62v %7.2f s %7.2f s %+6.1f%%\n", m.Shape, m.Median(), r.AllDone(), 100*(r.AllDone()/m.Median()-1))
+		fmt.Printf("%-75v %7.2f s %7.2f s %+6.1f%%\n", m.Shape, m.Median(), r.AllDone(), 100*(r.AllDone()/m.Median()-1))
 	}
 	fmt.Println()
 	return nil
 }
 
-func printSweep(shape swarmsim.Shape, hosts []int, p swarmsim.Params) error {
+func printSweep(shape swarmsim.Shape, hosts []int, runs int, p swarmsim.Params) error {
 	shape.Hosts = 1
 	fmt.Printf("prediction: %d MiB in %d layers, host links %gM, origin %gM, tracker %gM; limit %.2f s; piece %d KiB\n",
 		shape.Image>>20, shape.Layers, shape.Host/1e6, shape.Origin/1e6, shape.Tracker/1e6, shape.Limit(), shape.PieceLength()>>10)
-	fmt.Printf("%6s %10s %9s %7s %7s %14s %10s\n", "hosts", "all done", "x limit", "p50 x", "p95 x", "seeder/image", "sim took")
+	fmt.Printf("medians of %d runs (seeds %d-%d)\n", runs, p.Seed, p.Seed+uint64(runs)-1)
+	fmt.Printf("%6s %10s %15s %9s %7s %7s %14s %10s\n", "hosts", "all done", "range", "x limit", "p50 x", "p95 x", "seeder/image", "sim took")
 	var pts []fleetbench.SweepPoint
 	for _, n := range hosts {
 		shape.Hosts = n
 		start := time.Now()
-		r, err := swarmsim.Run(shape, p)
-		if err != nil {
-			return err
+		var all, p50, p95, seeder []float64
+		for k := range runs {
+			q := p
+			q.Seed += uint64(k)
+			r, err := swarmsim.Run(shape, q)
+			if err != nil {
+				return err
+			}
+			all, p50, p95 = append(all, r.AllDone()), append(p50, r.Quantile(0.5)), append(p95, r.Quantile(0.95))
+			seeder = append(seeder, r.SeederBytes/float64(shape.Image))
 		}
 		l := shape.Limit()
-		pt := fleetbench.SweepPoint{Nodes: n, Runs: 1, AllDoneSeconds: r.AllDone(),
-			AllDone: r.AllDone() / l, P50: r.Quantile(0.5) / l, P95: r.Quantile(0.95) / l}
+		pt := fleetbench.SweepPoint{Nodes: n, Runs: runs, AllDoneSeconds: swarmsim.Median(all),
+			AllDone: swarmsim.Median(all) / l, P50: swarmsim.Median(p50) / l, P95: swarmsim.Median(p95) / l}
 		pts = append(pts, pt)
-		fmt.Printf("%6d %8.2f s %9.2f %7.2f %7.2f %14.2f %10s\n", n, pt.AllDoneSeconds, pt.AllDone, pt.P50, pt.P95,
-			r.SeederBytes/float64(shape.Image), time.Since(start).Round(time.Millisecond))
+		fmt.Printf("%6d %8.2f s %6.2f-%6.2f s %9.2f %7.2f %7.2f %14.2f %10s\n", n, pt.AllDoneSeconds, slices.Min(all), slices.Max(all),
+			pt.AllDone, pt.P50, pt.P95, swarmsim.Median(seeder), time.Since(start).Round(time.Millisecond))
 	}
 	fmt.Printf("growth per doubling (least squares over log2 hosts): all done %+.3fx, p50 %+.3fx, p95 %+.3fx\n",
 		fleetbench.GrowthPerDoubling(pts, func(p fleetbench.SweepPoint) float64 { return p.AllDone }),

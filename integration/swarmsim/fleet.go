@@ -460,9 +460,9 @@ func (f *fleet) share() {
 }
 
 // nextDt is the time to the next event: a transfer ending, a piece
-// arriving at the seeder, an announce or tick. Completions less than
-// Step of a piece's time at a host's link apart are taken together: a
-// large fleet has thousands a second. (A step as a share of the typical
+// arriving at the seeder, an announce or tick. Events less than Step of
+// a piece's time at a host's link apart are taken together: a large
+// fleet has thousands a second. (A step as a share of the typical
 // transfer's time instead, longer where many connections share a link,
 // moved the 32-host prediction by 6-25%: each piece's arrival starts the
 // next transfer, and a step late there is late for every hop after.)
@@ -473,7 +473,9 @@ func (f *fleet) nextDt() float64 {
 	}
 	floor := f.p.Step * f.pieceTime
 	if dt < floor {
-		return max(dt, 0)
+		// An announce or tick due within a step waits for the step's
+		// end: at 10,000 hosts the announces come a millisecond apart.
+		return floor
 	}
 	next := math.Inf(1)
 	for _, t := range f.transfers {

@@ -8,10 +8,12 @@
 // links, and is cross-checked against the bench's measurements
 // (Measured).
 //
-// What it leaves out: CPU (the bench's two cores, the tracker's), TCP
-// slow start and loss, chunks received twice (anacrolix moving requests
-// between peers), a piece fetched from several peers at once, the origin
-// fallback, and the control plane's bytes on the tracker's link.
+// What it leaves out: the unfairness and losses of many TCP flows in one
+// FIFO link (it takes them as fair and lossless), chunks received twice
+// (anacrolix moving requests between peers), CPU (the bench's two cores,
+// the tracker's), start-up that varies per host, a piece fetched from
+// several peers at once, the origin fallback, and the control plane's
+// bytes on the tracker's link.
 package swarmsim
 
 import (
@@ -21,6 +23,8 @@ import (
 	"time"
 
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/integration/fleetbench"
+	"github.com/blobswarm/blobswarm/tracker"
 )
 
 // Shape is a rollout: an image of Layers equal blobs to Hosts hosts, all
@@ -107,11 +111,11 @@ type Params struct {
 func Defaults() Params {
 	return Params{
 		WireEfficiency: 0.97,
-		UploadCap:      0.88,
+		UploadCap:      float64(fleetbench.Defaults().UploadCap) / 100,
 		SeedWindow:     2,
 		Patience:       3 * time.Second,
-		OriginReads:    2,
-		MaxPeers:       50,
+		OriginReads:    tracker.Defaults().OriginReads,
+		MaxPeers:       tracker.Defaults().MaxPeers,
 		MaxConns:       100,
 		Reannounce:     time.Minute,
 		StartUp:        128 * time.Millisecond,

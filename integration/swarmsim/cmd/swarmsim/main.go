@@ -61,6 +61,7 @@ func run() error {
 	rate("origin-link", &shape.Origin)
 	rate("tracker-link", &shape.Tracker)
 	fs.Float64Var(&p.TrackerRate, "tracker-rate", p.TrackerRate, "requests a second the tracker answers at start-up")
+	fs.DurationVar(&p.Patience, "patience", p.Patience, "the seeder's patience (what-if: longer than the rollout turns its tick off)")
 	fs.Uint64Var(&p.Seed, "seed", p.Seed, "random seed")
 	fs.Float64Var(&p.Step, "step", p.Step, "coarsest time step, as a share of a piece's time at a host's link")
 	runs := fs.Int("runs", 3, "runs (seeds) per fleet size; medians are printed")

@@ -119,6 +119,9 @@ func printSweep(shape swarmsim.Shape, hosts []int, runs int, p swarmsim.Params) 
 		fmt.Printf("%6d %8.2f s %6.2f-%6.2f s %9.2f %7.2f %7.2f %14.2f %10s\n", n, pt.AllDoneSeconds, slices.Min(all), slices.Max(all),
 			pt.AllDone, pt.P50, pt.P95, swarmsim.Median(seeder), time.Since(start).Round(time.Millisecond))
 	}
+	if len(pts) < 2 {
+		return nil
+	}
 	fmt.Printf("growth per doubling (least squares over log2 hosts): all done %+.3fx, p50 %+.3fx, p95 %+.3fx\n",
 		fleetbench.GrowthPerDoubling(pts, func(p fleetbench.SweepPoint) float64 { return p.AllDone }),
 		fleetbench.GrowthPerDoubling(pts, func(p fleetbench.SweepPoint) float64 { return p.P50 }),

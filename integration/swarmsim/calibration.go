@@ -52,10 +52,13 @@ var Measured = []Measurement{
 	{Shape: shapeOf(8, 2, 64, 100, 100, 100), Runs: []float64{6.98, 6.98, 6.76}, Source: "issue 14 session: 3 runs"},
 	{Shape: shapeOf(8, 1, 128, 100, 100, 100), Runs: []float64{13.05, 13.25}, Source: "issue 14 session: 13.05-13.25 s"},
 	{Shape: shapeOf(8, 2, 64, 100, 50, 100), Runs: []float64{11.77, 12.04}, Source: "issue 14 session: 11.77-12.04 s"},
-	{Shape: shapeOf(4, 2, 16, 10, 100, 100), Runs: []float64{15.73}, Source: "sweep dfe3ee0, one run, loaded machine"},
-	{Shape: shapeOf(8, 2, 16, 10, 100, 100), Runs: []float64{16.95}, Source: "sweep dfe3ee0, one run, loaded machine"},
-	{Shape: shapeOf(16, 2, 16, 10, 100, 100), Runs: []float64{19.30}, Source: "sweep dfe3ee0, one run, loaded machine"},
-	{Shape: shapeOf(32, 2, 16, 10, 100, 100), Runs: []float64{26.12}, Source: "sweep dfe3ee0, one run, loaded machine",
-		Gap: "the model says 18.1 s: every host uploads its two pieces to 31 peers at once, 62 TCP flows in one 10 Mbit/s tbf, " +
-			"which it takes as fair and lossless; and it has no CPU, while 32 mirrors and clients shared two loaded cores"},
+	{Shape: shapeOf(4, 2, 16, 10, 100, 100), Runs: []float64{15.94, 15.45, 15.57}, Source: "sweep da8cb96, 3 runs, quiet machine (CPU 5-6%)"},
+	{Shape: shapeOf(8, 2, 16, 10, 100, 100), Runs: []float64{16.61, 16.52, 16.47}, Source: "sweep da8cb96, 3 runs, CPU 12-14%"},
+	{Shape: shapeOf(16, 2, 16, 10, 100, 100), Runs: []float64{17.71, 17.97, 20.18}, Source: "sweep da8cb96, 3 runs, CPU 22-32%"},
+	{Shape: shapeOf(32, 2, 16, 10, 100, 100), Runs: []float64{22.10, 22.31, 22.59}, Source: "sweep da8cb96, 3 runs, CPU 52-58%",
+		Gap: "the model says 18.0 s: every host uploads its two pieces to 31 peers at once, 62 TCP flows in one 10 Mbit/s tbf, " +
+			"which it takes as fair and lossless"},
+	{Shape: shapeOf(64, 2, 16, 10, 100, 100), Runs: []float64{23.61, 23.93, 23.40}, Source: "sweep da8cb96, 3 runs, CPU 95-99%: the emulation is CPU-bound",
+		Gap: "the model says 33 s: hosts the seeder gave nothing wait for first copies sent to every peer at once (peers x piece / uplink); " +
+			"anacrolix moves such requests to faster peers, which the model does not"},
 }

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"io"
 	"net/http"
 	"sync"
 
@@ -20,9 +21,42 @@ type counters struct {
 	manifestRequests int
 }
 
-// count serves r with next and records the result.
+// record serves r with next and records the result.
 func (c *counters) record(next http.Handler, w http.ResponseWriter, r *http.Request) {
 	route, vars := classify(r)
+	blobGET := route == v2.RouteNameBlob && r.Method == http.MethodGet
+	// A blob GET counts the moment its status goes out, before its body:
+	// a client that has read the whole body (and a test after it) must
+	// not see the count the handler would record only once it returns.
+	var once sync.Once
+	counted := false
+	status := func(code int) {
+		if code < 200 {
+			return
+		}
+		once.Do(func() {
+			if blobGET && code < 400 {
+				c.mu.Lock()
+				if c.blobGETs == nil {
+					c.blobGETs = make(map[digest.Digest]int)
+				}
+				c.blobGETs[digest.Digest(vars["digest"])]++
+				c.mu.Unlock()
+				counted = true
+			}
+		})
+	}
+	w = httpsnoop.Wrap(w, httpsnoop.Hooks{
+		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
+			return func(code int) { status(code); next(code) }
+		},
+		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
+			return func(b []byte) (int, error) { status(http.StatusOK); return next(b) }
+		},
+		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
+			return func(src io.Reader) (int64, error) { status(http.StatusOK); return next(src) }
+		},
+	})
 	m := httpsnoop.CaptureMetrics(next, w, r)
 	if m.Code < 200 || m.Code >= 400 {
 		return
@@ -30,11 +64,7 @@ func (c *counters) record(next http.Handler, w http.ResponseWriter, r *http.Requ
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case route == v2.RouteNameBlob && r.Method == http.MethodGet:
-		if c.blobGETs == nil {
-			c.blobGETs = make(map[digest.Digest]int)
-		}
-		c.blobGETs[digest.Digest(vars["digest"])]++
+	case counted:
 		c.blobBytes += m.Written
 	case route == v2.RouteNameManifest && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		c.manifestRequests++

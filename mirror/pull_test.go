@@ -443,6 +443,10 @@ func TestRangeOnInFlightBlobSeesOnlyVerifiedBytes(t *testing.T) {
 		return nil
 	})
 	f := newPullFixture(t, src)
+	// Registered after the fixture, so it runs before the fixture's drain:
+	// a failed assertion must not leave the fetch waiting for ever.
+	releaseFetch := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseFetch)
 
 	tail := make(chan []byte, 1)
 	go func() {
@@ -455,7 +459,7 @@ func TestRangeOnInFlightBlobSeesOnlyVerifiedBytes(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || err != nil || !bytes.Equal(head, blob[1000:half]) {
 		t.Fatalf("range in the verified prefix: %s, %d bytes (match %v), %v", resp.Status, len(head), bytes.Equal(head, blob[1000:half]), err)
 	}
-	close(release)
+	releaseFetch()
 	if b := <-tail; !bytes.Equal(b, blob[half:]) {
 		t.Fatalf("range past the verified prefix: %d bytes (match %v), want the blob's tail", len(b), bytes.Equal(b, blob[half:]))
 	}

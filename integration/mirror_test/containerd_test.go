@@ -93,7 +93,12 @@ func TestContainerdPullIndexWithNS(t *testing.T) {
 
 	// Everything came through the mirror, none of it from the fallback
 	// server: the mirror answered every request it got with 200, served
-	// each blob once, and fetched each from the origin once.
+	// each blob once, and fetched each from the origin once. A request is
+	// counted when its handler returns, a moment after the client has the
+	// body: the counts are read once the last one is in.
+	harness.Eventually(t, "the mirror's count of blob GETs", func() bool {
+		return m.Metric(requestsMetric, "kind", "blob", "method", "GET") >= float64(fetched)
+	})
 	if all, ok := m.Metric(requestsMetric), m.Metric(requestsMetric, "code", "200"); all != ok {
 		t.Errorf("mirror answered %v of %v requests with 200; containerd fell back for the rest", ok, all)
 	}

@@ -80,17 +80,6 @@ func (e *env) piecesURL(registry, repo, d, from string) string {
 	return e.url + api.PiecesPath + "?" + url.Values{"registry": {registry}, "repo": {repo}, "digest": {d}, "from": {from}}.Encode()
 }
 
-// pieceSums is the SHA-1 of each piece of blob b, as torrentmeta.Build
-// computes them from its bytes.
-func pieceSums(t *testing.T, d digest.Digest, b []byte) []byte {
-	t.Helper()
-	sums, err := torrentmeta.PieceSums(d, bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sums
-}
-
 // open starts a GET that must answer 200 and leaves its body to read.
 func open(t *testing.T, u string) *http.Response {
 	t.Helper()
@@ -267,7 +256,7 @@ func TestMetainfoAndPieceHashesStreamWhileTheOriginSends(t *testing.T) {
 		t.Fatalf("Content-Type %q", ct)
 	}
 
-	want := pieceSums(t, d, b)
+	want := harness.PieceSums(t, d, b)
 	stream := open(t, e.piecesURL(e.origin.Host(), "team/app", d.String(), "0"))
 	if ct := stream.Header.Get("Content-Type"); ct != api.PiecesType {
 		t.Fatalf("pieces Content-Type %q, want %q", ct, api.PiecesType)
@@ -334,7 +323,7 @@ func TestMetainfoIsPendingUntilTheOriginAnswers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		resp, body = get(t, u)
 	}
-	if want, _ := torrentmeta.ForBlob(d, int64(len(b))); resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+	if want := harness.BlobTorrent(t, d, b); resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
 		t.Fatalf("HTTP %d, want 200 with torrentmeta.ForBlob of the blob", resp.StatusCode)
 	}
 	metrics := e.url + "/metrics"
@@ -434,7 +423,7 @@ func TestPiecesStreamOutlastsTheServersWriteTimeout(t *testing.T) {
 	})
 	u := tr.URL + api.PiecesPath + "?" + api.PiecesQuery(oci.Blob{Registry: o.Host(), Repo: "app", Digest: d}, 0).Encode()
 	resp, body := get(t, u)
-	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, pieceSums(t, d, b)) {
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, harness.PieceSums(t, d, b)) {
 		t.Fatalf("HTTP %d, %d bytes of hashes, want 200 with the blob's", resp.StatusCode, len(body))
 	}
 }

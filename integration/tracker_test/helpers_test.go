@@ -88,17 +88,6 @@ func awaitPieces(t *testing.T, tr *harness.Process, registry, repo string, d dig
 	return body
 }
 
-// pieceSums is the SHA-1 of each piece of blob b, as torrentmeta.Build
-// computes them from its bytes.
-func pieceSums(t *testing.T, d digest.Digest, b []byte) []byte {
-	t.Helper()
-	sums, err := torrentmeta.PieceSums(d, bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sums
-}
-
 // awaitMetainfo asks until the tracker's seeder has the blob's torrent and
 // returns the info bytes.
 func awaitMetainfo(t *testing.T, tr *harness.Process, registry, repo string, d digest.Digest) []byte {

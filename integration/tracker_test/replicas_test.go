@@ -42,7 +42,7 @@ func TestReplicasOnOneRedisActAsOneTracker(t *testing.T) {
 	// going to the origin.
 	info := awaitMetainfo(t, a, o.Host(), "app", d)
 	sums := awaitPieces(t, a, o.Host(), "app", d)
-	if !bytes.Equal(sums, pieceSums(t, d, b)) {
+	if !bytes.Equal(sums, harness.PieceSums(t, d, b)) {
 		t.Fatal("A's piece hashes differ from the blob's")
 	}
 	resp, body := get(t, metainfoURL(bb, o.Host(), "app", d))

@@ -9,7 +9,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
 )
 
@@ -33,10 +32,10 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 	var lost digest.Digest
 	for d, b := range blobs {
 		info := awaitMetainfo(t, tr, o.Host(), "team/app", d)
-		if want, _ := torrentmeta.ForBlob(d, int64(len(b))); !bytes.Equal(info, want) {
+		if want := harness.BlobTorrent(t, d, b); !bytes.Equal(info, want) {
 			t.Fatalf("%s: served info bytes differ from torrentmeta.ForBlob of the blob", d)
 		}
-		if !bytes.Equal(awaitPieces(t, tr, o.Host(), "team/app", d), pieceSums(t, d, b)) {
+		if !bytes.Equal(awaitPieces(t, tr, o.Host(), "team/app", d), harness.PieceSums(t, d, b)) {
 			t.Fatalf("%s: piece hashes differ from the blob's", d)
 		}
 		infos[d] = info
@@ -60,7 +59,7 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 		if info := awaitMetainfo(t, tr, o.Host(), "team/app", d); !bytes.Equal(info, want) {
 			t.Fatalf("%s: torrent changed across the restart", d)
 		}
-		if !bytes.Equal(awaitPieces(t, tr, o.Host(), "team/app", d), pieceSums(t, d, blobs[d])) {
+		if !bytes.Equal(awaitPieces(t, tr, o.Host(), "team/app", d), harness.PieceSums(t, d, blobs[d])) {
 			t.Fatalf("%s: piece hashes after the restart differ from the blob's", d)
 		}
 	}
@@ -69,7 +68,7 @@ func TestRestartedTrackerServesKnownDigestsWithoutTheOrigin(t *testing.T) {
 	// every piece matching the tracker's hashes, and the origin still
 	// served each blob once.
 	for d, b := range blobs {
-		if got := fetchFromSeeder(t, tr, d, infos[d], pieceSums(t, d, b)); !bytes.Equal(got, b) {
+		if got := fetchFromSeeder(t, tr, d, infos[d], harness.PieceSums(t, d, b)); !bytes.Equal(got, b) {
 			t.Fatalf("%s: bytes from the restarted seeder differ from the blob", d)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/integration/harness/trackertest"
 	"github.com/blobswarm/blobswarm/internal/origin"
@@ -41,15 +40,6 @@ func failingURL(t *testing.T) string {
 	return srv.URL
 }
 
-func wantInfo(t *testing.T, d digest.Digest, b []byte) []byte {
-	t.Helper()
-	info, err := torrentmeta.ForBlob(d, int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info
-}
-
 func TestFailsOverToALiveReplica(t *testing.T) {
 	o := harness.NewOrigin(t, origin.Config{})
 	live := startTracker(t, o, time.Minute)
@@ -67,7 +57,7 @@ func TestFailsOverToALiveReplica(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Metainfo with one live replica of three: %v", err)
 	}
-	if !bytes.Equal(info, wantInfo(t, d, b)) {
+	if !bytes.Equal(info, harness.BlobTorrent(t, d, b)) {
 		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
 	}
 	man, err := c.Manifest(ctx, o.Host(), "app", "v1", []string{string(img.Top.MediaType)})
@@ -126,7 +116,7 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if !bytes.Equal(r.info, wantInfo(t, d, b)) {
+	if !bytes.Equal(r.info, harness.BlobTorrent(t, d, b)) {
 		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
 	}
 	if n := o.BlobGETs(d); n != 1 {
@@ -137,7 +127,7 @@ func TestWaitsThroughPendingAnswers(t *testing.T) {
 // Retry-After: 0 is a tracker that held the request already: the client
 // asks again at once instead of sleeping a second per answer.
 func TestAsksAgainAtOnceWhenToldZero(t *testing.T) {
-	info := wantInfo(t, digest.FromString("x"), []byte("x"))
+	info := harness.BlobTorrent(t, digest.FromString("x"), []byte("x"))
 	var asked atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if asked.Add(1) <= 3 {

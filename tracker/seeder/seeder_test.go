@@ -123,27 +123,6 @@ func (e *env) push(t *testing.T, repo string, size int) ([]byte, oci.Blob) {
 	return b, oci.Blob{Registry: e.origin.Host(), Repo: repo, Digest: d}
 }
 
-// wantInfo is the blob's torrent: a function of its digest and size.
-func wantInfo(t *testing.T, d digest.Digest, b []byte) []byte {
-	t.Helper()
-	info, err := torrentmeta.ForBlob(d, int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info
-}
-
-// wantSums is the blob's piece hashes as any node holding it computes
-// them: those of its torrentmeta.Build torrent.
-func wantSums(t *testing.T, d digest.Digest, b []byte) []byte {
-	t.Helper()
-	sums, err := torrentmeta.PieceSums(d, bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sums
-}
-
 // allSums follows the blob's piece hashes to the last one.
 func allSums(t *testing.T, s *seeder.Seeder, ref oci.Blob) ([]byte, error) {
 	t.Helper()
@@ -170,14 +149,14 @@ func checkSeeded(t *testing.T, s *seeder.Seeder, ref oci.Blob, b []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
+	if !bytes.Equal(info, harness.BlobTorrent(t, ref.Digest, b)) {
 		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
 	}
 	sums, err := allSums(t, s, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(sums, wantSums(t, ref.Digest, b)) {
+	if !bytes.Equal(sums, harness.PieceSums(t, ref.Digest, b)) {
 		t.Fatal("piece hashes differ from those of torrentmeta.Build of the blob")
 	}
 }
@@ -239,7 +218,7 @@ func TestConcurrentAsksFetchOnceAndAgreeOnTheTorrent(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("asker %d: %v", i, errs[i])
 		}
-		if !bytes.Equal(infos[i], wantInfo(t, ref.Digest, b)) {
+		if !bytes.Equal(infos[i], harness.BlobTorrent(t, ref.Digest, b)) {
 			t.Fatalf("asker %d got info bytes that differ from torrentmeta.ForBlob of the blob", i)
 		}
 	}
@@ -291,7 +270,7 @@ func TestMetainfoAnswersWhileTheOriginHoldsTheBody(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Metainfo while the origin holds the body back: %v", err)
 	}
-	if !bytes.Equal(info, wantInfo(t, ref.Digest, b)) {
+	if !bytes.Equal(info, harness.BlobTorrent(t, ref.Digest, b)) {
 		t.Fatal("info bytes differ from torrentmeta.ForBlob of the blob")
 	}
 	if _, err := e.store.Stat(ref.Digest); !errors.Is(err, store.ErrNotFound) {
@@ -310,7 +289,7 @@ func TestPieceHashesArriveWithTheBody(t *testing.T) {
 	valve := harness.NewValve(torrentmeta.PieceLength(size))
 	e := newEnv(t, seeder.Config{}, valve.Wrap)
 	b, ref := e.push(t, "app", size)
-	want := wantSums(t, ref.Digest, b)
+	want := harness.PieceSums(t, ref.Digest, b)
 
 	h, err := e.seeder.Hashes(t.Context(), ref)
 	if err != nil {
@@ -566,7 +545,7 @@ func TestFailureInOneRepositoryDoesNotAnswerForAnother(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("piece hashes from the repository that has the blob: %v", r.err)
 	}
-	if !bytes.Equal(r.sums, wantSums(t, ref.Digest, b)) {
+	if !bytes.Equal(r.sums, harness.PieceSums(t, ref.Digest, b)) {
 		t.Fatal("piece hashes differ from those of torrentmeta.Build of the blob")
 	}
 	checkSeeded(t, e.seeder, ref, b)
@@ -629,7 +608,7 @@ func TestSmallBodiesAreReadOutOfTurn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := wantSums(t, small.Digest, config)
+	want := harness.PieceSums(t, small.Digest, config)
 	done := make(chan error, 1)
 	go func() {
 		sums, err := allSums(t, e.seeder, small)

@@ -36,13 +36,7 @@ type seeded struct {
 // seed stores a random blob and serves it.
 func seed(t *testing.T, size int, cfg Config) seeded {
 	t.Helper()
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := make([]byte, size)
-	rand.Read(data)
-	d := digest.FromBytes(data)
+	st, data, d := randomBlob(t, size)
 	p, err := st.NewPartial(d)
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +52,30 @@ func seed(t *testing.T, size int, cfg Config) seeded {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := startServer(t, cfg, st)
+	if err := s.Seed(d, info); err != nil {
+		t.Fatal(err)
+	}
+	return seeded{s, data, d, info}
+}
+
+func (sd seeded) addr() netip.AddrPort { return loopback(sd.s) }
+
+// randomBlob is size random bytes and their digest, with an empty store.
+func randomBlob(t *testing.T, size int) (*store.Store, []byte, digest.Digest) {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	rand.Read(data)
+	return st, data, digest.FromBytes(data)
+}
+
+// startServer serves st with cfg, on a loopback port unless cfg says.
+func startServer(t *testing.T, cfg Config, st *store.Store) *Server {
+	t.Helper()
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
 	}
@@ -66,14 +84,11 @@ func seed(t *testing.T, size int, cfg Config) seeded {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	if err := s.Seed(d, info); err != nil {
-		t.Fatal(err)
-	}
-	return seeded{s, data, d, info}
+	return s
 }
 
-func (sd seeded) addr() netip.AddrPort {
-	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sd.s.ListenPort()))
+func loopback(s *Server) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(s.ListenPort()))
 }
 
 // leecher is a stock anacrolix client, as the mirrors run, on its own
@@ -298,13 +313,7 @@ type growing struct {
 // under its torrentmeta.ForBlob torrent, or Build's when build is set.
 func seedGrowing(t *testing.T, size int, cfg Config, build bool) *growing {
 	t.Helper()
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := make([]byte, size)
-	rand.Read(data)
-	d := digest.FromBytes(data)
+	st, data, d := randomBlob(t, size)
 	info, err := torrentmeta.ForBlob(d, int64(size))
 	if build {
 		info, _, err = torrentmeta.Build(d, bytes.NewReader(data), int64(size))
@@ -317,14 +326,7 @@ func seedGrowing(t *testing.T, size int, cfg Config, build bool) *growing {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	if cfg.ListenAddr == "" {
-		cfg.ListenAddr = "127.0.0.1:0"
-	}
-	s, err := New(cfg, st, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := startServer(t, cfg, st)
 	g, err := s.SeedGrowing(d, info, p)
 	if err != nil {
 		t.Fatal(err)
@@ -332,9 +334,7 @@ func seedGrowing(t *testing.T, size int, cfg Config, build bool) *growing {
 	return &growing{s: s, st: st, p: p, g: g, data: data, d: d, info: info}
 }
 
-func (gr *growing) addr() netip.AddrPort {
-	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(gr.s.ListenPort()))
-}
+func (gr *growing) addr() netip.AddrPort { return loopback(gr.s) }
 
 // arrive writes the blob's next pieces, as the origin would send them,
 // and tells the seeder.

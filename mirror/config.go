@@ -14,6 +14,7 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/internal/secretfile"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
@@ -59,6 +60,7 @@ type Config struct {
 	// nothing for this long.
 	StallTimeout time.Duration `yaml:"stall-timeout"`
 	UploadRate   int64         `yaml:"upload-rate"`
+	PeerConns    int           `yaml:"peer-conns"`
 	DownloadRate int64         `yaml:"download-rate"`
 	// CacheSize is the quota for stored blobs: bytes ("50GiB") or percent
 	// of the data filesystem ("80%"); empty is unlimited. Eviction starts
@@ -92,6 +94,7 @@ func Defaults() Config {
 		Platform:             runtime.GOOS + "/" + runtime.GOARCH,
 		MetainfoTimeout:      10 * time.Minute,
 		StallTimeout:         30 * time.Second,
+		PeerConns:            swarm.DefaultConnsPerTorrent,
 		CacheHighWatermark:   95,
 		CacheLowWatermark:    85,
 	}
@@ -177,6 +180,8 @@ func (c Config) resolve() (settings, error) {
 		return s, fmt.Errorf("metainfo-timeout: must be positive")
 	case c.StallTimeout <= 0:
 		return s, fmt.Errorf("stall-timeout: must be positive")
+	case c.PeerConns <= 0:
+		return s, fmt.Errorf("peer-conns: must be positive")
 	case c.UploadRate < 0 || c.DownloadRate < 0:
 		return s, fmt.Errorf("upload-rate, download-rate: must not be negative")
 	case strings.ContainsFunc(c.AdminToken, func(r rune) bool { return r <= ' ' || r == 0x7f }):

@@ -123,11 +123,12 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 func (m *Mirror) joinSwarm(s settings, origin *originSource) error {
 	var err error
 	m.swarm, err = swarm.New(swarm.Config{
-		ListenAddr:   m.cfg.PeerListen,
-		AllowedPeers: s.peerCIDRs,
-		StallTimeout: m.cfg.StallTimeout,
-		UploadRate:   m.cfg.UploadRate,
-		DownloadRate: m.cfg.DownloadRate,
+		ListenAddr:         m.cfg.PeerListen,
+		AllowedPeers:       s.peerCIDRs,
+		StallTimeout:       m.cfg.StallTimeout,
+		UploadRate:         m.cfg.UploadRate,
+		DownloadRate:       m.cfg.DownloadRate,
+		MaxConnsPerTorrent: m.cfg.PeerConns,
 	}, m.store, m.log.With("component", "swarm"))
 	if err != nil {
 		return fmt.Errorf("join swarm: %w", err)

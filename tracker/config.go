@@ -57,8 +57,11 @@ type Config struct {
 	UploadRate  int64 `yaml:"upload-rate"`
 	// SeedWindow is how many bytes of pieces the seeder offers each peer
 	// ahead of what it has (superseed.Config.Window).
-	SeedWindow int64  `yaml:"seed-window"`
-	LogLevel   string `yaml:"log-level"`
+	SeedWindow int64 `yaml:"seed-window"`
+	// SeedSpare lets the seeder, once it holds a blob, send the rarest
+	// pieces to peers gaining slower than they can (superseed.Config.Spare).
+	SeedSpare bool   `yaml:"seed-spare"`
+	LogLevel  string `yaml:"log-level"`
 	// DebugListen serves Go's profiles (/debug/pprof/) when set.
 	DebugListen string `yaml:"debug-listen"`
 	// TLSCert and TLSKey make the HTTP endpoints HTTPS; CA adds an
@@ -83,6 +86,7 @@ func Defaults() Config {
 		MetainfoWait:     2 * time.Second,
 		UpstreamTimeout:  30 * time.Second,
 		OriginReads:      2,
+		SeedSpare:        true,
 		LogLevel:         "info",
 	}
 }

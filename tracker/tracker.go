@@ -96,7 +96,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		return nil, err
 	}
 	srv, err := superseed.New(superseed.Config{
-		ListenAddr: cfg.PeerListen, AllowedPeers: s.peerCIDRs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow,
+		ListenAddr: cfg.PeerListen, AllowedPeers: s.peerCIDRs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow, Spare: cfg.SeedSpare,
 		CompleteElsewhere: func(ih metainfo.Hash) bool { return mirrorHasAll(peers, ih) },
 	}, st, log.With("component", "seeder"))
 	if err != nil {

@@ -2,6 +2,7 @@ package superseed
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -37,6 +38,17 @@ type handout struct {
 	// piece it does not have is never offered.
 	held   []bool
 	heldAt []time.Time
+	unheld int
+	// spare keeps one piece on its way to every peer that gains pieces
+	// slower than it has shown it can, the rarest in the swarm, once the
+	// seeder holds the whole blob: a seeder on a link faster than a
+	// host's otherwise idles while the fleet is short of upload. Not
+	// before it holds the blob: while the origin's bytes arrive, the
+	// seeder's link is for pieces no one has (spare offers then made an
+	// 8-host rollout on equal links 2.9x the limit instead of 1.25x).
+	// Not to peers gaining at their best: they are short of downlink,
+	// not of supply, and the bytes would only displace a peer's.
+	spare bool
 }
 
 type peerState struct {
@@ -44,10 +56,37 @@ type peerState struct {
 	// missing counts pieces not in has; pending those offered and missing.
 	missing, pending int
 	lastGain         time.Time
+	// rate is the pieces it gained in a decaying sum (pieces/s, over
+	// rateTau) as of rateAt; peak the highest rate seen after the first
+	// rateTau.
+	rate, peak float64
+	joined     time.Time
+	rateAt     time.Time
 	// lastOffer is the hand-out's offer count when this peer was last
 	// offered a piece: a piece that arrives goes to the peer that waited
 	// longest, so arriving pieces spread over the fleet.
 	lastOffer int
+}
+
+// rateTau is the time constant of a peer's gain rate: some pieces'
+// worth at a host's link rate, so one piece more or less moves it little.
+const rateTau = 2 * time.Second
+
+// starvedBelow is the share of its best rate under which a peer counts
+// as short of supply.
+const starvedBelow = 0.85
+
+// rateNow is the peer's gain rate decayed to now.
+func (p *peerState) rateNow(now time.Time) float64 {
+	return p.rate * math.Exp(-now.Sub(p.rateAt).Seconds()/rateTau.Seconds())
+}
+
+func (p *peerState) gained(k int, now time.Time) {
+	p.rate = p.rateNow(now) + float64(k)/rateTau.Seconds()
+	p.rateAt = now
+	if now.Sub(p.joined) >= rateTau {
+		p.peak = max(p.peak, p.rate)
+	}
 }
 
 // offer is one piece to advertise to one peer.
@@ -59,6 +98,7 @@ func newHandout(pieces, window int, patience time.Duration) *handout {
 	for i := range h.held {
 		h.held[i] = true
 	}
+	h.unheld = 0
 	return h
 }
 
@@ -73,6 +113,7 @@ func newGrowingHandout(pieces, window int, patience time.Duration) *handout {
 		peers:    map[int]*peerState{},
 		held:     make([]bool, pieces),
 		heldAt:   make([]time.Time, pieces),
+		unheld:   pieces,
 	}
 }
 
@@ -85,6 +126,7 @@ func (h *handout) hold(piece int, now time.Time) []offer {
 		return nil
 	}
 	h.held[piece], h.heldAt[piece] = true, now
+	h.unheld--
 	if h.elsewhere || h.avail[piece] > 0 {
 		return nil
 	}
@@ -109,7 +151,7 @@ func (h *handout) hold(piece int, now time.Time) []offer {
 // join registers a peer that has nothing yet and returns its first offers.
 func (h *handout) join(peer int, now time.Time) []offer {
 	n := len(h.avail)
-	h.peers[peer] = &peerState{has: make([]bool, n), offered: make([]bool, n), missing: n, lastGain: now}
+	h.peers[peer] = &peerState{has: make([]bool, n), offered: make([]bool, n), missing: n, lastGain: now, joined: now, rateAt: now}
 	return h.topUp(peer, nil)
 }
 
@@ -120,10 +162,12 @@ func (h *handout) have(peer int, pieces []int, now time.Time) []offer {
 	if p == nil {
 		return nil
 	}
+	gained := 0
 	for _, i := range pieces {
 		if i < 0 || i >= len(h.avail) || p.has[i] {
 			continue
 		}
+		gained++
 		p.has[i] = true
 		p.missing--
 		p.lastGain = now
@@ -133,7 +177,8 @@ func (h *handout) have(peer int, pieces []int, now time.Time) []offer {
 			h.inflight[i]--
 		}
 	}
-	return h.topUp(peer, nil)
+	p.gained(gained, now)
+	return h.spareFor(peer, p, now, h.topUp(peer, nil))
 }
 
 // leave forgets a peer. Pieces only it held or was getting are offered to
@@ -176,7 +221,11 @@ func (h *handout) tick(now time.Time) []offer {
 	// In peer order, so the outcome does not depend on map iteration.
 	for _, id := range slices.Sorted(maps.Keys(h.peers)) {
 		p := h.peers[id]
-		if p.missing == 0 || p.pending > 0 || now.Sub(p.lastGain) < h.patience {
+		if p.missing == 0 || p.pending > 0 {
+			continue
+		}
+		if now.Sub(p.lastGain) < h.patience {
+			out = h.spareFor(id, p, now, out)
 			continue
 		}
 		if i := h.leastSpread(p, now); i >= 0 {
@@ -202,12 +251,31 @@ func (h *handout) topUp(peer int, out []offer) []offer {
 	return out
 }
 
+// spareFor offers a peer short of supply the rarest piece it lacks, when
+// spare offers are on and nothing else is on its way to it.
+func (h *handout) spareFor(peer int, p *peerState, now time.Time, out []offer) []offer {
+	if !h.spare || h.elsewhere || h.unheld > 0 || p.pending > 0 || p.missing == 0 || p.peak == 0 || p.rateNow(now) >= starvedBelow*p.peak {
+		return out
+	}
+	if i := h.rarest(p, now, 0); i >= 0 {
+		out = append(out, h.give(peer, p, i))
+	}
+	return out
+}
+
 // leastSpread is the piece held for a patience that the peer lacks and
 // was not offered, that the fewest peers have or are getting, or -1.
 func (h *handout) leastSpread(p *peerState, now time.Time) int {
+	return h.rarest(p, now, h.patience)
+}
+
+// rarest is the piece held for at least age (any held piece for 0) that
+// the peer lacks and was not offered, that the fewest peers have or are
+// getting, or -1.
+func (h *handout) rarest(p *peerState, now time.Time, age time.Duration) int {
 	best := -1
 	for i := range h.avail {
-		if !h.held[i] || now.Sub(h.heldAt[i]) < h.patience || p.has[i] || p.offered[i] {
+		if !h.held[i] || (age > 0 && now.Sub(h.heldAt[i]) < age) || p.has[i] || p.offered[i] {
 			continue
 		}
 		if best < 0 || h.avail[i]+h.inflight[i] < h.avail[best]+h.inflight[best] {

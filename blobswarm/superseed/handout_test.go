@@ -257,3 +257,47 @@ func TestHandoutOfAStoredBlobHoldsEverything(t *testing.T) {
 		t.Fatalf("offers = %v, want [0 1]", o)
 	}
 }
+
+// With spare offers on, a peer whose gains slow below what it has shown
+// it can take is offered the piece fewest peers have; not while it gains
+// at its best, not with spare offers off, and not while the blob is still
+// arriving from the origin.
+func TestSpareOffersTheRarestPieceToAPeerShortOfSupply(t *testing.T) {
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for _, tc := range []struct {
+		name          string
+		spare, arrive bool
+		want          []int
+	}{
+		{name: "spare", spare: true, want: []int{5}},
+		{name: "off", spare: false},
+		{name: "blob still arriving", spare: true, arrive: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandout(6, 2, 10*time.Second)
+			if tc.arrive {
+				h = newGrowingHandout(7, 2, 10*time.Second)
+				for i := range 6 {
+					h.hold(i, t0)
+				}
+			}
+			h.spare = tc.spare
+			for p := 1; p <= 3; p++ {
+				h.join(p, t0)
+			}
+			// Peers 2 and 3 hold every piece but 0 and 1 between them,
+			// piece 5 once; peer 1 gains 0 and 1 a second apart.
+			h.have(2, []int{2, 3}, at(500*time.Millisecond))
+			h.have(3, []int{4, 5}, at(500*time.Millisecond))
+			h.have(2, []int{4}, at(time.Second))
+			h.have(3, []int{2, 3}, at(time.Second))
+			h.have(1, []int{0}, at(time.Second))
+			if o := pieces(h.have(1, []int{1}, at(2*time.Second)), 1); len(o) != 0 {
+				t.Fatalf("a peer gaining at its best was offered %v", o)
+			}
+			if got := pieces(h.tick(at(3*time.Second)), 1); !slices.Equal(got, tc.want) {
+				t.Fatalf("a second without gains: offers %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

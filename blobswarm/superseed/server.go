@@ -54,6 +54,11 @@ type Config struct {
 	// Patience is how long a peer with nothing offered may gain no piece
 	// before the seeder offers it one that others have (default 3s).
 	Patience time.Duration
+	// Spare keeps one piece on its way to every peer that lacks some once
+	// the pieces no one has are handed out, the rarest first: a seeder on
+	// a link faster than a host's otherwise idles while the fleet is
+	// short of upload.
+	Spare bool
 	// HandshakeTimeout bounds the BitTorrent handshake (default 2s).
 	HandshakeTimeout time.Duration
 	// CompleteElsewhere, when set, reports whether a peer other than the
@@ -168,7 +173,9 @@ func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 	if err != nil {
 		return err
 	}
-	t := newBlob(d, ih, info, f, newHandout(info.NumPieces(), s.window(info), s.cfg.Patience), &s.offers)
+	h := newHandout(info.NumPieces(), s.window(info), s.cfg.Patience)
+	h.spare = s.cfg.Spare
+	t := newBlob(d, ih, info, f, h, &s.offers)
 	t.file = f
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -216,7 +223,9 @@ func (s *Server) SeedGrowing(d digest.Digest, infoBytes []byte, r io.ReaderAt) (
 		return nil, err
 	}
 	ih := metainfo.HashBytes(infoBytes)
-	t := newBlob(d, ih, info, r, newGrowingHandout(info.NumPieces(), s.window(info), s.cfg.Patience), &s.offers)
+	h := newGrowingHandout(info.NumPieces(), s.window(info), s.cfg.Patience)
+	h.spare = s.cfg.Spare
+	t := newBlob(d, ih, info, r, h, &s.offers)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
@@ -343,7 +352,12 @@ func (s *Server) accept() {
 // out its patience gets a piece.
 func (s *Server) tick() {
 	defer s.wg.Done()
-	tk := time.NewTicker(s.cfg.Patience / 4)
+	every := s.cfg.Patience / 4
+	if s.cfg.Spare {
+		// A peer's gain rate falls between its haves; look often.
+		every = min(every, 250*time.Millisecond)
+	}
+	tk := time.NewTicker(every)
 	defer tk.Stop()
 	for {
 		select {

@@ -39,12 +39,21 @@ type Config struct {
 	// (default 2s: peers are in the same datacenter).
 	HandshakeTimeout time.Duration
 	// MaxConnsPerTorrent caps established peer connections per blob
-	// (default 100).
+	// (default DefaultConnsPerTorrent).
 	MaxConnsPerTorrent int
 	// ChunkSize is the size of one piece request (default 64 KiB; the
 	// protocol's usual 16 KiB costs more CPU per byte, see the benchmark).
 	ChunkSize int
 }
+
+// DefaultConnsPerTorrent is few on purpose: every connection of a host
+// feeds the same downlink, and dozens of senders at once overflow its
+// queue (retransmits) and make the library move requests between them
+// (chunks received twice). On the fleet bench (16 MiB at 10 Mbit/s,
+// BENCHMARKS.md 8), with the seeder's spare offers on, 64 hosts took
+// 1.41-1.45x the limit with 4, 6 or 8 connections, 1.54x with 10 and
+// 1.62x with 16; fewer than 6 leaves a host few sources to lose.
+const DefaultConnsPerTorrent = 6
 
 func (c Config) withDefaults() Config {
 	if c.ListenAddr == "" {
@@ -60,7 +69,7 @@ func (c Config) withDefaults() Config {
 		c.HandshakeTimeout = 2 * time.Second
 	}
 	if c.MaxConnsPerTorrent <= 0 {
-		c.MaxConnsPerTorrent = 100
+		c.MaxConnsPerTorrent = DefaultConnsPerTorrent
 	}
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = 64 << 10
@@ -118,8 +127,10 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 	cc.MinDialTimeout = c.HandshakeTimeout
 	cc.DialRateLimiter = rate.NewLimiter(200, 50)
 	cc.EstablishedConnsPerTorrent = c.MaxConnsPerTorrent
-	cc.HalfOpenConnsPerTorrent = c.MaxConnsPerTorrent / 2
-	cc.TotalHalfOpenConns = 4 * c.MaxConnsPerTorrent
+	cc.HalfOpenConnsPerTorrent = max(c.MaxConnsPerTorrent/2, 1)
+	// Dials for many blobs at once (an image's layers) must not queue
+	// behind each other.
+	cc.TotalHalfOpenConns = max(4*c.MaxConnsPerTorrent, 400)
 	cc.DropDuplicatePeerIds = true
 
 	// The library asks peers only for pieces within its first 64 MiB (by

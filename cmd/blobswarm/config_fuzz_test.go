@@ -26,6 +26,7 @@ func FuzzMirrorConfig(f *testing.F) {
 		"cache-high-watermark: 50\ncache-low-watermark: 90\n",
 		"peer-cidr: [10.0.0.0/99]\n",
 		"max-concurrent-fetches: -1\n",
+		"peer-conns: 0\n",
 	} {
 		f.Add(s)
 	}

@@ -34,6 +34,7 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.StringVar(&c.Platform, "platform", c.Platform, "platform whose manifest of an index is read ahead")
 	fs.DurationVar(&c.MetainfoTimeout, "metainfo-timeout", c.MetainfoTimeout, "how long to wait for the tracker's seeder before fetching from the origin")
 	fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout, "fall back to the origin when the swarm delivers nothing for this long")
+	fs.IntVar(&c.PeerConns, "peer-conns", c.PeerConns, "peer connections per blob: few, so a host's senders do not overflow its downlink")
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "upload cap to peers in bytes/s (0: unlimited)")
 	fs.Int64Var(&c.DownloadRate, "download-rate", c.DownloadRate, "download cap from peers in bytes/s (0: unlimited)")
 	fs.StringVar(&c.CacheSize, "cache-size", c.CacheSize, "quota for cached blobs: bytes (50GiB) or percent of the data filesystem (80%); empty: unlimited")

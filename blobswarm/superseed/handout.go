@@ -39,16 +39,20 @@ type handout struct {
 	held   []bool
 	heldAt []time.Time
 	unheld int
-	// spare keeps one piece on its way to every peer that gains pieces
-	// slower than it has shown it can, the rarest in the swarm, once the
-	// seeder holds the whole blob: a seeder on a link faster than a
-	// host's otherwise idles while the fleet is short of upload. Not
-	// before it holds the blob: while the origin's bytes arrive, the
-	// seeder's link is for pieces no one has (spare offers then made an
-	// 8-host rollout on equal links 2.9x the limit instead of 1.25x).
-	// Not to peers gaining at their best: they are short of downlink,
-	// not of supply, and the bytes would only displace a peer's.
+	// spare fills the window of every peer that gains pieces slower
+	// than the fastest peer has shown a host can, with the rarest pieces
+	// in the swarm, once the seeder holds the whole blob: a seeder on a
+	// link faster than a host's otherwise idles while the fleet is short
+	// of upload, and a host that found few peers (connections are
+	// capped) is fed. Not before it holds the blob: while the origin's
+	// bytes arrive, the seeder's link is for pieces no one has (spare
+	// offers then made an 8-host rollout on equal links 2.9x the limit
+	// instead of 1.25x). Not to peers gaining at that best rate: they are
+	// short of downlink, not of supply, and the bytes would only displace
+	// a peer's.
 	spare bool
+	// bestRate is the highest gain rate any peer reached.
+	bestRate float64
 }
 
 type peerState struct {
@@ -57,11 +61,9 @@ type peerState struct {
 	missing, pending int
 	lastGain         time.Time
 	// rate is the pieces it gained in a decaying sum (pieces/s, over
-	// rateTau) as of rateAt; peak the highest rate seen after the first
-	// rateTau.
-	rate, peak float64
-	joined     time.Time
-	rateAt     time.Time
+	// rateTau) as of rateAt.
+	rate           float64
+	joined, rateAt time.Time
 	// lastOffer is the hand-out's offer count when this peer was last
 	// offered a piece: a piece that arrives goes to the peer that waited
 	// longest, so arriving pieces spread over the fleet.
@@ -72,7 +74,7 @@ type peerState struct {
 // worth at a host's link rate, so one piece more or less moves it little.
 const rateTau = 2 * time.Second
 
-// starvedBelow is the share of its best rate under which a peer counts
+// starvedBelow is the share of the best rate under which a peer counts
 // as short of supply.
 const starvedBelow = 0.85
 
@@ -81,12 +83,15 @@ func (p *peerState) rateNow(now time.Time) float64 {
 	return p.rate * math.Exp(-now.Sub(p.rateAt).Seconds()/rateTau.Seconds())
 }
 
-func (p *peerState) gained(k int, now time.Time) {
+// gained adds k pieces to the peer's rate and returns the rate once it
+// counts (a full rateTau after the peer joined, else 0).
+func (p *peerState) gained(k int, now time.Time) float64 {
 	p.rate = p.rateNow(now) + float64(k)/rateTau.Seconds()
 	p.rateAt = now
-	if now.Sub(p.joined) >= rateTau {
-		p.peak = max(p.peak, p.rate)
+	if now.Sub(p.joined) < rateTau {
+		return 0
 	}
+	return p.rate
 }
 
 // offer is one piece to advertise to one peer.
@@ -177,7 +182,7 @@ func (h *handout) have(peer int, pieces []int, now time.Time) []offer {
 			h.inflight[i]--
 		}
 	}
-	p.gained(gained, now)
+	h.bestRate = max(h.bestRate, p.gained(gained, now))
 	return h.spareFor(peer, p, now, h.topUp(peer, nil))
 }
 
@@ -221,10 +226,10 @@ func (h *handout) tick(now time.Time) []offer {
 	// In peer order, so the outcome does not depend on map iteration.
 	for _, id := range slices.Sorted(maps.Keys(h.peers)) {
 		p := h.peers[id]
-		if p.missing == 0 || p.pending > 0 {
+		if p.missing == 0 {
 			continue
 		}
-		if now.Sub(p.lastGain) < h.patience {
+		if p.pending > 0 || now.Sub(p.lastGain) < h.patience {
 			out = h.spareFor(id, p, now, out)
 			continue
 		}
@@ -251,13 +256,18 @@ func (h *handout) topUp(peer int, out []offer) []offer {
 	return out
 }
 
-// spareFor offers a peer short of supply the rarest piece it lacks, when
-// spare offers are on and nothing else is on its way to it.
+// spareFor fills the window of a peer short of supply with the rarest
+// pieces it lacks, when spare offers are on. Also once the blob is
+// complete elsewhere: a peer left behind is what they are for.
 func (h *handout) spareFor(peer int, p *peerState, now time.Time, out []offer) []offer {
-	if !h.spare || h.elsewhere || h.unheld > 0 || p.pending > 0 || p.missing == 0 || p.peak == 0 || p.rateNow(now) >= starvedBelow*p.peak {
+	if !h.spare || h.unheld > 0 || h.bestRate == 0 || p.rateNow(now) >= starvedBelow*h.bestRate {
 		return out
 	}
-	if i := h.rarest(p, now, 0); i >= 0 {
+	for p.pending < h.window {
+		i := h.rarest(p, now, 0)
+		if i < 0 {
+			break
+		}
 		out = append(out, h.give(peer, p, i))
 	}
 	return out

@@ -258,10 +258,10 @@ func TestHandoutOfAStoredBlobHoldsEverything(t *testing.T) {
 	}
 }
 
-// With spare offers on, a peer whose gains slow below what it has shown
-// it can take is offered the piece fewest peers have; not while it gains
-// at its best, not with spare offers off, and not while the blob is still
-// arriving from the origin.
+// With spare offers on, a peer whose gains slow below the best a peer
+// has shown is offered the pieces fewest peers have, a window of them;
+// not while it gains at that rate, not with spare offers off, and not
+// while the blob is still arriving from the origin.
 func TestSpareOffersTheRarestPieceToAPeerShortOfSupply(t *testing.T) {
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	for _, tc := range []struct {
@@ -269,7 +269,7 @@ func TestSpareOffersTheRarestPieceToAPeerShortOfSupply(t *testing.T) {
 		spare, arrive bool
 		want          []int
 	}{
-		{name: "spare", spare: true, want: []int{5}},
+		{name: "spare", spare: true, want: []int{5, 2}},
 		{name: "off", spare: false},
 		{name: "blob still arriving", spare: true, arrive: true},
 	} {
@@ -299,5 +299,39 @@ func TestSpareOffersTheRarestPieceToAPeerShortOfSupply(t *testing.T) {
 				t.Fatalf("a second without gains: offers %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A peer that never gained fast (it found few peers) is fed as soon as
+// another peer has shown what a host can take, also after the blob is
+// complete elsewhere: it is the one left behind. The fast peer is not.
+func TestSpareFeedsAPeerSlowerThanTheFleet(t *testing.T) {
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	h := newHandout(40, 2, time.Minute)
+	h.spare = true
+	h.join(1, t0)
+	h.join(2, t0) // offered pieces 2 and 3
+	h.elsewhere = true
+	// Peer 1 gains ten pieces a second, peer 2 one: piece 2 at 1 s and
+	// 3 at 2 s, when peer 1's rate has counted for rateTau.
+	var slow []int
+	for i := range 36 {
+		now := at(time.Duration(i+1) * 100 * time.Millisecond)
+		o := h.have(1, []int{i}, now)
+		if i%10 == 9 {
+			o = append(o, h.have(2, []int{2 + i/10}, now)...)
+		}
+		if got := pieces(o, 1); len(got) != 0 {
+			t.Fatalf("at %v the fast peer was offered %v", now.Sub(t0), got)
+		}
+		if got := pieces(o, 2); len(got) > 0 && slow == nil {
+			if now != at(2*time.Second) {
+				t.Fatalf("the slow peer was first fed at %v, want 2s", now.Sub(t0))
+			}
+			slow = got
+		}
+	}
+	if !slices.Equal(slow, []int{20, 21}) {
+		t.Errorf("the slow peer was offered %v, want a window of the pieces no peer had, 20 and 21", slow)
 	}
 }

@@ -13,9 +13,11 @@ type Offer struct{ Peer, Piece int }
 
 // NewPolicy is the policy of a growing blob of the given pieces, offering
 // each peer window pieces at a time (at least one), with the server's
-// patience.
-func NewPolicy(pieces, window int, patience time.Duration) *Policy {
-	return &Policy{h: newGrowingHandout(pieces, window, patience)}
+// patience and spare offers (Config.Spare).
+func NewPolicy(pieces, window int, patience time.Duration, spare bool) *Policy {
+	h := newGrowingHandout(pieces, window, patience)
+	h.spare = spare
+	return &Policy{h: h}
 }
 
 // Hold says the seeder has the piece now (Growing.Have).
@@ -32,7 +34,7 @@ func (p *Policy) Have(peer int, pieces []int, now time.Time) []Offer {
 // Leave forgets a peer that disconnected.
 func (p *Policy) Leave(peer int) []Offer { return exported(p.h.leave(peer)) }
 
-// Tick lets time pass (the server calls it every patience/4).
+// Tick lets time pass (the server calls it every TickEvery).
 func (p *Policy) Tick(now time.Time) []Offer { return exported(p.h.tick(now)) }
 
 // SetElsewhere says whether some peer the seeder is not connected to has

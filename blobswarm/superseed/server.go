@@ -348,16 +348,21 @@ func (s *Server) accept() {
 	}
 }
 
+// TickEvery is how often the server lets its policies act on time
+// passing: a quarter of the patience, and with spare offers at least
+// every 250 ms, since a starved peer's gain rate falls between its haves.
+func TickEvery(patience time.Duration, spare bool) time.Duration {
+	if spare {
+		return min(patience/4, 250*time.Millisecond)
+	}
+	return patience / 4
+}
+
 // tick lets each torrent's policy act on time passing: a peer that waited
 // out its patience gets a piece.
 func (s *Server) tick() {
 	defer s.wg.Done()
-	every := s.cfg.Patience / 4
-	if s.cfg.Spare {
-		// A peer's gain rate falls between its haves; look often.
-		every = min(every, 250*time.Millisecond)
-	}
-	tk := time.NewTicker(every)
+	tk := time.NewTicker(TickEvery(s.cfg.Patience, s.cfg.Spare))
 	defer tk.Stop()
 	for {
 		select {

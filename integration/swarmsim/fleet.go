@@ -131,7 +131,7 @@ func newFleet(s Shape, p Params) *fleet {
 	for range s.Layers {
 		pieces := int((layer + pl - 1) / pl)
 		f.blobs = append(f.blobs, &blob{size: layer, pieceLen: pl, pieces: pieces,
-			policy: superseed.NewPolicy(pieces, p.SeedWindow, p.Patience)})
+			policy: superseed.NewPolicy(pieces, p.SeedWindow, p.Patience, p.Spare)})
 	}
 	for _, at := range f.startTimes() {
 		h := &host{start: at, done: -1, incomplete: s.Layers}
@@ -195,13 +195,13 @@ func (f *fleet) due() {
 		f.announces = append(f.announces, announce{at: a.at + f.p.Reannounce.Seconds(), host: a.host})
 	}
 	if f.now >= f.nextTick {
-		// superseed.Server.tick: every Patience/4, elsewhere from the
+		// superseed.Server.tick: every TickEvery, elsewhere from the
 		// tracker's peer store, then the policy's tick.
 		for b, bl := range f.blobs {
 			bl.policy.SetElsewhere(bl.completeKnown)
 			f.offer(b, bl.policy.Tick(f.clock()))
 		}
-		f.nextTick += f.p.Patience.Seconds() / 4
+		f.nextTick += superseed.TickEvery(f.p.Patience, f.p.Spare).Seconds()
 	}
 }
 
@@ -255,10 +255,12 @@ func (f *fleet) pick(i int) []int {
 }
 
 // connect opens a peer connection for blob b unless there is one or
-// either side is at MaxConns; each side learns what the other has.
+// either side is at MaxConns, one of which is the seeder's; each side
+// learns what the other has.
 func (f *fleet) connect(b, i, j int) {
 	hi, hj := &f.hosts[i].blobs[b], &f.hosts[j].blobs[b]
-	if len(hi.conns) >= f.p.MaxConns || len(hj.conns) >= f.p.MaxConns || slices.Contains(hi.conns, int32(j)) {
+	peers := f.p.MaxConns - 1
+	if len(hi.conns) >= peers || len(hj.conns) >= peers || slices.Contains(hi.conns, int32(j)) {
 		return
 	}
 	hi.conns, hj.conns = append(hi.conns, int32(j)), append(hj.conns, int32(i))

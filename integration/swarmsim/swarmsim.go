@@ -22,6 +22,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/fleetbench"
 	"github.com/blobswarm/blobswarm/tracker"
@@ -71,8 +72,11 @@ type Params struct {
 	// superseed.Server.window with the tracker's default seed-window 0.
 	SeedWindow int
 	// Patience is superseed.Config.Patience's default; the server ticks
-	// every Patience/4.
+	// every superseed.TickEvery.
 	Patience time.Duration
+	// Spare is the tracker's seed-spare: once the seeder holds a blob it
+	// sends the rarest pieces to peers gaining slower than they can.
+	Spare bool
 	// OriginReads is tracker/seeder's default origin-reads: blob bodies
 	// read from the origin at once, in the order asked (readQueue).
 	OriginReads int
@@ -80,7 +84,7 @@ type Params struct {
 	// answer holds (tracker/announce pickPeers).
 	MaxPeers int
 	// MaxConns is swarm.Config.MaxConnsPerTorrent's default: established
-	// connections per blob.
+	// connections per blob, the seeder's among them.
 	MaxConns int
 	// Reannounce is anacrolix's floor between announces
 	// (trackerScraper.Run waits at least a minute whatever the tracker
@@ -114,9 +118,10 @@ func Defaults() Params {
 		UploadCap:      float64(fleetbench.Defaults().UploadCap) / 100,
 		SeedWindow:     2,
 		Patience:       3 * time.Second,
+		Spare:          tracker.Defaults().SeedSpare,
 		OriginReads:    tracker.Defaults().OriginReads,
 		MaxPeers:       tracker.Defaults().MaxPeers,
-		MaxConns:       100,
+		MaxConns:       swarm.DefaultConnsPerTorrent,
 		Reannounce:     time.Minute,
 		StartUp:        128 * time.Millisecond,
 		TrackerRate:    7500,

@@ -33,9 +33,10 @@ type handout struct {
 	// blob (a mirror that finished drops its connection to the seeder):
 	// then nothing is uncovered, and newcomers get it from the fleet.
 	elsewhere bool
-	// held says which pieces the seeder has, and heldAt since when: a blob
-	// still arriving from the origin gains them one by one (hold), and a
-	// piece it does not have is never offered.
+	// held says which pieces the seeder has, heldAt since when and
+	// unheld how many it lacks: a blob still arriving from the origin
+	// gains them one by one (hold), and a piece it does not have is never
+	// offered.
 	held   []bool
 	heldAt []time.Time
 	unheld int
@@ -167,12 +168,12 @@ func (h *handout) have(peer int, pieces []int, now time.Time) []offer {
 	if p == nil {
 		return nil
 	}
-	gained := 0
+	newPieces := 0
 	for _, i := range pieces {
 		if i < 0 || i >= len(h.avail) || p.has[i] {
 			continue
 		}
-		gained++
+		newPieces++
 		p.has[i] = true
 		p.missing--
 		p.lastGain = now
@@ -182,7 +183,7 @@ func (h *handout) have(peer int, pieces []int, now time.Time) []offer {
 			h.inflight[i]--
 		}
 	}
-	h.bestRate = max(h.bestRate, p.gained(gained, now))
+	h.bestRate = max(h.bestRate, p.gained(newPieces, now))
 	return h.spareFor(peer, p, now, h.topUp(peer, nil))
 }
 
@@ -220,7 +221,8 @@ func (h *handout) offered(peer, piece int) bool {
 // with nothing offered and nothing gained. Only pieces held for a patience
 // count: a peer that had nothing to gain because the origin had not sent
 // it yet was not left waiting, and its neighbours are about to trade the
-// newest piece to it.
+// newest piece to it. Other peers get spare offers if they are short of
+// supply: a rate falls between haves, so it is looked at here too.
 func (h *handout) tick(now time.Time) []offer {
 	var out []offer
 	// In peer order, so the outcome does not depend on map iteration.
@@ -233,7 +235,7 @@ func (h *handout) tick(now time.Time) []offer {
 			out = h.spareFor(id, p, now, out)
 			continue
 		}
-		if i := h.leastSpread(p, now); i >= 0 {
+		if i := h.rarest(p, now, h.patience); i >= 0 {
 			p.lastGain = now
 			out = append(out, h.give(id, p, i))
 		}
@@ -271,12 +273,6 @@ func (h *handout) spareFor(peer int, p *peerState, now time.Time, out []offer) [
 		out = append(out, h.give(peer, p, i))
 	}
 	return out
-}
-
-// leastSpread is the piece held for a patience that the peer lacks and
-// was not offered, that the fewest peers have or are getting, or -1.
-func (h *handout) leastSpread(p *peerState, now time.Time) int {
-	return h.rarest(p, now, h.patience)
 }
 
 // rarest is the piece held for at least age (any held piece for 0) that

@@ -56,7 +56,5 @@ var Measured = []Measurement{
 	{Shape: shapeOf(8, 2, 16, 10, 100, 100), Runs: []float64{16.09, 16.27, 15.89}, Source: "sweep 18e0b5e, 3 runs, CPU 8-11%"},
 	{Shape: shapeOf(16, 2, 16, 10, 100, 100), Runs: []float64{16.33, 16.28, 16.20}, Source: "sweep 18e0b5e, 3 runs, CPU 17-22%"},
 	{Shape: shapeOf(32, 2, 16, 10, 100, 100), Runs: []float64{16.99, 17.46, 17.71}, Source: "sweep 18e0b5e, 3 runs, CPU 33-44%"},
-	{Shape: shapeOf(64, 2, 16, 10, 100, 100), Runs: []float64{19.25, 18.59, 18.73}, Source: "sweep 18e0b5e, 3 runs, CPU 79-82%: the emulation is near CPU-bound",
-		Gap: "the model says 33 s: without the connection cap (see Params.MaxConns) every host sends its first copies to every peer at once " +
-			"(peers x piece / uplink), so hosts the seeder gave nothing wait; the product, with 6 connections, does not"},
+	{Shape: shapeOf(64, 2, 16, 10, 100, 100), Runs: []float64{19.25, 18.59, 18.73}, Source: "sweep 18e0b5e, 3 runs, CPU 79-82%: the emulation is near CPU-bound"},
 }

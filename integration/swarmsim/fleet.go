@@ -83,7 +83,14 @@ type hostBlob struct {
 	// availability, from their bitfields and haves).
 	avail   []int32
 	missing int
-	conns   []int32
+	// conns are the mirrors connected for this blob, out[k] whether
+	// this host dialed conns[k]; the seeder's connection, always one this
+	// host dialed, is not among them. known are the peers announce
+	// answers told of and this host has not dialed yet (anacrolix's
+	// Torrent.peers: a peer is dialed once per answer that names it).
+	conns []int32
+	out   []bool
+	known []int32
 }
 
 // transfer is one piece crossing one peer connection.
@@ -226,9 +233,13 @@ func (f *fleet) announce(i int) {
 		if h.blobs[b].missing == 0 {
 			f.blobs[b].completeKnown = true
 		}
+		hb := &h.blobs[b]
 		for _, j := range f.pick(i) {
-			f.connect(b, i, j)
+			if !slices.Contains(hb.known, int32(j)) {
+				hb.known = append(hb.known, int32(j))
+			}
 		}
+		f.dial(b, i)
 	}
 	if first {
 		f.started = append(f.started, i)
@@ -254,16 +265,79 @@ func (f *fleet) pick(i int) []int {
 	return out
 }
 
-// connect opens a peer connection for blob b unless there is one or
-// either side is at MaxConns, one of which is the seeder's; each side
-// learns what the other has.
+// dial is host i dialing the peers it knows of for blob b while it
+// wants outgoing connections, as anacrolix's Torrent.openNewConns does,
+// in random order (PopMax's priorities are hashes of addresses). Dials
+// take no time in the model: mirrors start within a fraction of a second
+// of one another, and dialing is concurrent. Under MaxConns, the
+// seeder's among them, a host at the cap still dials when its incoming
+// connections outnumber its outgoing ones by more than one, dropping an
+// incoming one, and accepts a dial when its outgoing ones outnumber its
+// incoming ones by more than one, dropping an outgoing one
+// (wantOutgoingConns, wantIncomingConns, addPeerConn); otherwise a dial
+// at the cap is refused (a connection younger than a minute is never
+// dropped as bad, and a rollout's connections are young). Whoever lost a
+// connection dials again from what it still knows of.
+func (f *fleet) dial(b, i int) {
+	queue := []int{i}
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		hi := &f.hosts[i].blobs[b]
+		for len(hi.known) > 0 && f.wants(b, i, true) {
+			k := f.rng.IntN(len(hi.known))
+			j := int(hi.known[k])
+			hi.known = slices.Delete(hi.known, k, k+1)
+			if slices.Contains(hi.conns, int32(j)) || !f.wants(b, j, false) {
+				continue
+			}
+			// A side at the cap drops its oldest connection of the
+			// direction it has too many of, incoming for i, outgoing for
+			// j (worstBadConn ranks by usefulness, then age; early on
+			// none is useful).
+			for _, side := range []struct {
+				host int
+				out  bool
+			}{{i, false}, {j, true}} {
+				hs := &f.hosts[side.host].blobs[b]
+				if len(hs.conns)+1 < f.p.MaxConns {
+					continue
+				}
+				peer := int(hs.conns[slices.Index(hs.out, side.out)])
+				f.disconnect(b, side.host, peer)
+				queue = append(queue, peer)
+			}
+			f.connect(b, i, j)
+		}
+	}
+}
+
+// wants says host i would take one more connection for blob b, dialed by
+// it (outgoing) or by the peer.
+func (f *fleet) wants(b, i int, outgoing bool) bool {
+	hb := &f.hosts[i].blobs[b]
+	if len(hb.conns)+1 < f.p.MaxConns {
+		return true
+	}
+	out := 1 // the seeder's
+	for _, o := range hb.out {
+		if o {
+			out++
+		}
+	}
+	in := len(hb.conns) + 1 - out
+	if outgoing {
+		return in-out > 1
+	}
+	return out-in > 1
+}
+
+// connect opens i's connection to j for blob b; each side learns what
+// the other has.
 func (f *fleet) connect(b, i, j int) {
 	hi, hj := &f.hosts[i].blobs[b], &f.hosts[j].blobs[b]
-	peers := f.p.MaxConns - 1
-	if len(hi.conns) >= peers || len(hj.conns) >= peers || slices.Contains(hi.conns, int32(j)) {
-		return
-	}
 	hi.conns, hj.conns = append(hi.conns, int32(j)), append(hj.conns, int32(i))
+	hi.out, hj.out = append(hi.out, true), append(hj.out, false)
 	for p := range hi.has {
 		if hj.has[p] {
 			hi.avail[p]++
@@ -274,6 +348,33 @@ func (f *fleet) connect(b, i, j int) {
 	}
 	f.markDirty(i)
 	f.markDirty(j)
+}
+
+// disconnect closes the connection of hosts i and j for blob b. Pieces
+// crossing it go back to be asked for again, their bytes lost (anacrolix
+// keeps the chunks already written; the model has no chunks).
+func (f *fleet) disconnect(b, i, j int) {
+	for _, e := range [][2]int{{i, j}, {j, i}} {
+		ha, hb := &f.hosts[e[0]].blobs[b], &f.hosts[e[1]].blobs[b]
+		k := slices.Index(ha.conns, int32(e[1]))
+		ha.conns, ha.out = slices.Delete(ha.conns, k, k+1), slices.Delete(ha.out, k, k+1)
+		for p := range ha.has {
+			if hb.has[p] {
+				ha.avail[p]--
+			}
+		}
+		f.markDirty(e[0])
+	}
+	f.transfers = slices.DeleteFunc(f.transfers, func(t transfer) bool {
+		if t.blob != b || !(t.from == i && t.to == j || t.from == j && t.to == i) {
+			return false
+		}
+		f.hosts[t.to].blobs[b].busy[t.piece] = false
+		f.hosts[t.from].uploads--
+		f.release(t.conn)
+		f.changed = true
+		return true
+	})
 }
 
 // offer applies the seeder's offers: the peer may now ask the seeder for

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/blobswarm/blobswarm/blobswarm/swarm"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/integration/fleetbench"
 	"github.com/blobswarm/blobswarm/tracker"
@@ -83,14 +84,12 @@ type Params struct {
 	// answer holds (tracker/announce pickPeers).
 	MaxPeers int
 	// MaxConns caps established connections per blob, the seeder's among
-	// them. The product's cap is swarm.DefaultConnsPerTorrent (6), but the
-	// model forms connections one announce at a time, so with 6 the first
-	// hosts fill each other's slots and later ones find none free (8 hosts
-	// at 100 Mbit/s: 13.9 s against 7.0 s measured). anacrolix dials
-	// concurrently and trades an incoming connection for an outgoing one
-	// when one side outnumbers the other (Torrent.wantOutgoingConns,
-	// worstBadConn), which the model does not; with the cap left out it
-	// meets the measured fleets up to 32 hosts.
+	// them: swarm.DefaultConnsPerTorrent. Hosts keep dialing the peers
+	// announce answers named and trade a connection of the direction
+	// they have too many of for a new one, as anacrolix does (fleet.dial);
+	// formed one announce at a time without that trade, the first hosts
+	// filled each other's slots and later ones found none free (8 hosts at
+	// 100 Mbit/s: 13.9 s against 7.0 s measured).
 	MaxConns int
 	// Reannounce is anacrolix's floor between announces
 	// (trackerScraper.Run waits at least a minute whatever the tracker
@@ -127,7 +126,7 @@ func Defaults() Params {
 		Spare:          tracker.Defaults().SeedSpare,
 		OriginReads:    tracker.Defaults().OriginReads,
 		MaxPeers:       tracker.Defaults().MaxPeers,
-		MaxConns:       100,
+		MaxConns:       swarm.DefaultConnsPerTorrent,
 		Reannounce:     time.Minute,
 		StartUp:        128 * time.Millisecond,
 		TrackerRate:    7500,

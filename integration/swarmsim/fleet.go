@@ -50,7 +50,12 @@ type fleet struct {
 	dirty     []int // hosts that may start a transfer
 	finished  int
 
+	// incoming are the transfers to each host by index into transfers,
+	// as they stood before this step's fetches, for steal.
+	incoming [][]int32
+
 	originBytes, seederBytes float64
+	movedBytes               float64 // left of pieces steal moved
 	seederUploads            int
 	pieceTime                float64 // one piece at a host's link, seconds
 }
@@ -185,8 +190,10 @@ func (f *fleet) clock() time.Time { return f.base.Add(time.Duration(f.now * floa
 func (f *fleet) step() {
 	f.due()
 	f.startReads()
+	f.index()
 	for _, i := range f.dirty {
 		f.fetch(i)
+		f.steal(i)
 	}
 	f.dirty = f.dirty[:0]
 	f.share()
@@ -433,6 +440,88 @@ func (f *fleet) fetch(i int) {
 				left: float64(f.pieceSize(b, piece)), conn: f.open(from, i, b)})
 			f.changed = true
 		}
+	}
+}
+
+// index lists the transfers to each host, when some host may steal.
+func (f *fleet) index() {
+	if len(f.dirty) == 0 {
+		return
+	}
+	if f.incoming == nil {
+		f.incoming = make([][]int32, len(f.hosts))
+	}
+	for i := range f.incoming {
+		f.incoming[i] = f.incoming[i][:0]
+	}
+	for k, t := range f.transfers {
+		f.incoming[t.to] = append(f.incoming[t.to], int32(k))
+	}
+}
+
+// steal moves pieces on their way to host i to another connected peer
+// that has them, as anacrolix's PeerConn.applyRequestState does when a
+// connection's state changed (a have, an unchoke, a chunk received: in
+// the model a piece arrived at i or a peer, or a connection or offer
+// came): a peer takes a request from the one currently asked when that
+// leaves it with at most one more outstanding than that one has
+// ("don't steal from the poor": own + 1 - (existing - 1) < 1), and on
+// exactly one more only if it received a chunk more recently. Without
+// it a piece asked of the seeder at 1,000 hosts waits behind every
+// other host's, though all of its peers have it by then.
+//
+// The model counts requests in pieces, not chunks, and moves a piece
+// whole, keeping the bytes already received (anacrolix keeps the chunks
+// written). Counting chunks, anacrolix splits one slow piece's chunks
+// between the slow sender and the stealer, and the stealer, done first,
+// takes more; the model has no split, so on one more it moves the piece
+// when the stealer's uplink would give more than twice the rate the
+// piece arrives at: a connection that delivers chunks faster is the one
+// that received one last, and the margin keeps a piece from moving
+// back and forth between two about equal senders.
+func (f *fleet) steal(i int) {
+	for _, k := range f.incoming[i] {
+		t := &f.transfers[k]
+		hb := &f.hosts[i].blobs[t.blob]
+		existing := t.conn.pieces
+		to, best := 0, -1.0
+		try := func(j int, share float64) {
+			own := 0
+			if c := f.conns[[3]int{j, i, t.blob}]; c != nil {
+				own = c.pieces
+			}
+			if own+1 > existing || own+1 == existing && share <= 2*t.rate {
+				return
+			}
+			if share > best {
+				to, best = j, share
+			}
+		}
+		if hb.offered[t.piece] && t.from != seeder {
+			try(seeder, f.caps[f.seederUp()]/float64(f.seederUploads+1))
+		}
+		for _, j := range hb.conns {
+			if int(j) != t.from && f.hosts[j].blobs[t.blob].has[t.piece] {
+				try(int(j), f.caps[j]/float64(f.hosts[j].uploads+1))
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		if t.from == seeder {
+			f.seederUploads--
+		} else {
+			f.hosts[t.from].uploads--
+		}
+		f.release(t.conn)
+		if to == seeder {
+			f.seederUploads++
+		} else {
+			f.hosts[to].uploads++
+		}
+		t.from, t.conn = to, f.open(to, i, t.blob)
+		f.movedBytes += t.left
+		f.changed = true
 	}
 }
 

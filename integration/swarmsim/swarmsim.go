@@ -144,6 +144,9 @@ type Result struct {
 	// OriginBytes and SeederBytes are what the origin and the tracker's
 	// seeder sent.
 	OriginBytes, SeederBytes float64
+	// MovedBytes is what was still to come of the pieces moved from one
+	// sender to another (fleet.steal).
+	MovedBytes float64
 }
 
 // AllDone is when the last host had the image.
@@ -179,5 +182,5 @@ func Run(s Shape, p Params) (Result, error) {
 		done[i] = h.done
 	}
 	slices.Sort(done)
-	return Result{Shape: s, Done: done, OriginBytes: f.originBytes, SeederBytes: f.seederBytes}, nil
+	return Result{Shape: s, Done: done, OriginBytes: f.originBytes, SeederBytes: f.seederBytes, MovedBytes: f.movedBytes}, nil
 }

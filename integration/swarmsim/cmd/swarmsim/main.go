@@ -96,12 +96,12 @@ func printSweep(shape swarmsim.Shape, hosts []int, runs int, p swarmsim.Params) 
 	fmt.Printf("prediction: %d MiB in %d layers, host links %gM, origin %gM, tracker %gM; limit %.2f s; piece %d KiB\n",
 		shape.Image>>20, shape.Layers, shape.Host/1e6, shape.Origin/1e6, shape.Tracker/1e6, shape.Limit(), shape.PieceLength()>>10)
 	fmt.Printf("medians of %d runs (seeds %d-%d)\n", runs, p.Seed, p.Seed+uint64(runs)-1)
-	fmt.Printf("%6s %10s %15s %9s %7s %7s %14s %10s\n", "hosts", "all done", "range", "x limit", "p50 x", "p95 x", "seeder/image", "sim took")
+	fmt.Printf("%6s %10s %15s %9s %7s %7s %14s %13s %10s\n", "hosts", "all done", "range", "x limit", "p50 x", "p95 x", "seeder/image", "moved/image", "sim took")
 	var pts []fleetbench.SweepPoint
 	for _, n := range hosts {
 		shape.Hosts = n
 		start := time.Now()
-		var all, p50, p95, seeder []float64
+		var all, p50, p95, seeder, moved []float64
 		for k := range runs {
 			q := p
 			q.Seed += uint64(k)
@@ -111,13 +111,14 @@ func printSweep(shape swarmsim.Shape, hosts []int, runs int, p swarmsim.Params) 
 			}
 			all, p50, p95 = append(all, r.AllDone()), append(p50, r.Quantile(0.5)), append(p95, r.Quantile(0.95))
 			seeder = append(seeder, r.SeederBytes/float64(shape.Image))
+			moved = append(moved, r.MovedBytes/float64(shape.Image))
 		}
 		l := shape.Limit()
 		pt := fleetbench.SweepPoint{Nodes: n, Runs: runs, AllDoneSeconds: swarmsim.Median(all),
 			AllDone: swarmsim.Median(all) / l, P50: swarmsim.Median(p50) / l, P95: swarmsim.Median(p95) / l}
 		pts = append(pts, pt)
-		fmt.Printf("%6d %8.2f s %6.2f-%6.2f s %9.2f %7.2f %7.2f %14.2f %10s\n", n, pt.AllDoneSeconds, slices.Min(all), slices.Max(all),
-			pt.AllDone, pt.P50, pt.P95, swarmsim.Median(seeder), time.Since(start).Round(time.Millisecond))
+		fmt.Printf("%6d %8.2f s %6.2f-%6.2f s %9.2f %7.2f %7.2f %14.2f %13.2f %10s\n", n, pt.AllDoneSeconds, slices.Min(all), slices.Max(all),
+			pt.AllDone, pt.P50, pt.P95, swarmsim.Median(seeder), swarmsim.Median(moved), time.Since(start).Round(time.Millisecond))
 	}
 	if len(pts) < 2 {
 		return nil

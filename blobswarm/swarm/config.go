@@ -50,7 +50,7 @@ type Config struct {
 // feeds the same downlink, and dozens of senders at once overflow its
 // queue (retransmits) and make the library move requests between them
 // (chunks received twice). On the fleet bench (16 MiB at 10 Mbit/s,
-// BENCHMARKS.md 8), with the seeder's spare offers on, 64 hosts took
+// BENCHMARKS.md 8c), with the seeder's spare offers on, 64 hosts took
 // 1.41-1.45x the limit with 4, 6 or 8 connections, 1.54x with 10 and
 // 1.62x with 16; fewer than 6 leaves a host few sources to lose.
 const DefaultConnsPerTorrent = 6

@@ -54,6 +54,16 @@ type handout struct {
 	spare bool
 	// bestRate is the highest gain rate any peer reached.
 	bestRate float64
+	// pieceLen is a piece's length in bytes, and seederRate the best rate
+	// the seeder has sent at (bytes/s, the server measures it): together
+	// with bestRate they say how many peers the seeder can feed at a
+	// host's full rate at once, which bounds the peers with spare pieces
+	// on their way (spareFed). On equal links that is one: with every
+	// link at 10 Mbit/s, feeding every peer short of supply made 64
+	// hosts 2.43x the limit instead of 1.66x, the peers waiting on
+	// pieces trickling from the seeder's shared link.
+	pieceLen, seederRate float64
+	spareFed             int
 }
 
 type peerState struct {
@@ -65,6 +75,10 @@ type peerState struct {
 	// rateTau) as of rateAt.
 	rate           float64
 	joined, rateAt time.Time
+	// spare marks the pieces it was offered as spare offers, spareOut
+	// counts those still on their way.
+	spare    []bool
+	spareOut int
 	// lastOffer is the hand-out's offer count when this peer was last
 	// offered a piece: a piece that arrives goes to the peer that waited
 	// longest, so arriving pieces spread over the fleet.
@@ -157,7 +171,7 @@ func (h *handout) hold(piece int, now time.Time) []offer {
 // join registers a peer that has nothing yet and returns its first offers.
 func (h *handout) join(peer int, now time.Time) []offer {
 	n := len(h.avail)
-	h.peers[peer] = &peerState{has: make([]bool, n), offered: make([]bool, n), missing: n, lastGain: now, joined: now, rateAt: now}
+	h.peers[peer] = &peerState{has: make([]bool, n), offered: make([]bool, n), spare: make([]bool, n), missing: n, lastGain: now, joined: now, rateAt: now}
 	return h.topUp(peer, nil)
 }
 
@@ -181,6 +195,9 @@ func (h *handout) have(peer int, pieces []int, now time.Time) []offer {
 		if p.offered[i] {
 			p.pending--
 			h.inflight[i]--
+			if p.spare[i] {
+				h.spareArrived(p)
+			}
 		}
 	}
 	h.bestRate = max(h.bestRate, p.gained(newPieces, now))
@@ -202,6 +219,9 @@ func (h *handout) leave(peer int) []offer {
 		case p.offered[i]:
 			h.inflight[i]--
 		}
+	}
+	if p.spareOut > 0 {
+		h.spareFed--
 	}
 	var out []offer
 	for id := range h.peers {
@@ -265,14 +285,41 @@ func (h *handout) spareFor(peer int, p *peerState, now time.Time, out []offer) [
 	if !h.spare || h.unheld > 0 || h.bestRate == 0 || p.rateNow(now) >= starvedBelow*h.bestRate {
 		return out
 	}
+	if p.spareOut == 0 && h.spareFed >= h.spareRoom() {
+		return out
+	}
 	for p.pending < h.window {
 		i := h.rarest(p, now, 0)
 		if i < 0 {
 			break
 		}
 		out = append(out, h.give(peer, p, i))
+		p.spare[i] = true
+		if p.spareOut == 0 {
+			h.spareFed++
+		}
+		p.spareOut++
 	}
 	return out
+}
+
+// spareRoom is how many peers the seeder can feed at once at the best
+// rate a peer has gained at: at least one, so a peer left behind on
+// equal links is still fed.
+func (h *handout) spareRoom() int {
+	perPeer := h.bestRate * h.pieceLen
+	if perPeer <= 0 || h.seederRate <= perPeer {
+		return 1
+	}
+	return int(h.seederRate / perPeer)
+}
+
+// spareArrived is a spare piece verified at its peer.
+func (h *handout) spareArrived(p *peerState) {
+	p.spareOut--
+	if p.spareOut == 0 {
+		h.spareFed--
+	}
 }
 
 // rarest is the piece held for at least age (any held piece for 0) that

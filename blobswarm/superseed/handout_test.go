@@ -335,3 +335,36 @@ func TestSpareFeedsAPeerSlowerThanTheFleet(t *testing.T) {
 		t.Errorf("the slow peer was offered %v, want a window of the pieces no peer had, 20 and 21", slow)
 	}
 }
+
+// The seeder feeds as many peers short of supply at once as its link
+// carries at the best rate a peer gained at, and one where it has shown
+// no more than that (equal links).
+func TestSpareFeedsAsManyPeersAsTheSeedersLinkCarries(t *testing.T) {
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for _, tc := range []struct {
+		seederRate float64
+		want       int
+	}{{0, 1}, {10, 1}, {30, 3}, {1000, 4}} {
+		h := newHandout(40, 2, time.Minute)
+		h.spare, h.pieceLen = true, 1
+		for p := 1; p <= 5; p++ {
+			h.join(p, t0)
+		}
+		h.elsewhere = true
+		for p := 2; p <= 5; p++ {
+			h.have(p, []int{2 * (p - 1), 2*(p-1) + 1}, at(100*time.Millisecond))
+		}
+		// Peer 1 gains ten pieces a second: the best rate, 10 bytes/s.
+		for i := range 30 {
+			h.have(1, []int{i}, at(time.Duration(i+1)*100*time.Millisecond))
+		}
+		h.seederRate = tc.seederRate
+		fed := map[int]bool{}
+		for _, o := range h.tick(at(3 * time.Second)) {
+			fed[o.peer] = true
+		}
+		if fed[1] || len(fed) != tc.want {
+			t.Errorf("seeder at %v bytes/s: fed peers %v, want %d of peers 2-5", tc.seederRate, fed, tc.want)
+		}
+	}
+}

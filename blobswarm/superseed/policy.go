@@ -11,14 +11,18 @@ type Policy struct{ h *handout }
 // Offer is one piece advertised to one peer.
 type Offer struct{ Peer, Piece int }
 
-// NewPolicy is the policy of a growing blob of the given pieces, offering
-// each peer window pieces at a time (at least one), with the server's
-// patience and spare offers (Config.Spare).
-func NewPolicy(pieces, window int, patience time.Duration, spare bool) *Policy {
+// NewPolicy is the policy of a growing blob of the given pieces of
+// pieceLen bytes, offering each peer window pieces at a time (at least
+// one), with the server's patience and spare offers (Config.Spare).
+func NewPolicy(pieces int, pieceLen int64, window int, patience time.Duration, spare bool) *Policy {
 	h := newGrowingHandout(pieces, window, patience)
-	h.spare = spare
+	h.spare, h.pieceLen = spare, float64(pieceLen)
 	return &Policy{h: h}
 }
+
+// SetSeederRate says how fast the seeder's link has shown it can send,
+// in bytes/s (the server measures it every second).
+func (p *Policy) SetSeederRate(r float64) { p.h.seederRate = r }
 
 // Hold says the seeder has the piece now (Growing.Have).
 func (p *Policy) Hold(piece int, now time.Time) []Offer { return exported(p.h.hold(piece, now)) }

@@ -8,7 +8,7 @@ import (
 
 func TestPolicyHandsEachArrivingPieceToOnePeer(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	p := NewPolicy(4, 1, time.Second, true)
+	p := NewPolicy(4, 256<<10, 1, time.Second, true)
 	if o := p.Join(1, t0); len(o) != 0 {
 		t.Fatalf("offers before any piece is held: %v", o)
 	}

@@ -56,8 +56,9 @@ type Config struct {
 	Patience time.Duration
 	// Spare lets the seeder, once it holds a blob, fill the window of a
 	// peer gaining slower than the fastest peer has shown a host can with
-	// the rarest pieces (handout.spare): on a link faster than a host's
-	// it otherwise idles while the fleet is short of upload.
+	// the rarest pieces, as many peers at once as its link carries at
+	// that rate (handout.spare): on a link faster than a host's it
+	// otherwise idles while the fleet is short of upload.
 	Spare bool
 	// HandshakeTimeout bounds the BitTorrent handshake (default 2s).
 	HandshakeTimeout time.Duration
@@ -174,7 +175,7 @@ func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 		return err
 	}
 	h := newHandout(info.NumPieces(), s.window(info), s.cfg.Patience)
-	h.spare = s.cfg.Spare
+	h.spare, h.pieceLen = s.cfg.Spare, float64(info.PieceLength)
 	t := newBlob(d, ih, info, f, h, &s.offers)
 	t.file = f
 	s.mu.Lock()
@@ -224,7 +225,7 @@ func (s *Server) SeedGrowing(d digest.Digest, infoBytes []byte, r io.ReaderAt) (
 	}
 	ih := metainfo.HashBytes(infoBytes)
 	h := newGrowingHandout(info.NumPieces(), s.window(info), s.cfg.Patience)
-	h.spare = s.cfg.Spare
+	h.spare, h.pieceLen = s.cfg.Spare, float64(info.PieceLength)
 	t := newBlob(d, ih, info, r, h, &s.offers)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -364,11 +365,20 @@ func (s *Server) tick() {
 	defer s.wg.Done()
 	tk := time.NewTicker(TickEvery(s.cfg.Patience, s.cfg.Spare))
 	defer tk.Stop()
+	// best is the highest rate the seeder sent at over a second, what its
+	// link has shown it can carry.
+	var best float64
+	mark, markBytes := time.Now(), s.uploaded.Load()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-tk.C:
+			if d := now.Sub(mark); d >= time.Second {
+				up := s.uploaded.Load()
+				best = max(best, float64(up-markBytes)/d.Seconds())
+				mark, markBytes = now, up
+			}
 			s.mu.Lock()
 			ts := make([]*blob, 0, len(s.torrents))
 			for _, t := range s.torrents {
@@ -379,7 +389,7 @@ func (s *Server) tick() {
 				if t.peers() > 0 {
 					t.setElsewhere(s.completeElsewhere(t.hash))
 				}
-				t.tick(now)
+				t.tick(now, best)
 			}
 		}
 	}
@@ -524,9 +534,10 @@ func (t *blob) setElsewhere(v bool) {
 	t.policy.elsewhere = v
 }
 
-func (t *blob) tick(now time.Time) {
+func (t *blob) tick(now time.Time, seederRate float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.policy.seederRate = seederRate
 	t.deliver(t.policy.tick(now))
 }
 

@@ -142,8 +142,10 @@ func newFleet(s Shape, p Params) *fleet {
 	layer, pl := s.layerSize(), s.PieceLength()
 	for range s.Layers {
 		pieces := int((layer + pl - 1) / pl)
-		f.blobs = append(f.blobs, &blob{size: layer, pieceLen: pl, pieces: pieces,
-			policy: superseed.NewPolicy(pieces, p.SeedWindow, p.Patience, p.Spare)})
+		policy := superseed.NewPolicy(pieces, pl, p.SeedWindow, p.Patience, p.Spare)
+		// The server measures what its link carries; the model knows it.
+		policy.SetSeederRate(f.caps[f.seederUp()])
+		f.blobs = append(f.blobs, &blob{size: layer, pieceLen: pl, pieces: pieces, policy: policy})
 	}
 	for _, at := range f.startTimes() {
 		h := &host{start: at, done: -1, incomplete: s.Layers}

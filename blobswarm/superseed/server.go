@@ -174,9 +174,7 @@ func (s *Server) Seed(d digest.Digest, infoBytes []byte) error {
 	if err != nil {
 		return err
 	}
-	h := newHandout(info.NumPieces(), s.window(info), s.cfg.Patience)
-	h.spare, h.pieceLen = s.cfg.Spare, float64(info.PieceLength)
-	t := newBlob(d, ih, info, f, h, &s.offers)
+	t := newBlob(d, ih, info, f, s.configure(newHandout(info.NumPieces(), s.window(info), s.cfg.Patience), info), &s.offers)
 	t.file = f
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -202,6 +200,13 @@ func (s *Server) openStored(d digest.Digest, info metainfo.Info) (*os.File, erro
 	return f, nil
 }
 
+// configure gives a blob's hand-out the server's spare offers and the
+// blob's piece length, for stored and growing blobs alike.
+func (s *Server) configure(h *handout, info metainfo.Info) *handout {
+	h.spare, h.pieceLen = s.cfg.Spare, float64(info.PieceLength)
+	return h
+}
+
 // window is how many pieces of a blob a peer is offered at once.
 func (s *Server) window(info metainfo.Info) int {
 	return int(max(2, s.cfg.Window/info.PieceLength)) // two pieces when Window is zero
@@ -224,9 +229,7 @@ func (s *Server) SeedGrowing(d digest.Digest, infoBytes []byte, r io.ReaderAt) (
 		return nil, err
 	}
 	ih := metainfo.HashBytes(infoBytes)
-	h := newGrowingHandout(info.NumPieces(), s.window(info), s.cfg.Patience)
-	h.spare, h.pieceLen = s.cfg.Spare, float64(info.PieceLength)
-	t := newBlob(d, ih, info, r, h, &s.offers)
+	t := newBlob(d, ih, info, r, s.configure(newGrowingHandout(info.NumPieces(), s.window(info), s.cfg.Patience), info), &s.offers)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {

@@ -28,7 +28,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
 	fs.IntVar(&c.OriginReads, "origin-reads", c.OriginReads, "blob bodies the seeder reads from one origin registry at once; later ones wait, in the order asked, so an image's first layers finish first")
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "seeder upload cap in bytes/s (0: unlimited)")
-	fs.BoolVar(&c.SeedSpare, "seed-spare", c.SeedSpare, "once the seeder holds a blob, send the rarest pieces to peers gaining slower than they can (the tracker's link is idle otherwise)")
+	fs.BoolVar(&c.SeedSpare, "seed-spare", c.SeedSpare, "once the seeder holds a blob, send the rarest pieces to peers gaining slower than the fastest peer, as many at once as its link carries at that rate")
 	fs.Int64Var(&c.SeedWindow, "seed-window", c.SeedWindow, "bytes of pieces the seeder offers each peer ahead of what it has (0: two pieces; at least two)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's CPU and heap profiles at /debug/pprof/ (empty: off; they show the command line, so keep it on localhost)")

@@ -335,33 +335,42 @@ func TestFetchErrorAfterBytesIsNotStored(t *testing.T) {
 
 // Bytes that do not hash to the digest are never stored, the client
 // streaming them gets a broken body rather than a complete one, and the
-// source hears that the commit failed.
+// source hears that the commit failed. The same goes for a range that
+// ends before the blob's bad byte: it is no more checked than the rest.
 func TestBytesFailingTheDigestAreNotStored(t *testing.T) {
-	blob := testBytes(1 << 20)
-	d := digest.FromBytes(blob)
-	src := newFakeSource(func(_ context.Context, fl *flight.Flight) error {
-		if err := fl.Reserve(int64(len(blob))); err != nil {
-			return err
-		}
-		bad := bytes.Clone(blob)
-		bad[len(bad)-1] ^= 0xff
-		_, err := fl.Write(bad)
-		return err
-	})
-	f := newPullFixture(t, src)
+	for _, tc := range []struct{ name, rng string }{{"whole blob", ""}, {"range before the bad byte", "bytes=0-99"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			blob := testBytes(1 << 20)
+			d := digest.FromBytes(blob)
+			src := newFakeSource(func(_ context.Context, fl *flight.Flight) error {
+				if err := fl.Reserve(int64(len(blob))); err != nil {
+					return err
+				}
+				bad := bytes.Clone(blob)
+				bad[len(bad)-1] ^= 0xff
+				_, err := fl.Write(bad)
+				return err
+			})
+			f := newPullFixture(t, src)
 
-	resp := f.get(t, d, "")
-	if b, err := io.ReadAll(resp.Body); err == nil && len(b) == len(blob) {
-		t.Fatalf("client got a complete %s answer of bytes that fail the digest", resp.Status)
-	}
-	f.settled(t)
-	f.checkNotStored(t, d)
-	if err := <-src.committed; !errors.Is(err, store.ErrDigestMismatch) {
-		t.Fatalf("source told the commit ended with %v, want ErrDigestMismatch", err)
-	}
-	io.ReadAll(f.get(t, d, "").Body)
-	if n := src.fetches.Load(); n != 2 {
-		t.Fatalf("%d fetches, want a new one after the mismatch", n)
+			resp := f.get(t, d, tc.rng)
+			want := int64(len(blob))
+			if tc.rng != "" {
+				want = 100
+			}
+			if b, err := io.ReadAll(resp.Body); err == nil && int64(len(b)) == want {
+				t.Fatalf("client got a complete %s answer of bytes that fail the digest", resp.Status)
+			}
+			f.settled(t)
+			f.checkNotStored(t, d)
+			if err := <-src.committed; !errors.Is(err, store.ErrDigestMismatch) {
+				t.Fatalf("source told the commit ended with %v, want ErrDigestMismatch", err)
+			}
+			io.ReadAll(f.get(t, d, "").Body)
+			if n := src.fetches.Load(); n != 2 {
+				t.Fatalf("%d fetches, want a new one after the mismatch", n)
+			}
+		})
 	}
 }
 
@@ -412,8 +421,8 @@ func TestLateJoinerGetsTheWholeBlob(t *testing.T) {
 	}
 }
 
-// A Range on a blob still arriving is answered from the verified prefix
-// at once, and a range past it waits for the source to verify more: the
+// A Range on a blob still arriving is answered at once from pieces
+// checked against hashes the tracker vouched for, and a range past them waits for the source to verify more: the
 // unchecked bytes already in the file (a piece before its hash check)
 // never reach a reader.
 func TestRangeOnInFlightBlobSeesOnlyVerifiedBytes(t *testing.T) {
@@ -430,6 +439,9 @@ func TestRangeOnInFlightBlobSeesOnlyVerifiedBytes(t *testing.T) {
 			return err
 		}
 		fl.Advance(half)
+		// Its pieces were checked against hashes the tracker had all
+		// given, as a swarm download's are.
+		fl.Vouch()
 		garbage := bytes.Repeat([]byte{0xee}, len(blob)-int(half))
 		if _, err := fl.WriteAt(garbage, half); err != nil {
 			return err

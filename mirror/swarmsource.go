@@ -53,7 +53,7 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 		return s.fallback(ctx, ref, fl, "tracker", err)
 	}
 	dl, err := s.swarm.Download(ctx, ref.Digest, infoBytes, s.trackers.AnnounceURLs(), fl,
-		s.hashes(ref, info.NumPieces()), s.pieces(ref))
+		s.hashes(ref, info.NumPieces(), fl), s.pieces(ref))
 	if err != nil {
 		return s.fallback(ctx, ref, fl, "swarm", err)
 	}
@@ -89,8 +89,10 @@ var errHashesLate = errors.New("no piece hash from the tracker within the metain
 // before hashes were streamed. Any other error is the tracker's word that
 // its seeder failed the blob (the origin's bytes did not match the digest,
 // say): the download ends, and so does the origin fallback, at the digest
-// check.
-func (s *swarmSource) hashes(ref oci.Blob, n int) swarm.PieceHashes {
+// check. Every hash given, the tracker has checked the blob's digest (it
+// hands out the last one after its check), so fl may answer ranges within
+// the pieces checked against them.
+func (s *swarmSource) hashes(ref oci.Blob, n int, fl *flight.Flight) swarm.PieceHashes {
 	return func(ctx context.Context, got func(int, [20]byte)) error {
 		ctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
@@ -105,6 +107,8 @@ func (s *swarmSource) hashes(ref oci.Blob, n int) swarm.PieceHashes {
 			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, errHashesLate)
 		case errors.Is(err, trackerclient.ErrUnavailable):
 			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, err)
+		case err == nil:
+			fl.Vouch()
 		}
 		return err
 	}

@@ -32,6 +32,12 @@ type Flight struct {
 	mu      sync.Mutex
 	size    int64 // -1 until the source said how big the blob is
 	checked bool  // the bytes matched the digest: readers may have the last one
+	// pieceChecked is how far Advance reached: bytes checked piece by
+	// piece, where Write's are only as good as the origin sent them.
+	pieceChecked int64
+	// vouched says the piece hashes came from a source that checked the
+	// whole blob's digest, so pieceChecked bytes are the blob's own.
+	vouched bool
 	done    bool
 	err     error
 	refs    int
@@ -90,9 +96,23 @@ func (f *Flight) ReadAt(b []byte, off int64) (int, error) { return f.partial.Rea
 // Advance says the first n bytes passed their check and may be read.
 // Anything that is not growth is ignored.
 func (f *Flight) Advance(n int64) {
+	f.mu.Lock()
+	f.pieceChecked = max(f.pieceChecked, n)
+	f.mu.Unlock()
 	if f.partial.Advance(n) {
 		f.notify()
 	}
+}
+
+// Vouch says the hashes Advance's pieces were checked against are of bytes
+// that matched the blob's digest (the tracker's seeder hands out the last
+// hash only after its check): a span within them may end before the
+// blob's own check.
+func (f *Flight) Vouch() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vouched = true
+	f.notifyLocked()
 }
 
 // Verified is how many bytes from offset 0 are final.
@@ -187,19 +207,21 @@ func (f *Flight) Wait(ctx context.Context) error {
 	}
 }
 
-// waitFor blocks until byte off is readable and returns how many bytes from
-// off are readable now.
-func (f *Flight) waitFor(ctx context.Context, off int64) (int64, error) {
+// waitFor blocks until byte off of a span ending at end is readable and
+// returns how many bytes from off are readable now. The span's last byte
+// waits for the digest unless the span lies within pieces checked against
+// vouched hashes: a reader of bytes that fail the digest gets an error,
+// never what looks like a complete blob or range.
+func (f *Flight) waitFor(ctx context.Context, off, end int64) (int64, error) {
 	for {
 		f.mu.Lock()
 		size, checked, done, err, ch := f.size, f.checked, f.done, f.err, f.changed
+		vouched := f.vouched && end <= f.pieceChecked && end < size
 		f.mu.Unlock()
 		// Read after the channel: growth from here on closes it.
 		avail := f.partial.Verified()
-		if avail == size && !checked && (!done || err != nil) {
-			// The last byte waits for the digest: a reader of bytes that
-			// fail it gets an error, never a complete blob.
-			avail--
+		if avail >= end && !checked && !vouched && (!done || err != nil) {
+			avail = end - 1
 		}
 		if avail > off {
 			return avail - off, nil
@@ -222,7 +244,11 @@ func (f *Flight) waitFor(ctx context.Context, off int64) (int64, error) {
 // many are: a follower of the fetch learns its progress without reading
 // the bytes.
 func (f *Flight) Progress(ctx context.Context, n int64) (int64, error) {
-	more, err := f.waitFor(ctx, n)
+	size, err := f.Size(ctx)
+	if err != nil {
+		return n, err
+	}
+	more, err := f.waitFor(ctx, n, size)
 	return n + more, err
 }
 
@@ -244,7 +270,7 @@ func (f *Flight) SendTo(ctx context.Context, w io.Writer, off, n int64) (int64, 
 	}
 	var sent int64
 	for sent < n {
-		ready, err := f.waitFor(ctx, off+sent)
+		ready, err := f.waitFor(ctx, off+sent, off+n)
 		if err != nil {
 			return sent, fmt.Errorf("blob %s at offset %d: %w", f.partial.Digest(), off+sent, err)
 		}
@@ -277,7 +303,7 @@ func (r *reader) Read(b []byte) (int, error) {
 	if r.off >= r.end {
 		return 0, io.EOF
 	}
-	ready, err := r.f.waitFor(r.ctx, r.off)
+	ready, err := r.f.waitFor(r.ctx, r.off, r.end)
 	if err != nil {
 		return 0, fmt.Errorf("blob %s at offset %d: %w", r.f.partial.Digest(), r.off, err)
 	}

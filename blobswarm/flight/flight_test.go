@@ -113,7 +113,8 @@ func TestProgressFollowsTheVerifiedPrefix(t *testing.T) {
 }
 
 // SendTo from an offset, started before the bytes are there, sends
-// exactly the span asked for as it arrives.
+// exactly the span asked for as it arrives (its last byte once the blob
+// matched its digest).
 func TestSendToSendsTheSpanAsItArrives(t *testing.T) {
 	data := []byte("0123456789abcdefghij")
 	fl, _ := newFlight(t, data)
@@ -133,6 +134,9 @@ func TestSendToSendsTheSpanAsItArrives(t *testing.T) {
 	}()
 	fl.Write(data[5:11])
 	fl.Write(data[11:])
+	if err := fl.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	if r := <-sent; r.err != nil || string(r.got) != string(data[3:15]) {
 		t.Fatalf("SendTo(3, 12) = %q, %v; want %q", r.got, r.err, data[3:15])
 	}
@@ -177,6 +181,56 @@ func TestLastByteWaitsForTheDigest(t *testing.T) {
 				t.Fatalf("after the mismatch: SendTo sent %q, %v; want an error before the last byte", got.String(), sendErr)
 			case !tc.wrong && (sendErr != nil || got.String() != string(want)):
 				t.Fatalf("after the commit: SendTo sent %q, %v; want the blob", got.String(), sendErr)
+			}
+		})
+	}
+}
+
+// A range that ends before the blob does is no more trusted than the whole
+// blob: its last byte waits for the digest, unless its bytes were checked
+// piece by piece against hashes of a blob whose digest matched (Vouch).
+func TestARangeEndsBeforeTheDigestOnlyWithinVouchedPieces(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		pieces, vouch  bool
+		off, n         int64
+		wantBeforeDone string
+	}{
+		{"origin bytes", false, false, 0, 5, "0123"},
+		{"pieces, hashes not vouched", true, false, 0, 5, "0123"},
+		{"pieces, vouched", true, true, 0, 5, "01234"},
+		{"pieces, vouched, past what was checked", true, true, 4, 4, "456"},
+		{"pieces, vouched, the whole blob", true, true, 0, 10, "012345678"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := []byte("0123456789")
+			fl, _ := newFlight(t, data)
+			if err := fl.Reserve(int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+			if tc.pieces {
+				fl.WriteAt(data[:6], 0)
+				fl.Advance(6)
+			} else {
+				fl.Write(data[:6])
+			}
+			if tc.vouch {
+				fl.Vouch()
+			}
+			if tc.off+tc.n == 10 || tc.off+tc.n > 6 {
+				// The rest comes from the origin, unchecked.
+				fl.Write(data[6:])
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			var got bytes.Buffer
+			_, err := fl.SendTo(ctx, &got, tc.off, tc.n)
+			if got.String() != tc.wantBeforeDone {
+				t.Fatalf("before the digest check: SendTo(%d, %d) sent %q, %v; want %q", tc.off, tc.n, got.String(), err, tc.wantBeforeDone)
+			}
+			complete := int64(got.Len()) == tc.n
+			if complete != (err == nil) {
+				t.Fatalf("SendTo sent %d of %d bytes with error %v", got.Len(), tc.n, err)
 			}
 		})
 	}

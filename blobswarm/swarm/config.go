@@ -109,6 +109,10 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 		src := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}, Timeout: c.HandshakeTimeout}
 		cc.TrackerDialContext = src.DialContext
 	}
+	if cc.TrackerDialContext == nil {
+		cc.TrackerDialContext = (&net.Dialer{Timeout: c.HandshakeTimeout}).DialContext
+	}
+	cc.TrackerDialContext = capTrackerAnswers(cc.TrackerDialContext)
 
 	// Peers come from the tracker only.
 	cc.NoDHT = true

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"testing"
@@ -565,5 +567,50 @@ func TestSeedsAStoredBlobUnderItsTorrent(t *testing.T) {
 	putBlob(t, st, testBlob{digest: empty})
 	if err := restarted.Seed(empty, nil); !errors.Is(err, torrentmeta.ErrEmpty) {
 		t.Fatalf("seeding an empty blob: %v, want ErrEmpty", err)
+	}
+}
+
+// A tracker that answers an announce without end does not fill the node's
+// memory: the library reads an answer whole, so the node hangs up after a
+// megabyte.
+func TestEndlessTrackerAnswerIsCutShort(t *testing.T) {
+	const endless = 64 << 20
+	wrote := make(chan int64, 1)
+	tracker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("d"), 32<<10)
+		var n int64
+		for n < endless {
+			k, err := w.Write(chunk)
+			n += int64(k)
+			if err != nil {
+				break
+			}
+		}
+		select {
+		case wrote <- n:
+		default:
+		}
+	}))
+	t.Cleanup(tracker.Close)
+	b := newBlob(t, 9, 1<<20)
+	s, st := newSwarm(t, leecherIP, Config{StallTimeout: time.Minute})
+	p, err := st.NewPartial(b.digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := flight.New(p)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Download(ctx, b.digest, b.infoBytes, []string{tracker.URL + "/announce"}, fl, b.allHashes(), nil)
+	}()
+	n := <-wrote
+	cancel()
+	<-done
+	fl.Abort()
+	fl.Release()
+	if n >= endless {
+		t.Fatalf("the node read all %d MiB of the tracker's answer", n>>20)
 	}
 }

@@ -97,7 +97,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	}
 	srv, err := superseed.New(superseed.Config{
 		ListenAddr: cfg.PeerListen, AllowedPeers: s.peerCIDRs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow, Spare: cfg.SeedSpare,
-		CompleteElsewhere: func(ih metainfo.Hash) bool { return mirrorHasAll(peers, ih) },
+		CompleteElsewhere: func(ih metainfo.Hash, seen []peerstore.PeerID) bool { return mirrorHasAll(peers, ih, seen) },
 	}, st, log.With("component", "seeder"))
 	if err != nil {
 		return nil, err

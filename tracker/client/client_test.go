@@ -19,6 +19,7 @@ import (
 	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/tracker/api"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
@@ -206,9 +207,11 @@ func TestBareErrorCodeKeepsItsCode(t *testing.T) {
 	}
 }
 
-// With a secret, every request carries it and announce URLs embed it; a
-// tracker that still refuses counts as unavailable, so the mirror goes to
-// the origin rather than failing its client.
+// With a secret, every request carries the API credential made from it
+// and never the secret itself; announce URLs hold nothing, and announces
+// get the announce credential in a header. A tracker that
+// still refuses counts as unavailable, so the mirror goes to the origin
+// rather than failing its client.
 func TestSecret(t *testing.T) {
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -221,10 +224,21 @@ func TestSecret(t *testing.T) {
 	if !errors.Is(err, trackerclient.ErrUnavailable) || !strings.Contains(err.Error(), "tracker-secret-file") {
 		t.Fatalf("refused metainfo: %v, want ErrUnavailable naming tracker-secret-file", err)
 	}
-	if len(got) != 1 || got[0] != "Bearer s3cret" {
-		t.Fatalf("Authorization headers sent: %q", got)
+	want := "Bearer " + api.NewKeys("s3cret").APIToken()
+	if len(got) != 1 || got[0] != want || strings.Contains(got[0], "s3cret") {
+		t.Fatalf("Authorization headers sent: %q, want %q", got, want)
 	}
-	if u := c.AnnounceURLs(); len(u) != 1 || u[0] != srv.URL+"/announce?auth=s3cret" {
-		t.Fatalf("announce URLs = %q", u)
+	if u := c.AnnounceURLs(); len(u) != 1 || u[0] != srv.URL+"/announce" {
+		t.Fatalf("announce URLs = %q, want the bare announce URL", u)
+	}
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/announce?info_hash=x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AuthorizeAnnounce(req); err != nil {
+		t.Fatal(err)
+	}
+	if h, want := req.Header.Get(api.AnnounceHeader), api.NewKeys("s3cret").AnnounceToken(); h != want {
+		t.Errorf("announce carries %q, want the announce credential %q", h, want)
 	}
 }

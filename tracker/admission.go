@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"net"
 	"net/http"
@@ -78,4 +79,46 @@ func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, reason string, 
 		return
 	}
 	errcode.ServeJSON(w, e)
+}
+
+// signed signs the answers of next with the fleet's key (api.Keys.Sign),
+// so a mirror reaching the tracker over plain HTTP can tell its answers
+// from a man in the middle's. The answers are small (info bytes, a
+// manifest, an error) and held whole to be signed; the piece-hash stream
+// is not signed (see servePieces).
+func (t *Tracker) signed(next http.Handler) http.Handler {
+	if t.keys == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &answer{header: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		t.keys.Sign(r, rec.status, rec.header, rec.body.Bytes())
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.status)
+		w.Write(rec.body.Bytes())
+	})
+}
+
+// answer holds a handler's answer until it is signed.
+type answer struct {
+	header http.Header
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (a *answer) Header() http.Header { return a.header }
+
+func (a *answer) WriteHeader(status int) {
+	if !a.wrote {
+		a.status, a.wrote = status, true
+	}
+}
+
+func (a *answer) Write(b []byte) (int, error) {
+	a.wrote = true
+	return a.body.Write(b)
 }

@@ -141,6 +141,47 @@ func TestRequestsFromOutsidePeerCIDRAreRefused(t *testing.T) {
 	}
 }
 
+// Metainfo and tag answers carry a signature over the request (its nonce
+// included) and the answer, which verifies with the fleet's keys and with
+// no other, and not for another request.
+func TestAnswersAreSigned(t *testing.T) {
+	o := harness.NewOrigin(t, origin.Config{})
+	const secret = "s3cret"
+	tr := trackertest.StartWith(t, o, time.Minute, func(cfg *tracker.Config, _ *http.Server) { cfg.SecretFile = writeSecret(t, secret) })
+	keys := api.NewKeys(secret)
+	urls := trackerURLs(t, tr.URL, o)
+	urls["unknown tag"] = tr.URL + api.ManifestPath + "?" + api.TagQuery(o.Host(), "app", "v2").Encode()
+	for _, name := range []string{"metainfo", "manifest", "unknown tag"} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, urls[name], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+keys.APIToken())
+		req.Header.Set(api.NonceHeader, "n1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if !keys.Verify(req, resp, body.Bytes()) {
+			t.Errorf("%s: HTTP %d answer does not verify (signature %q)", name, resp.StatusCode, resp.Header.Get(api.SignatureHeader))
+		}
+		if api.NewKeys("other").Verify(req, resp, body.Bytes()) {
+			t.Errorf("%s: verifies with another fleet's keys", name)
+		}
+		req.Header.Set(api.NonceHeader, "n2")
+		if keys.Verify(req, resp, body.Bytes()) {
+			t.Errorf("%s: verifies as the answer to another request (nonce)", name)
+		}
+		req.Header.Set(api.NonceHeader, "n1")
+		if keys.Verify(req, resp, append(body.Bytes(), ' ')) {
+			t.Errorf("%s: verifies with another body", name)
+		}
+	}
+}
+
 // A tracker that listens beyond loopback without a secret says so at
 // start, naming the key to set; on loopback, or with a secret, it does not.
 func TestOpenTrackerWarnsAtStart(t *testing.T) {

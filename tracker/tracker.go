@@ -194,9 +194,9 @@ func (t *Tracker) Close() error {
 func (t *Tracker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+api.AnnouncePath, t.admit(announceToken, t.announce))
-	mux.Handle("GET "+api.MetainfoPath, t.admit(apiToken, http.HandlerFunc(t.serveMetainfo)))
+	mux.Handle("GET "+api.MetainfoPath, t.admit(apiToken, t.signed(http.HandlerFunc(t.serveMetainfo))))
 	mux.Handle("GET "+api.PiecesPath, t.admit(apiToken, http.HandlerFunc(t.servePieces)))
-	mux.Handle("GET "+api.ManifestPath, t.admit(apiToken, http.HandlerFunc(t.serveManifest)))
+	mux.Handle("GET "+api.ManifestPath, t.admit(apiToken, t.signed(http.HandlerFunc(t.serveManifest))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", t.ready)
 	mux.Handle("GET /metrics", t.admit(addressOnly, promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})))
@@ -243,6 +243,13 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 // after the last piece. A seeder that fails the blob mid-stream breaks the
 // answer instead of ending it, so a mirror never takes a cut stream for a
 // whole one; its next request gets the error.
+//
+// The stream is not signed, unlike metainfo and tags: a man in the middle
+// who changes the hashes can make a mirror take wrong pieces, but not
+// serve or store them as the blob. The mirror only downloads the torrent
+// its digest and size make, checks the whole blob against its sha256
+// before anything is stored or a client's answer ends, and falls back to
+// the origin when it fails; the same man can stop the stream as well.
 func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 	b, from, err := api.ParsePiecesQuery(r.URL.Query())
 	if err != nil {

@@ -6,6 +6,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -49,7 +50,8 @@ type Options struct {
 	Roots *x509.CertPool
 	// Secret is the fleet's shared secret; empty when the tracker has
 	// none. It is never sent: requests carry credentials made from it
-	// (api.Keys).
+	// (api.Keys), and the tracker's metainfo and tag answers must be
+	// signed with a key made from it.
 	Secret string
 }
 
@@ -201,19 +203,27 @@ func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accep
 }
 
 // get tries the replicas in turn, starting with the one that answered last.
+// With the fleet's secret, an answer counts only if the tracker signed it
+// for this request: one that does not verify is a failed replica.
 func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*http.Response, error) {
-	return c.do(ctx, c.http, pathQuery, h)
+	return c.do(ctx, c.http, pathQuery, h, c.keys != nil)
 }
 
-// stream is get for an answer that lasts as long as a blob's arrival.
+// stream is get for an answer that lasts as long as a blob's arrival; it
+// is not signed (the tracker's servePieces says why).
 func (c *Client) stream(ctx context.Context, pathQuery string) (*http.Response, error) {
-	return c.do(ctx, c.streams, pathQuery, nil)
+	return c.do(ctx, c.streams, pathQuery, nil, false)
 }
 
-// maxRefusal bounds the error body of a refusal, read to tell why.
-const maxRefusal = 64 << 10
+// maxAnswer bounds a signed answer, held whole to be checked: the larger
+// of info bytes and a manifest, and an error body is smaller.
+const maxAnswer = max(api.MaxMetainfoSize, oci.MaxManifestSize+1)
 
-func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h http.Header) (*http.Response, error) {
+// ErrUnsigned says a tracker's answer was not signed with the fleet's key
+// for the request: a man in the middle, or a tracker with another secret.
+var ErrUnsigned = errors.New("answer not signed with the fleet's key")
+
+func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h http.Header, verify bool) (*http.Response, error) {
 	c.mu.Lock()
 	first := c.preferred
 	c.mu.Unlock()
@@ -229,10 +239,11 @@ func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h ht
 		}
 		if c.keys != nil {
 			req.Header.Set("Authorization", "Bearer "+c.keys.APIToken())
+			req.Header.Set(api.NonceHeader, rand.Text())
 		}
 		resp, err := hc.Do(req)
 		if err == nil {
-			resp, err = check(resp)
+			resp, err = c.check(req, resp, verify)
 		}
 		if err == nil {
 			c.mu.Lock()
@@ -249,25 +260,31 @@ func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h ht
 }
 
 // check turns an answer this mirror cannot use into an error: a server
-// error, or a refusal (a tracker that refuses this mirror is as good as
-// down for it: the origin serves instead). A body read to be checked is
-// given back whole.
-func check(resp *http.Response) (*http.Response, error) {
+// error, a refusal (a tracker that refuses this mirror is as good as down
+// for it: the origin serves instead), or, when verify is set, an answer
+// whose signature does not verify. A body read to be checked is given
+// back whole.
+func (c *Client) check(req *http.Request, resp *http.Response, verify bool) (*http.Response, error) {
 	if resp.StatusCode >= 500 {
 		resp.Body.Close()
 		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+	if !verify && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
 		return resp, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRefusal))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	resp.Body.Close()
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
+	// Refusals come before the tracker signs anything, so they are not
+	// signed; believing a forged one only sends this mirror to the origin.
 	if err := refused(resp.StatusCode, body); err != nil {
 		return nil, err
+	}
+	if verify && (len(body) > maxAnswer || !c.keys.Verify(req, resp, body)) {
+		return nil, ErrUnsigned
 	}
 	return resp, nil
 }

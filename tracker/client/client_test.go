@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +25,7 @@ import (
 	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/tracker"
 	"github.com/blobswarm/blobswarm/tracker/api"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
@@ -240,5 +247,67 @@ func TestSecret(t *testing.T) {
 	}
 	if h, want := req.Header.Get(api.AnnounceHeader), api.NewKeys("s3cret").AnnounceToken(); h != want {
 		t.Errorf("announce carries %q, want the announce credential %q", h, want)
+	}
+}
+
+// With the fleet's secret, a mirror uses only answers the tracker signed
+// for the very request: a real tracker's verify; the same answers with
+// the signature stripped, or an earlier answer replayed for a new request
+// (a man in the middle), count as a failed replica.
+func TestOnlySignedAnswersAreUsed(t *testing.T) {
+	o := harness.NewOrigin(t, origin.Config{})
+	img, err := testimage.PushImage(t.Context(), o.Host()+"/app:v1", 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	real := trackertest.StartWith(t, o, time.Minute, func(cfg *tracker.Config, _ *http.Server) { cfg.SecretFile = secret }).URL
+	target, err := url.Parse(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:        func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		ModifyResponse: func(resp *http.Response) error { resp.Header.Del(api.SignatureHeader); return nil },
+	})
+	t.Cleanup(stripped.Close)
+	var (
+		mu    sync.Mutex
+		first *httptest.ResponseRecorder
+	)
+	replayed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = httptest.NewRecorder()
+			(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}).ServeHTTP(first, r)
+		}
+		maps.Copy(w.Header(), first.Header())
+		w.WriteHeader(first.Code)
+		w.Write(first.Body.Bytes())
+	}))
+	t.Cleanup(replayed.Close)
+
+	manifest := func(base string) error {
+		c := trackerclient.New([]string{base}, trackerclient.Options{Timeout: 10 * time.Second, Secret: "s3cret"})
+		m, err := c.Manifest(t.Context(), o.Host(), "app", "v1", nil)
+		if err == nil && m.Digest != img.Top.Digest {
+			t.Fatalf("manifest through %s: %s, want %s", base, m.Digest, img.Top.Digest)
+		}
+		return err
+	}
+	if err := manifest(real); err != nil {
+		t.Fatalf("signed answer of the tracker: %v", err)
+	}
+	if err := manifest(replayed.URL); err != nil {
+		t.Fatalf("the first answer through the replaying proxy: %v", err)
+	}
+	for name, base := range map[string]string{"signature stripped": stripped.URL, "answer replayed": replayed.URL} {
+		if err := manifest(base); !errors.Is(err, trackerclient.ErrUnavailable) || !errors.Is(err, trackerclient.ErrUnsigned) {
+			t.Errorf("%s: %v, want ErrUnavailable and ErrUnsigned", name, err)
+		}
 	}
 }

@@ -77,11 +77,15 @@ func TestSystemdUnits(t *testing.T) {
 	}
 }
 
-// credential checks that a unit's secret file is a credential systemd
-// loads for it (LoadCredential=ID:PATH, readable by the dynamic user in
-// /run/credentials/UNIT/ID) and returns the file it is loaded from.
+// credential checks that a unit's secret file, if it has one, is a
+// credential systemd loads for it (LoadCredential=ID:PATH, readable by the
+// dynamic user in /run/credentials/UNIT/ID) and returns the file it is
+// loaded from.
 func credential(t *testing.T, unit string, keys map[string][]string, secretFile string) string {
 	t.Helper()
+	if secretFile == "" {
+		return ""
+	}
 	dir := filepath.Join("/run/credentials", filepath.Base(unit))
 	for _, lc := range keys["LoadCredential"] {
 		id, src, _ := strings.Cut(lc, ":")
@@ -195,9 +199,12 @@ func TestComposeFile(t *testing.T) {
 }
 
 // mountedFile returns the file of this directory a compose service mounts
-// at path, which must hold a secret the servers accept.
+// at path (if any), which must hold a secret the servers accept.
 func mountedFile(t *testing.T, where string, volumes []string, path string) string {
 	t.Helper()
+	if path == "" {
+		return ""
+	}
 	for _, v := range volumes {
 		src, dst, _ := strings.Cut(strings.TrimSuffix(v, ":ro"), ":")
 		if dst != path || !strings.HasPrefix(src, "./") {

@@ -220,8 +220,9 @@ func (c *Client) stream(ctx context.Context, pathQuery string) (*http.Response, 
 const maxAnswer = max(api.MaxMetainfoSize, oci.MaxManifestSize+1)
 
 // ErrUnsigned says a tracker's answer was not signed with the fleet's key
-// for the request: a man in the middle, or a tracker with another secret.
-var ErrUnsigned = errors.New("answer not signed with the fleet's key")
+// for the request. The message names both causes, since the mirror's log
+// is where an operator finds a tracker left without the secret.
+var ErrUnsigned = errors.New("answer not signed with the fleet's key: a tracker without this secret-file, or a man in the middle")
 
 func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h http.Header, verify bool) (*http.Response, error) {
 	c.mu.Lock()

@@ -246,10 +246,10 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 //
 // The stream is not signed, unlike metainfo and tags: a man in the middle
 // who changes the hashes can make a mirror take wrong pieces, but not
-// serve or store them as the blob. The mirror only downloads the torrent
-// its digest and size make, checks the whole blob against its sha256
-// before anything is stored or a client's answer ends, and falls back to
-// the origin when it fails; the same man can stop the stream as well.
+// store them as the blob. The mirror only downloads the torrent its digest
+// and size make, checks the whole blob against its sha256 before it is
+// stored, and falls back to the origin when it fails; the same man can
+// stop the stream as well.
 func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 	b, from, err := api.ParsePiecesQuery(r.URL.Query())
 	if err != nil {

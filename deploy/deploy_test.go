@@ -129,6 +129,9 @@ type serverConfig struct {
 	Listen, PeerListen, Data string
 	Tracker                  []string // mirror only
 	AnnounceURL              string   // tracker only
+	// SecretFile is where the server reads the fleet's secret:
+	// tracker-secret-file of a mirror, secret-file of the tracker.
+	SecretFile string
 }
 
 func decodeConfig(t *testing.T, where, sub string, b []byte) serverConfig {
@@ -144,16 +147,20 @@ func decodeConfig(t *testing.T, where, sub string, b []byte) serverConfig {
 		if _, err := cfg.Endpoints(); err != nil {
 			t.Errorf("%s: %v", where, err)
 		}
-		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, Tracker: cfg.Tracker}
+		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, Tracker: cfg.Tracker, SecretFile: cfg.TrackerSecretFile}
 	case "tracker":
 		cfg := tracker.Defaults()
 		if err := dec.Decode(&cfg); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
+		// The secret file exists where the server runs, not here; the
+		// callers check it is the one the deployment provides.
+		secret := cfg.SecretFile
+		cfg.SecretFile = ""
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: %v", where, err)
 		}
-		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, AnnounceURL: cfg.AnnounceURL}
+		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, AnnounceURL: cfg.AnnounceURL, SecretFile: secret}
 	}
 	t.Fatalf("%s: config for unknown server %q", where, sub)
 	return serverConfig{}
@@ -206,6 +213,37 @@ func makeImage(t *testing.T) string {
 		t.Fatal("Makefile: no docker build -t in the image target")
 	}
 	return string(m[1])
+}
+
+// secretFlag is the flag (and config key) naming the fleet's secret file
+// of a server.
+func secretFlag(sub string) string {
+	if sub == "mirror" {
+		return "tracker-secret-file"
+	}
+	return "secret-file"
+}
+
+// checkOneSecret fails unless the tracker and every mirror read the
+// fleet's secret from the same source (what each deployment names it by:
+// a file, a Kubernetes Secret's key).
+func checkOneSecret(t *testing.T, where string, sources map[string][]string) {
+	t.Helper()
+	for _, sub := range []string{"mirror", "tracker"} {
+		if len(sources[sub]) == 0 {
+			t.Errorf("%s: blobswarm %s is given no fleet secret (%s)", where, sub, secretFlag(sub))
+		}
+	}
+	var all []string
+	for _, srcs := range sources {
+		all = append(all, srcs...)
+	}
+	for _, src := range all {
+		if src != all[0] {
+			t.Errorf("%s: the servers read the fleet's secret from different sources: %v", where, sources)
+			return
+		}
+	}
 }
 
 // flagOr returns the value of --name if the command line sets it, else

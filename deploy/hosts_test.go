@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/blobswarm/blobswarm/internal/secretfile"
 )
 
 // TestSystemdUnits checks each unit's ExecStart against the binary's flags
@@ -25,6 +27,7 @@ func TestSystemdUnits(t *testing.T) {
 		t.Fatal("no units in deploy/systemd")
 	}
 	servers := map[string]bool{}
+	secrets := map[string][]string{}
 	for _, unit := range units {
 		keys := unitKeys(t, unit)
 		exec := keys["ExecStart"]
@@ -62,12 +65,36 @@ func TestSystemdUnits(t *testing.T) {
 				t.Errorf("%s: no %s=", unit, want)
 			}
 		}
+		if src := credential(t, unit, keys, flagOr(cl, secretFlag(sub), cfg.SecretFile)); src != "" {
+			secrets[sub] = append(secrets[sub], src)
+		}
 	}
+	checkOneSecret(t, "systemd", secrets)
 	for _, sub := range []string{"mirror", "tracker"} {
 		if !servers[sub] {
 			t.Errorf("no unit runs blobswarm %s", sub)
 		}
 	}
+}
+
+// credential checks that a unit's secret file, if it has one, is a
+// credential systemd loads for it (LoadCredential=ID:PATH, readable by the
+// dynamic user in /run/credentials/UNIT/ID) and returns the file it is
+// loaded from.
+func credential(t *testing.T, unit string, keys map[string][]string, secretFile string) string {
+	t.Helper()
+	if secretFile == "" {
+		return ""
+	}
+	dir := filepath.Join("/run/credentials", filepath.Base(unit))
+	for _, lc := range keys["LoadCredential"] {
+		id, src, _ := strings.Cut(lc, ":")
+		if filepath.Join(dir, id) == secretFile {
+			return src
+		}
+	}
+	t.Errorf("%s: the fleet's secret %q is not a credential of the unit (LoadCredential=ID:PATH puts one at %s/ID)", unit, secretFile, dir)
+	return ""
 }
 
 // unitKeys reads the key=value lines of a systemd unit (all sections).
@@ -117,6 +144,7 @@ func TestComposeFile(t *testing.T) {
 	image := makeImage(t)
 	_, entrypoint := imageBinaries(t)
 	servers := map[string]bool{}
+	secrets := map[string][]string{}
 	for name, svc := range file.Services {
 		where := "compose service " + name
 		if want := "${BLOBSWARM_IMAGE:-" + image + "}"; svc.Image != want {
@@ -157,13 +185,38 @@ func TestComposeFile(t *testing.T) {
 			if !writable {
 				t.Errorf("%s: data directory %s is not a volume (the container's root is read-only)", where, data)
 			}
+			if src := mountedFile(t, where, svc.Volumes, flagOr(cl, secretFlag(sub), cfg.SecretFile)); src != "" {
+				secrets[sub] = append(secrets[sub], src)
+			}
 		}
 	}
+	checkOneSecret(t, "compose", secrets)
 	for _, sub := range []string{"origin", "mirror", "tracker"} {
 		if !servers[sub] {
 			t.Errorf("compose: no service runs blobswarm %s", sub)
 		}
 	}
+}
+
+// mountedFile returns the file of this directory a compose service mounts
+// at path (if any), which must hold a secret the servers accept.
+func mountedFile(t *testing.T, where string, volumes []string, path string) string {
+	t.Helper()
+	if path == "" {
+		return ""
+	}
+	for _, v := range volumes {
+		src, dst, _ := strings.Cut(strings.TrimSuffix(v, ":ro"), ":")
+		if dst != path || !strings.HasPrefix(src, "./") {
+			continue
+		}
+		if _, err := secretfile.Read(filepath.Join("compose", src)); err != nil {
+			t.Errorf("%s: %s: %v", where, src, err)
+		}
+		return src
+	}
+	t.Errorf("%s: the fleet's secret %q is not a file mounted from deploy/compose", where, path)
+	return ""
 }
 
 // publishes reports whether a compose ports list ([[ip:]host:]container)

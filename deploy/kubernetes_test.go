@@ -22,6 +22,7 @@ import (
 type manifests struct {
 	namespaces  map[string]bool
 	configMaps  map[string]*corev1.ConfigMap // by namespace/name
+	secrets     map[string]*corev1.Secret
 	services    map[string]*corev1.Service
 	workloads   []workload
 	objectNames map[string]string // kind/namespace/name -> file
@@ -48,6 +49,7 @@ func decodeManifests(t *testing.T, dir string) manifests {
 	ms := manifests{
 		namespaces:  map[string]bool{},
 		configMaps:  map[string]*corev1.ConfigMap{},
+		secrets:     map[string]*corev1.Secret{},
 		services:    map[string]*corev1.Service{},
 		objectNames: map[string]string{},
 	}
@@ -72,6 +74,9 @@ func decodeManifests(t *testing.T, dir string) manifests {
 				obj, meta = o, &o.ObjectMeta
 			case "v1 ConfigMap":
 				o := &corev1.ConfigMap{}
+				obj, meta = o, &o.ObjectMeta
+			case "v1 Secret":
+				o := &corev1.Secret{}
 				obj, meta = o, &o.ObjectMeta
 			case "v1 Service":
 				o := &corev1.Service{}
@@ -102,6 +107,8 @@ func decodeManifests(t *testing.T, dir string) manifests {
 				ms.namespaces[o.Name] = true
 			case *corev1.ConfigMap:
 				ms.configMaps[nsKey] = o
+			case *corev1.Secret:
+				ms.secrets[nsKey] = o
 			case *corev1.Service:
 				ms.services[nsKey] = o
 			case *appsv1.Deployment:
@@ -167,6 +174,7 @@ func TestKubernetesManifests(t *testing.T) {
 	image := makeImage(t)
 	files, entrypoint := imageBinaries(t)
 	servers := map[string]bool{}
+	secrets := map[string][]string{}
 	for _, w := range ms.workloads {
 		spec := w.pod.Spec
 		if len(spec.Containers) == 0 {
@@ -202,8 +210,12 @@ func TestKubernetesManifests(t *testing.T) {
 			cfg := podConfig(t, where, ms, w, c, cl, sub)
 			checkServerPorts(t, where, c, cfg)
 			checkTrackerURLs(t, where, ms, cfg)
+			if src := secretKey(t, where, ms, w, c, cfg.SecretFile); src != "" {
+				secrets[sub] = append(secrets[sub], src)
+			}
 		}
 	}
+	checkOneSecret(t, "kubernetes", secrets)
 	for _, sub := range []string{"mirror", "tracker"} {
 		if !servers[sub] {
 			t.Errorf("no workload runs blobswarm %s", sub)
@@ -249,6 +261,7 @@ func podConfig(t *testing.T, where string, ms manifests, w workload, c corev1.Co
 	cfg.PeerListen = flagOr(cl, "peer-listen", cfg.PeerListen)
 	cfg.Data = flagOr(cl, "data", cfg.Data)
 	cfg.AnnounceURL = flagOr(cl, "announce-url", cfg.AnnounceURL)
+	cfg.SecretFile = flagOr(cl, secretFlag(sub), cfg.SecretFile)
 	mounted := false
 	for _, m := range c.VolumeMounts {
 		if m.MountPath == cfg.Data && !m.ReadOnly {
@@ -259,6 +272,41 @@ func podConfig(t *testing.T, where string, ms manifests, w workload, c corev1.Co
 		t.Errorf("%s: data directory %s is not a writable volume (the root filesystem may be read-only)", where, cfg.Data)
 	}
 	return cfg
+}
+
+// secretKey finds the Secret and key mounted at a container's path and
+// returns them as namespace/name/key, or "" (with an error) when the path
+// is no key of a Secret these manifests define.
+func secretKey(t *testing.T, where string, ms manifests, w workload, c corev1.Container, path string) string {
+	t.Helper()
+	if path == "" {
+		return ""
+	}
+	for _, m := range c.VolumeMounts {
+		rel, err := filepath.Rel(m.MountPath, path)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		for _, v := range w.pod.Spec.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			sec := ms.secrets[w.namespace+"/"+v.Secret.SecretName]
+			if sec == nil {
+				t.Errorf("%s: volume %s names Secret %s, which no manifest defines", where, v.Name, v.Secret.SecretName)
+				return ""
+			}
+			_, inData := sec.Data[rel]
+			_, inString := sec.StringData[rel]
+			if !inData && !inString {
+				t.Errorf("%s: %s is not a key of Secret %s", where, path, sec.Name)
+				return ""
+			}
+			return w.namespace + "/" + sec.Name + "/" + rel
+		}
+	}
+	t.Errorf("%s: the fleet's secret %s is not in a mounted Secret", where, path)
+	return ""
 }
 
 func port(t *testing.T, where, addr string) int32 {

@@ -125,7 +125,8 @@ func (m *Mirror) resolveTag(ctx context.Context, ref manifestRef, accept []strin
 		if err == nil || !errors.Is(err, trackerclient.ErrUnavailable) {
 			return man, err
 		}
-		m.log.Warn("tracker unreachable: resolving tag at the origin", "registry", ref.registry, "repo", ref.repo, "tag", ref.tag, "err", err)
+		m.metrics.fallbacks.WithLabelValues("tag").Inc()
+		m.log.Warn("no usable answer from the tracker: resolving tag at the origin", "registry", ref.registry, "repo", ref.repo, "tag", ref.tag, "err", err)
 	}
 	path := "/v2/" + ref.repo + "/manifests/" + ref.tag
 	resp, err := m.upstream.Do(ctx, http.MethodHead, ref.registry, ref.repo, path, http.Header{"Accept": accept})

@@ -65,7 +65,7 @@ func newMetrics() *metrics {
 	f(m.staleManifests)
 	f(m.fetchesBySource)
 	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "blobswarm_mirror_origin_fallbacks_total", Help: "Blob fetches that went to the origin: all of the blob because the tracker (reason=tracker) or the swarm (reason=swarm) failed, or the pieces a stalled swarm lacked (reason=pieces).",
+		Name: "blobswarm_mirror_origin_fallbacks_total", Help: "Blob fetches that went to the origin: all of the blob because the tracker (reason=tracker) or the swarm (reason=swarm) failed, or the pieces a stalled swarm lacked (reason=pieces); and tags resolved at the origin because no tracker gave a usable answer (reason=tag: down, refused, or unsigned).",
 	}, []string{"reason"})
 	f(m.fallbacks)
 	return m

@@ -121,6 +121,10 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 // joinSwarm makes the fleet the source of missing blobs, with origin to
 // fall back on.
 func (m *Mirror) joinSwarm(s settings, origin *originSource) error {
+	// A tracker answers within its metainfo-wait (seconds) or says 202; a
+	// hung one must not hold a pull for the full upstream timeout twice
+	// (tag, then blob) before the origin fallback.
+	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: s.roots, Secret: s.secret})
 	var err error
 	m.swarm, err = swarm.New(swarm.Config{
 		ListenAddr:         m.cfg.PeerListen,
@@ -129,15 +133,12 @@ func (m *Mirror) joinSwarm(s settings, origin *originSource) error {
 		UploadRate:         m.cfg.UploadRate,
 		DownloadRate:       m.cfg.DownloadRate,
 		MaxConnsPerTorrent: m.cfg.PeerConns,
+		AuthorizeAnnounce:  m.trackers.AuthorizeAnnounce,
 	}, m.store, m.log.With("component", "swarm"))
 	if err != nil {
 		return fmt.Errorf("join swarm: %w", err)
 	}
 	m.metrics.registry.MustRegister(swarmCollector{m})
-	// A tracker answers within its metainfo-wait (seconds) or says 202; a
-	// hung one must not hold a pull for the full upstream timeout twice
-	// (tag, then blob) before the origin fallback.
-	m.trackers = trackerclient.New(m.cfg.Tracker, trackerclient.Options{Timeout: trackerTimeout, Roots: s.roots, Secret: s.secret})
 	m.source = &swarmSource{swarm: m.swarm, trackers: m.trackers, origin: origin, counters: origin.counters,
 		log: m.log, metainfoTimeout: m.cfg.MetainfoTimeout}
 	go m.reseed()

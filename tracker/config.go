@@ -41,7 +41,8 @@ type Config struct {
 	Redis            string        `yaml:"redis"`
 	AnnounceInterval time.Duration `yaml:"announce-interval"`
 	MaxPeers         int           `yaml:"max-peers"`
-	// PeerCIDR limits who may announce and who the seeder trades with.
+	// PeerCIDR limits who may use the tracker (every endpoint but the
+	// probes) and who the seeder trades with.
 	PeerCIDR []string `yaml:"peer-cidr"`
 	// TagTTL is how long a tag resolution is reused for the whole fleet.
 	TagTTL time.Duration `yaml:"tag-ttl"`
@@ -69,8 +70,10 @@ type Config struct {
 	TLSCert string `yaml:"tls-cert"`
 	TLSKey  string `yaml:"tls-key"`
 	CA      string `yaml:"ca"`
-	// SecretFile holds the fleet's shared secret: without it in their
-	// requests, strangers can neither announce nor fetch metainfo or tags.
+	// SecretFile holds the fleet's shared secret: without the credentials
+	// made from it (api.Keys), strangers can neither announce nor fetch
+	// metainfo, pieces or tags, and mirrors check the tracker's answers
+	// with a key made from it.
 	SecretFile string `yaml:"secret-file"`
 }
 

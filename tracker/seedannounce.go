@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -102,13 +103,15 @@ func (a *seedAnnouncer) run(ctx context.Context) {
 	}
 }
 
-// mirrorHasAll reports whether a mirror listed in the swarm has the whole
-// blob. Mirrors that finish drop their connection to the seeder, so only
-// the tracker still knows they are there. Only our mirrors' peer IDs
-// count: any client that announced left=0 would otherwise hold the
-// seeder back, and one that then served bad pieces left the fleet with
-// nothing but the seeder's patience (a 2 s pull took 26 s).
-func mirrorHasAll(peers peerstore.Store, ih metainfo.Hash) bool {
+// mirrorHasAll reports whether a mirror the seeder saw with the whole blob
+// on its own connection (seen) is still listed in the swarm with it.
+// Mirrors that finish drop their connection to the seeder, so only the
+// tracker still knows they are there. An announce alone counts for
+// nothing: any client that announced a mirror's peer-ID prefix and left=0
+// would otherwise hold the seeder back, and one that then served bad
+// pieces left the fleet with nothing but the seeder's patience (a 2 s pull
+// took 26 s).
+func mirrorHasAll(peers peerstore.Store, ih metainfo.Hash, seen []peerstore.PeerID) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	// Seeders are handed out first; besides the tracker replicas' own,
@@ -118,7 +121,7 @@ func mirrorHasAll(peers peerstore.Store, ih metainfo.Hash) bool {
 		return false
 	}
 	for _, p := range ps {
-		if p.Seeder() && bytes.HasPrefix(p.ID[:], []byte(peerid.MirrorPrefix)) {
+		if p.Seeder() && bytes.HasPrefix(p.ID[:], []byte(peerid.MirrorPrefix)) && slices.Contains(seen, p.ID) {
 			return true
 		}
 	}

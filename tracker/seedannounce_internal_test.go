@@ -23,33 +23,38 @@ func peerID(prefix string) peerstore.PeerID {
 	return id
 }
 
-// Only a mirror that has the whole blob lets the seeder step back: its own
-// listing does not, and neither does a stranger that claims left=0.
+// Only a mirror that the seeder saw with the whole blob, and that is still
+// listed with it, lets the seeder step back: its own listing does not, nor
+// a stranger that claims left=0, nor a mirror's peer ID that announced
+// left=0 without ever showing the seeder its pieces.
 func TestMirrorHasAllCountsOnlyCompleteMirrors(t *testing.T) {
 	ctx := context.Background()
 	store := peerstore.NewMemory(peerstore.MemoryOptions{})
 	ih := metainfo.HashBytes([]byte("blob"))
-	add := func(prefix string, port uint16, left int64) {
+	add := func(id peerstore.PeerID, port uint16, left int64) {
 		t.Helper()
-		p := peerstore.Peer{ID: peerID(prefix), Addr: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), port), Left: left}
+		p := peerstore.Peer{ID: id, Addr: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), port), Left: left}
 		if err := store.Announce(ctx, ih, p, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
+	mirror, spoofer, stranger := peerID(peerid.MirrorPrefix), peerID(peerid.MirrorPrefix+"x"), peerID("-GT0003-")
 	steps := []struct {
-		what   string
-		prefix string
-		left   int64
-		want   bool
+		what string
+		id   peerstore.PeerID
+		left int64
+		seen []peerstore.PeerID
+		want bool
 	}{
-		{"the seeder itself", peerid.SeederPrefix, 0, false},
-		{"a mirror still downloading", peerid.MirrorPrefix, 100, false},
-		{"another client claiming every piece", "-GT0003-", 0, false},
-		{"a mirror with every piece", peerid.MirrorPrefix, 0, true},
+		{"the seeder itself", peerID(peerid.SeederPrefix), 0, nil, false},
+		{"a mirror still downloading", mirror, 100, []peerstore.PeerID{mirror}, false},
+		{"another client claiming every piece", stranger, 0, []peerstore.PeerID{stranger}, false},
+		{"a mirror's peer ID announcing every piece, never seen with them", spoofer, 0, []peerstore.PeerID{mirror}, false},
+		{"a mirror seen with every piece", mirror, 0, []peerstore.PeerID{mirror}, true},
 	}
 	for i, s := range steps {
-		add(s.prefix, uint16(6881+i), s.left)
-		if got := mirrorHasAll(store, ih); got != s.want {
+		add(s.id, uint16(6881+i), s.left)
+		if got := mirrorHasAll(store, ih, s.seen); got != s.want {
 			t.Fatalf("after %s: mirrorHasAll = %v, want %v", s.what, got, s.want)
 		}
 	}

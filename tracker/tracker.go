@@ -45,7 +45,10 @@ type Tracker struct {
 	redis    redis.UniversalClient
 	registry *prometheus.Registry
 	seederAt string
-	secret   string
+	// keys are the fleet's secret's (nil without one); peerCIDRs admit
+	// requests (none: loopback and private ranges).
+	keys      *api.Keys
+	peerCIDRs []netip.Prefix
 
 	metainfoReqs, piecesReqs *prometheus.CounterVec
 }
@@ -67,7 +70,13 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracker{cfg: cfg, log: log, registry: prometheus.NewRegistry(), secret: s.secret}
+	t := &Tracker{cfg: cfg, log: log, registry: prometheus.NewRegistry(), keys: api.NewKeys(s.secret), peerCIDRs: s.peerCIDRs}
+	if s.secret == "" && beyondLoopback(cfg.Listen) {
+		log.Warn("tracker reachable beyond loopback without a fleet secret: anyone inside peer-cidr can announce, "+
+			"read the manifests and torrents of the configured registries and make the seeder fetch their blobs "+
+			"with the tracker's upstream credentials; set secret-file here and tracker-secret-file on the mirrors",
+			"listen", cfg.Listen, "key", "secret-file")
+	}
 	t.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	t.metainfoReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "blobswarm_tracker_metainfo_requests_total", Help: "Metainfo requests by result (ok, pending, error).",
@@ -97,7 +106,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	}
 	srv, err := superseed.New(superseed.Config{
 		ListenAddr: cfg.PeerListen, AllowedPeers: s.peerCIDRs, UploadRate: cfg.UploadRate, Window: cfg.SeedWindow, Spare: cfg.SeedSpare,
-		CompleteElsewhere: func(ih metainfo.Hash) bool { return mirrorHasAll(peers, ih) },
+		CompleteElsewhere: func(ih metainfo.Hash, seen []peerstore.PeerID) bool { return mirrorHasAll(peers, ih, seen) },
 	}, st, log.With("component", "seeder"))
 	if err != nil {
 		return nil, err
@@ -148,6 +157,20 @@ func seederAddr(peerListen, announceURL string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
+// beyondLoopback reports whether a listen address can be reached from
+// other hosts: a wildcard, a name other than localhost, or an IP that is
+// not loopback.
+func beyondLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || host == "" {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return !ip.IsLoopback()
+	}
+	return host != "localhost"
+}
+
 // allowFilter admits announces from the configured networks; with none
 // configured, from the same loopback and private ranges the swarm allows.
 func allowFilter(cidrs []netip.Prefix) func(netip.Addr) bool {
@@ -166,16 +189,17 @@ func (t *Tracker) Close() error {
 }
 
 // Handler serves announces, metainfo, piece hashes, tag resolution, health
-// and metrics.
+// and metrics. Only the probes are open to any address: everything else is
+// admitted from peer-cidr, and with the fleet's credential (admit).
 func (t *Tracker) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET "+api.AnnouncePath, t.requireSecret(t.announce))
-	mux.Handle("GET "+api.MetainfoPath, t.requireSecret(http.HandlerFunc(t.serveMetainfo)))
-	mux.Handle("GET "+api.PiecesPath, t.requireSecret(http.HandlerFunc(t.servePieces)))
-	mux.Handle("GET "+api.ManifestPath, t.requireSecret(http.HandlerFunc(t.serveManifest)))
+	mux.Handle("GET "+api.AnnouncePath, t.admit(announceToken, t.announce))
+	mux.Handle("GET "+api.MetainfoPath, t.admit(apiToken, t.signed(http.HandlerFunc(t.serveMetainfo))))
+	mux.Handle("GET "+api.PiecesPath, t.admit(apiToken, http.HandlerFunc(t.servePieces)))
+	mux.Handle("GET "+api.ManifestPath, t.admit(apiToken, t.signed(http.HandlerFunc(t.serveManifest))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", t.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", t.admit(addressOnly, promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})))
 	return mux
 }
 
@@ -219,6 +243,13 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 // after the last piece. A seeder that fails the blob mid-stream breaks the
 // answer instead of ending it, so a mirror never takes a cut stream for a
 // whole one; its next request gets the error.
+//
+// The stream is not signed, unlike metainfo and tags: a man in the middle
+// who changes the hashes can make a mirror take wrong pieces, but not
+// store them as the blob. The mirror only downloads the torrent its digest
+// and size make, checks the whole blob against its sha256 before it is
+// stored, and falls back to the origin when it fails; the same man can
+// stop the stream as well.
 func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 	b, from, err := api.ParsePiecesQuery(r.URL.Query())
 	if err != nil {

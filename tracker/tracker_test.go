@@ -443,7 +443,7 @@ func TestPiecesNeedTheFleetsSecret(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || ociError(t, body).Code != errcode.ErrorCodeUnauthorized {
 		t.Fatalf("pieces without the secret: HTTP %d %s, want 401 UNAUTHORIZED", resp.StatusCode, body)
 	}
-	if _, body = get(t, u, "Authorization", "Bearer s3cret"); len(body) != api.PieceHashSize {
+	if _, body = get(t, u, "Authorization", "Bearer "+api.NewKeys("s3cret").APIToken()); len(body) != api.PieceHashSize {
 		t.Fatalf("pieces with the secret: %q, want the one piece's hash", body)
 	}
 	if n := o.TotalBlobGETs(); n != 1 {

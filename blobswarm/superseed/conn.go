@@ -33,6 +33,8 @@ type conn struct {
 	t  *blob
 	nc net.Conn
 	id int // the blob's name for this peer, set by blob.add
+	// peerID is what the peer called itself in the handshake.
+	peerID [20]byte
 
 	// mu guards the outgoing queue.
 	mu    sync.Mutex
@@ -44,8 +46,8 @@ type conn struct {
 	closeOnce sync.Once
 }
 
-func newConn(s *Server, t *blob, nc net.Conn) *conn {
-	return &conn{s: s, t: t, nc: nc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newConn(s *Server, t *blob, nc net.Conn, peerID [20]byte) *conn {
+	return &conn{s: s, t: t, nc: nc, peerID: peerID, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 func (c *conn) close() {

@@ -230,6 +230,12 @@ func (h *handout) leave(peer int) []offer {
 	return out
 }
 
+// hasAll reports whether a peer has said it has every piece.
+func (h *handout) hasAll(peer int) bool {
+	p := h.peers[peer]
+	return p != nil && p.missing == 0
+}
+
 // offered reports whether a peer may request the piece: one it was
 // offered, which the seeder therefore holds.
 func (h *handout) offered(peer, piece int) bool {

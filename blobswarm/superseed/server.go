@@ -62,10 +62,13 @@ type Config struct {
 	Spare bool
 	// HandshakeTimeout bounds the BitTorrent handshake (default 2s).
 	HandshakeTimeout time.Duration
-	// CompleteElsewhere, when set, reports whether a peer other than the
-	// seeder has the whole blob of an infohash (the tracker's peer store
-	// knows); the seeder then leaves newcomers to the fleet.
-	CompleteElsewhere func(metainfo.Hash) bool
+	// CompleteElsewhere, when set, reports whether one of the peers the
+	// seeder saw with the whole blob of an infohash on its own connections
+	// (their peer IDs, never empty) still has it: peers that finish drop
+	// their connection, and the tracker's peer store knows whether they
+	// are still there. The seeder then leaves newcomers to the fleet. What
+	// a peer says only to the tracker cannot make the seeder step back.
+	CompleteElsewhere func(ih metainfo.Hash, seen [][20]byte) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -390,7 +393,7 @@ func (s *Server) tick() {
 			s.mu.Unlock()
 			for _, t := range ts {
 				if t.peers() > 0 {
-					t.setElsewhere(s.completeElsewhere(t.hash))
+					t.setElsewhere(s.completeElsewhere(t))
 				}
 				t.tick(now, best)
 			}
@@ -398,8 +401,12 @@ func (s *Server) tick() {
 	}
 }
 
-func (s *Server) completeElsewhere(ih metainfo.Hash) bool {
-	return s.cfg.CompleteElsewhere != nil && s.cfg.CompleteElsewhere(ih)
+func (s *Server) completeElsewhere(t *blob) bool {
+	if s.cfg.CompleteElsewhere == nil {
+		return false
+	}
+	seen := t.seenComplete()
+	return len(seen) > 0 && s.cfg.CompleteElsewhere(t.hash, seen)
 }
 
 func (s *Server) allowed(a net.Addr) bool {
@@ -427,9 +434,9 @@ func (s *Server) serve(nc net.Conn) error {
 	if !ok {
 		return fmt.Errorf("peer asked for infohash %s, which is not seeded here", res.Hash)
 	}
-	c := newConn(s, t, nc)
+	c := newConn(s, t, nc, res.PeerID)
 	defer c.close()
-	t.setElsewhere(s.completeElsewhere(t.hash))
+	t.setElsewhere(s.completeElsewhere(t))
 	if !t.add(c) {
 		return errors.New("torrent dropped")
 	}
@@ -459,12 +466,15 @@ type blob struct {
 	data   io.ReaderAt
 	file   *os.File // the store's file, once the blob is stored
 
-	// mu guards the policy and the peer set.
+	// mu guards the policy, the peer set and complete.
 	mu     sync.Mutex
 	policy *handout
 	conns  map[int]*conn
 	nextID int
 	closed bool
+	// complete are the peer IDs of peers that had every piece on one of
+	// the seeder's connections, for CompleteElsewhere.
+	complete map[[20]byte]struct{}
 	// offers is the server's count of pieces advertised.
 	offers *atomic.Int64
 }
@@ -472,9 +482,10 @@ type blob struct {
 func newBlob(d digest.Digest, ih metainfo.Hash, info metainfo.Info, data io.ReaderAt, policy *handout, offers *atomic.Int64) *blob {
 	return &blob{
 		d: d, hash: ih, info: info, data: data,
-		policy: policy,
-		conns:  map[int]*conn{},
-		offers: offers,
+		policy:   policy,
+		conns:    map[int]*conn{},
+		complete: map[[20]byte]struct{}{},
+		offers:   offers,
 	}
 }
 
@@ -517,6 +528,20 @@ func (t *blob) have(c *conn, pieces []int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.deliver(t.policy.have(c.id, pieces, time.Now()))
+	if t.policy.hasAll(c.id) {
+		t.complete[c.peerID] = struct{}{}
+	}
+}
+
+// seenComplete lists the peers seen with every piece.
+func (t *blob) seenComplete() [][20]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([][20]byte, 0, len(t.complete))
+	for id := range t.complete {
+		out = append(out, id)
+	}
+	return out
 }
 
 func (t *blob) mayRequest(c *conn, piece int) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
@@ -44,6 +45,10 @@ type Config struct {
 	// ChunkSize is the size of one piece request (default 64 KiB; the
 	// protocol's usual 16 KiB costs more CPU per byte, see the benchmark).
 	ChunkSize int
+	// AuthorizeAnnounce, when set, adds the fleet's credential to each
+	// HTTP announce before it is sent, so that the announce URL, which
+	// the library logs when an announce fails, holds none.
+	AuthorizeAnnounce func(*http.Request) error
 }
 
 // DefaultConnsPerTorrent is few on purpose: every connection of a host
@@ -122,6 +127,7 @@ func (c Config) clientConfig() (*torrent.ClientConfig, error) {
 	cc.NoDefaultPortForwarding = true
 	cc.DisableUTP = true
 	cc.IPBlocklist = allowList(c.AllowedPeers)
+	cc.HttpRequestDirector = c.AuthorizeAnnounce
 
 	// Plain TCP: encryption buys nothing inside the datacenter and costs CPU.
 	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: true}

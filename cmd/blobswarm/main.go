@@ -45,9 +45,11 @@ func newLogger(level string) (*slog.Logger, error) {
 	return log, nil
 }
 
-// serve runs h on ln until ctx ends, then drains for a few seconds.
+// serve runs h on ln until ctx ends, then drains for a few seconds. A
+// keep-alive connection idle for IdleTimeout is closed: without it every
+// client that walked away holds a connection and its goroutine for good.
 func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -22,7 +22,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port/db shared by tracker replicas, or redis://sentinel:port/db?master_name=NAME&addr=sentinel2:port for Redis Sentinel (default: in memory)")
 	fs.DurationVar(&c.AnnounceInterval, "announce-interval", c.AnnounceInterval, "how often peers are asked to announce")
 	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers handed out per announce")
-	fs.StringArrayVar(&c.PeerCIDR, "peer-cidr", c.PeerCIDR, "networks peers may be in (repeatable; default loopback and private ranges)")
+	fs.StringArrayVar(&c.PeerCIDR, "peer-cidr", c.PeerCIDR, "networks that may use the tracker (all but /healthz and /readyz) and trade with the seeder (repeatable; default loopback and private ranges)")
 	fs.DurationVar(&c.TagTTL, "tag-ttl", c.TagTTL, "how long one tag resolution serves the whole fleet")
 	fs.DurationVar(&c.MetainfoWait, "metainfo-wait", c.MetainfoWait, "how long a metainfo request waits for the origin's answer (the blob's size) before answering 202")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
@@ -35,7 +35,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate: serve the HTTP endpoints over HTTPS (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.CA, "ca", c.CA, "PEM file of an extra certificate authority to trust for upstreams")
-	fs.StringVar(&c.SecretFile, "secret-file", c.SecretFile, "file holding the fleet's shared secret: announces, metainfo and tags require it")
+	fs.StringVar(&c.SecretFile, "secret-file", c.SecretFile, "file holding the fleet's shared secret: announces, metainfo, pieces and tags require credentials made from it, and metainfo and tag answers are signed with a key made from it")
 }
 
 func trackerCmd() *cobra.Command {

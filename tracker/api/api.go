@@ -35,9 +35,6 @@ const (
 	// client's Accept headers are passed on, and the answer carries the
 	// manifest's Content-Type and Docker-Content-Digest.
 	ManifestPath = "/v1/manifest"
-	// SecretParam carries the fleet's shared secret in announce URLs; the
-	// other endpoints take it as "Authorization: Bearer <secret>".
-	SecretParam = "auth"
 )
 
 // Query parameters of the metainfo and manifest endpoints.

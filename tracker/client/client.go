@@ -4,7 +4,9 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,10 +14,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker/api"
@@ -32,7 +35,8 @@ type Client struct {
 	http *http.Client
 	// streams has no overall timeout, for answers that follow a blob.
 	streams *http.Client
-	secret  string
+	// keys are the fleet's secret's; nil without one.
+	keys *api.Keys
 
 	mu        sync.Mutex
 	preferred int
@@ -44,8 +48,10 @@ type Options struct {
 	Timeout time.Duration
 	// Roots, when set, are the authorities trusted for https trackers.
 	Roots *x509.CertPool
-	// Secret is the fleet's shared secret, sent with every request and
-	// put in announce URLs; empty when the tracker has none.
+	// Secret is the fleet's shared secret; empty when the tracker has
+	// none. It is never sent: requests carry credentials made from it
+	// (api.Keys), and the tracker's metainfo and tag answers must be
+	// signed with a key made from it.
 	Secret string
 }
 
@@ -63,7 +69,7 @@ func New(urls []string, opt Options) *Client {
 	if opt.Roots != nil {
 		t.TLSClientConfig = &tls.Config{RootCAs: opt.Roots, MinVersion: tls.VersionTLS12}
 	}
-	return &Client{urls: trimmed, secret: opt.Secret,
+	return &Client{urls: trimmed, keys: api.NewKeys(opt.Secret),
 		http: &http.Client{Timeout: opt.Timeout, Transport: t},
 		// A stream lasts as long as its blob takes to arrive; the
 		// transport's dial timeout still finds a dead replica fast.
@@ -72,18 +78,27 @@ func New(urls []string, opt Options) *Client {
 
 const dialTimeout = 2 * time.Second
 
-// AnnounceURLs are the trackers' announce endpoints, for torrents.
+// AnnounceURLs are the trackers' announce endpoints, for torrents. They
+// hold no credential (AuthorizeAnnounce adds it), so they may be logged.
 func (c *Client) AnnounceURLs() []string {
 	out := make([]string, len(c.urls))
 	for i, u := range c.urls {
 		out[i] = u + api.AnnouncePath
-		if c.secret != "" {
-			// BitTorrent clients keep an announce URL's query and add
-			// their parameters after it, as private trackers' passkeys.
-			out[i] += "?" + url.Values{api.SecretParam: {c.secret}}.Encode()
-		}
 	}
 	return out
+}
+
+// AuthorizeAnnounce adds the fleet's announce credential to an announce
+// (anacrolix's ClientConfig.HttpRequestDirector): in a header, since an
+// announce URL is what BitTorrent clients log when an announce fails. It
+// cannot tell the tracker by the request's host, which anacrolix has
+// already replaced with the address it resolved; it needs not, since a
+// mirror's torrents announce to AnnounceURLs only.
+func (c *Client) AuthorizeAnnounce(req *http.Request) error {
+	if c.keys != nil {
+		req.Header.Set(api.AnnounceHeader, c.keys.AnnounceToken())
+	}
+	return nil
 }
 
 // Metainfo returns the torrent info bytes for a blob. While the tracker's
@@ -188,16 +203,28 @@ func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accep
 }
 
 // get tries the replicas in turn, starting with the one that answered last.
+// With the fleet's secret, an answer counts only if the tracker signed it
+// for this request: one that does not verify is a failed replica.
 func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*http.Response, error) {
-	return c.do(ctx, c.http, pathQuery, h)
+	return c.do(ctx, c.http, pathQuery, h, c.keys != nil)
 }
 
-// stream is get for an answer that lasts as long as a blob's arrival.
+// stream is get for an answer that lasts as long as a blob's arrival; it
+// is not signed (the tracker's servePieces says why).
 func (c *Client) stream(ctx context.Context, pathQuery string) (*http.Response, error) {
-	return c.do(ctx, c.streams, pathQuery, nil)
+	return c.do(ctx, c.streams, pathQuery, nil, false)
 }
 
-func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h http.Header) (*http.Response, error) {
+// maxAnswer bounds a signed answer, held whole to be checked: the larger
+// of info bytes and a manifest, and an error body is smaller.
+const maxAnswer = max(api.MaxMetainfoSize, oci.MaxManifestSize+1)
+
+// ErrUnsigned says a tracker's answer was not signed with the fleet's key
+// for the request. The message names both causes, since the mirror's log
+// is where an operator finds a tracker left without the secret.
+var ErrUnsigned = errors.New("answer not signed with the fleet's key: a tracker without this secret-file, or a man in the middle")
+
+func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h http.Header, verify bool) (*http.Response, error) {
 	c.mu.Lock()
 	first := c.preferred
 	c.mu.Unlock()
@@ -211,26 +238,19 @@ func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h ht
 		for k, v := range h {
 			req.Header[k] = v
 		}
-		if c.secret != "" {
-			req.Header.Set("Authorization", "Bearer "+c.secret)
+		if c.keys != nil {
+			req.Header.Set("Authorization", "Bearer "+c.keys.APIToken())
+			req.Header.Set(api.NonceHeader, rand.Text())
 		}
 		resp, err := hc.Do(req)
-		refused := err == nil && resp.StatusCode == http.StatusUnauthorized
-		if err == nil && resp.StatusCode < 500 && !refused {
+		if err == nil {
+			resp, err = c.check(req, resp, verify)
+		}
+		if err == nil {
 			c.mu.Lock()
 			c.preferred = n
 			c.mu.Unlock()
 			return resp, nil
-		}
-		switch {
-		case refused:
-			// A tracker that refuses this mirror is as good as down
-			// for it: the origin serves instead.
-			resp.Body.Close()
-			err = fmt.Errorf("HTTP %d: refused; does tracker-secret-file hold the fleet's secret?", resp.StatusCode)
-		case err == nil:
-			resp.Body.Close()
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", c.urls[n], err))
 		if ctx.Err() != nil {
@@ -238,4 +258,50 @@ func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h ht
 		}
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+// check turns an answer this mirror cannot use into an error: a server
+// error, a refusal (a tracker that refuses this mirror is as good as down
+// for it: the origin serves instead), or, when verify is set, an answer
+// whose signature does not verify. A body read to be checked is given
+// back whole.
+func (c *Client) check(req *http.Request, resp *http.Response, verify bool) (*http.Response, error) {
+	if resp.StatusCode >= 500 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if !verify && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		return resp, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	// Refusals come before the tracker signs anything, so they are not
+	// signed; believing a forged one only sends this mirror to the origin.
+	if err := refused(resp.StatusCode, body); err != nil {
+		return nil, err
+	}
+	if verify && (len(body) > maxAnswer || !c.keys.Verify(req, resp, body)) {
+		return nil, ErrUnsigned
+	}
+	return resp, nil
+}
+
+// refused says why the tracker's admission refused a request, or nil for
+// any other answer (a 403 may also be the upstream's DENIED, passed on).
+func refused(status int, body []byte) error {
+	switch status {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("HTTP %d: refused; does tracker-secret-file hold the fleet's secret?", status)
+	case http.StatusForbidden:
+		var e errcode.Error
+		err := api.DecodeError(&http.Response{StatusCode: status, Body: io.NopCloser(bytes.NewReader(body))})
+		if errors.As(err, &e) && e.Code == api.ErrorCodeNotAdmitted {
+			return fmt.Errorf("HTTP %d: refused; is this mirror's address inside the tracker's peer-cidr? %w", status, err)
+		}
+	}
+	return nil
 }

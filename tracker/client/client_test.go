@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +25,8 @@ import (
 	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/tracker"
+	"github.com/blobswarm/blobswarm/tracker/api"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
@@ -206,9 +214,11 @@ func TestBareErrorCodeKeepsItsCode(t *testing.T) {
 	}
 }
 
-// With a secret, every request carries it and announce URLs embed it; a
-// tracker that still refuses counts as unavailable, so the mirror goes to
-// the origin rather than failing its client.
+// With a secret, every request carries the API credential made from it
+// and never the secret itself; announce URLs hold nothing, and announces
+// get the announce credential in a header. A tracker that
+// still refuses counts as unavailable, so the mirror goes to the origin
+// rather than failing its client.
 func TestSecret(t *testing.T) {
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -221,10 +231,83 @@ func TestSecret(t *testing.T) {
 	if !errors.Is(err, trackerclient.ErrUnavailable) || !strings.Contains(err.Error(), "tracker-secret-file") {
 		t.Fatalf("refused metainfo: %v, want ErrUnavailable naming tracker-secret-file", err)
 	}
-	if len(got) != 1 || got[0] != "Bearer s3cret" {
-		t.Fatalf("Authorization headers sent: %q", got)
+	want := "Bearer " + api.NewKeys("s3cret").APIToken()
+	if len(got) != 1 || got[0] != want || strings.Contains(got[0], "s3cret") {
+		t.Fatalf("Authorization headers sent: %q, want %q", got, want)
 	}
-	if u := c.AnnounceURLs(); len(u) != 1 || u[0] != srv.URL+"/announce?auth=s3cret" {
-		t.Fatalf("announce URLs = %q", u)
+	if u := c.AnnounceURLs(); len(u) != 1 || u[0] != srv.URL+"/announce" {
+		t.Fatalf("announce URLs = %q, want the bare announce URL", u)
+	}
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/announce?info_hash=x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AuthorizeAnnounce(req); err != nil {
+		t.Fatal(err)
+	}
+	if h, want := req.Header.Get(api.AnnounceHeader), api.NewKeys("s3cret").AnnounceToken(); h != want {
+		t.Errorf("announce carries %q, want the announce credential %q", h, want)
+	}
+}
+
+// With the fleet's secret, a mirror uses only answers the tracker signed
+// for the very request: a real tracker's verify; the same answers with
+// the signature stripped, or an earlier answer replayed for a new request
+// (a man in the middle), count as a failed replica.
+func TestOnlySignedAnswersAreUsed(t *testing.T) {
+	o := harness.NewOrigin(t, origin.Config{})
+	img, err := testimage.PushImage(t.Context(), o.Host()+"/app:v1", 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	real := trackertest.StartWith(t, o, time.Minute, func(cfg *tracker.Config, _ *http.Server) { cfg.SecretFile = secret }).URL
+	target, err := url.Parse(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite:        func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		ModifyResponse: func(resp *http.Response) error { resp.Header.Del(api.SignatureHeader); return nil },
+	})
+	t.Cleanup(stripped.Close)
+	var (
+		mu    sync.Mutex
+		first *httptest.ResponseRecorder
+	)
+	replayed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = httptest.NewRecorder()
+			(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}).ServeHTTP(first, r)
+		}
+		maps.Copy(w.Header(), first.Header())
+		w.WriteHeader(first.Code)
+		w.Write(first.Body.Bytes())
+	}))
+	t.Cleanup(replayed.Close)
+
+	manifest := func(base string) error {
+		c := trackerclient.New([]string{base}, trackerclient.Options{Timeout: 10 * time.Second, Secret: "s3cret"})
+		m, err := c.Manifest(t.Context(), o.Host(), "app", "v1", nil)
+		if err == nil && m.Digest != img.Top.Digest {
+			t.Fatalf("manifest through %s: %s, want %s", base, m.Digest, img.Top.Digest)
+		}
+		return err
+	}
+	if err := manifest(real); err != nil {
+		t.Fatalf("signed answer of the tracker: %v", err)
+	}
+	if err := manifest(replayed.URL); err != nil {
+		t.Fatalf("the first answer through the replaying proxy: %v", err)
+	}
+	for name, base := range map[string]string{"signature stripped": stripped.URL, "answer replayed": replayed.URL} {
+		if err := manifest(base); !errors.Is(err, trackerclient.ErrUnavailable) || !errors.Is(err, trackerclient.ErrUnsigned) {
+			t.Errorf("%s: %v, want ErrUnavailable and ErrUnsigned", name, err)
+		}
 	}
 }

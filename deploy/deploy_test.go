@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/mirror"
 	"github.com/blobswarm/blobswarm/tracker"
 )
@@ -129,6 +130,8 @@ type serverConfig struct {
 	Listen, PeerListen, Data string
 	Tracker                  []string // mirror only
 	AnnounceURL              string   // tracker only
+	// Allow is the registries the server fetches from.
+	Allow *upstream.AllowList
 }
 
 func decodeConfig(t *testing.T, where, sub string, b []byte) serverConfig {
@@ -141,19 +144,32 @@ func decodeConfig(t *testing.T, where, sub string, b []byte) serverConfig {
 		if err := dec.Decode(&cfg); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
-		if _, err := cfg.Endpoints(); err != nil {
-			t.Errorf("%s: %v", where, err)
+		eps, err := cfg.Endpoints()
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
 		}
-		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, Tracker: cfg.Tracker}
+		allow, err := cfg.AllowList(eps)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, Tracker: cfg.Tracker, Allow: allow}
 	case "tracker":
 		cfg := tracker.Defaults()
 		if err := dec.Decode(&cfg); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
 		if err := cfg.Validate(); err != nil {
-			t.Errorf("%s: %v", where, err)
+			t.Fatalf("%s: %v", where, err)
 		}
-		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, AnnounceURL: cfg.AnnounceURL}
+		eps, err := upstream.ParseEndpoints(cfg.Upstream, cfg.Credentials)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		allow, err := cfg.AllowList(eps)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, AnnounceURL: cfg.AnnounceURL, Allow: allow}
 	}
 	t.Fatalf("%s: config for unknown server %q", where, sub)
 	return serverConfig{}

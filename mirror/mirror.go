@@ -89,11 +89,12 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		return nil, err
 	}
 	m := &Mirror{
-		cfg:        cfg,
-		log:        log,
-		store:      st,
-		manifests:  mc,
-		upstream:   upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
+		cfg:       cfg,
+		log:       log,
+		store:     st,
+		manifests: mc,
+		upstream: upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow,
+			HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
 		metrics:    newMetrics(),
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},

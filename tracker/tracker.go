@@ -41,6 +41,7 @@ type Tracker struct {
 	done     chan struct{}
 	seeder   *seeder.Seeder
 	tags     *tags.Resolver
+	upstream *upstream.Client
 	announce *announce.Handler
 	redis    redis.UniversalClient
 	registry *prometheus.Registry
@@ -129,9 +130,10 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		defer close(t.done)
 		t.seeds.run(runCtx)
 	}()
-	up := upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
-	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, up, log)
-	t.tags = tags.New(up, cfg.TagTTL)
+	t.upstream = upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow,
+		HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
+	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, t.upstream, log)
+	t.tags = tags.New(t.upstream, cfg.TagTTL)
 	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
 	return t, nil
 }
@@ -191,6 +193,9 @@ func (t *Tracker) ready(w http.ResponseWriter, r *http.Request) {
 
 func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 	b, err := api.ParseBlobQuery(r.URL.Query())
+	if err == nil {
+		err = t.upstream.Check(b.Registry)
+	}
 	if err != nil {
 		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
 		return
@@ -221,6 +226,9 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 // whole one; its next request gets the error.
 func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 	b, from, err := api.ParsePiecesQuery(r.URL.Query())
+	if err == nil {
+		err = t.upstream.Check(b.Registry)
+	}
 	if err != nil {
 		t.piecesReqs.WithLabelValues("error").Inc()
 		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
@@ -279,6 +287,9 @@ func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 
 func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 	registry, repo, tag, err := api.ParseTagQuery(r.URL.Query())
+	if err == nil {
+		err = t.upstream.Check(registry)
+	}
 	if err != nil {
 		t.writeError(w, err, errcode.ErrorCodeManifestUnknown)
 		return

@@ -23,6 +23,8 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.StringVar(&c.Data, "data", c.Data, "directory for blobs and manifests")
 	fs.StringArrayVar(&c.Upstream, "upstream", c.Upstream, "HOST=URL: the registry clients call HOST is reached at URL (repeatable); other hosts are reached at https://HOST")
 	fs.StringVar(&c.DefaultUpstream, "default-upstream", c.DefaultUpstream, "registry for requests without ?ns= (Docker's registry-mirrors only mirror Docker Hub)")
+	fs.StringArrayVar(&c.Registry, "registry", c.Registry, "a further registry clients may name with ?ns=, reached at https://HOST (repeatable); only these, default-upstream and the hosts of upstream and credentials are fetched from")
+	fs.BoolVar(&c.AnyRegistry, "any-registry", c.AnyRegistry, "fetch from any registry a client names: an open proxy for whoever reaches the listener (see README)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
 	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "blob fetches in progress at once; more wait their turn")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

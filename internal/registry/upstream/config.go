@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
 // CredentialFiles point at files holding secrets, so a config file can be
@@ -24,6 +26,9 @@ func ParseEndpoints(entries []string, creds map[string]CredentialFiles) (map[str
 		if !ok || host == "" {
 			return nil, fmt.Errorf("upstream %q: want HOST=URL", e)
 		}
+		if _, err := oci.ParseRegistry(host); err != nil {
+			return nil, fmt.Errorf("upstream %q: HOST is not a registry name: %w", e, err)
+		}
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("upstream %q: URL must be http:// or https:// with a host", e)
@@ -31,6 +36,9 @@ func ParseEndpoints(entries []string, creds map[string]CredentialFiles) (map[str
 		eps[host] = Endpoint{Host: host, URL: u}
 	}
 	for host, cf := range creds {
+		if _, err := oci.ParseRegistry(host); err != nil {
+			return nil, fmt.Errorf("credentials for %q: not a registry name: %w", host, err)
+		}
 		ep, ok := eps[host]
 		if !ok {
 			ep = DefaultEndpoint(host)

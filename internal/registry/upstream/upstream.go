@@ -43,6 +43,9 @@ type Endpoint struct {
 // https://HOST, except docker.io, whose API lives at registry-1.docker.io.
 type Config struct {
 	Endpoints map[string]Endpoint
+	// Allow is the registries the client fetches from; nil allows the
+	// hosts of Endpoints only.
+	Allow *AllowList
 	// HTTP is the client for registry and token requests.
 	HTTP *http.Client
 	// Auth answers registries' challenges; nil is NewAuthorizer(HTTP).
@@ -59,11 +62,27 @@ func New(cfg Config) *Client {
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{}
 	}
+	if cfg.Allow == nil {
+		cfg.Allow = &AllowList{role: "client", named: map[string]bool{}}
+		for h := range cfg.Endpoints {
+			cfg.Allow.named[h] = true
+		}
+	}
 	if cfg.Auth == nil {
 		cfg.Auth = NewAuthorizer(cfg.HTTP)
 	}
 	return &Client{cfg: cfg}
 }
+
+// Check refuses a registry the client may not fetch from (a
+// *DeniedError); callers check before they start anything for it.
+func (c *Client) Check(host string) error { return c.cfg.Allow.Check(host) }
+
+// Named reports whether the configuration names host.
+func (c *Client) Named(host string) bool { return c.cfg.Allow.Named(host) }
+
+// Registries lists the registries the configuration names, sorted.
+func (c *Client) Registries() []string { return c.cfg.Allow.Hosts() }
 
 // Endpoint returns where the registry host is reached.
 func (c *Client) Endpoint(host string) Endpoint {
@@ -112,6 +131,9 @@ func Unreachable(err error) bool {
 // of repository repo on registry host, authenticating as the upstream asks.
 // The caller closes the body of the returned response, whatever its status.
 func (c *Client) Do(ctx context.Context, method, host, repo, path string, header http.Header) (*http.Response, error) {
+	if err := c.Check(host); err != nil {
+		return nil, err
+	}
 	ep := c.Endpoint(host)
 	u := *ep.URL
 	u.Path = strings.TrimSuffix(u.Path, "/") + path

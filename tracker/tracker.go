@@ -309,8 +309,14 @@ func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 
 func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.ErrorCode) {
 	e, internal := upstream.ClientError(err, unknown)
-	if internal {
+	var ue *upstream.Error
+	switch {
+	case internal:
 		t.log.Error("tracker request failed", "err", err)
+	case errors.As(err, &ue) && ue.Status != http.StatusNotFound:
+		// The client's message only names the upstream; why it failed
+		// is for the operator.
+		t.log.Warn("upstream failed", "err", err)
 	}
 	errcode.ServeJSON(w, e)
 }

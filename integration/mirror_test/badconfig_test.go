@@ -34,6 +34,7 @@ func TestBadConfig(t *testing.T) {
 		{What: "upstream without host", Args: []string{"--upstream==http://127.0.0.1:1"}, Mention: "upstream"},
 		{What: "registry not a host", Args: []string{"--registry=https://ghcr.io"}, Mention: "registry"},
 		{What: "default upstream not a host", YAML: "default-upstream: docker.io/library\n", Mention: "default-upstream"},
+		{What: "upstream URL with a password", YAML: "upstream: [registry.test=https://u:hunter2@registry.test]\n", Mention: "credentials"},
 		{What: "tracker not a URL", Args: []string{"--tracker=tracker.test:7070"}, Mention: "tracker"},
 		{What: "tracker ftp URL in file", YAML: "tracker: [ftp://tracker.test]\n", Mention: "tracker"},
 		{What: "zero concurrent fetches", Args: []string{"--max-concurrent-fetches=0"}, Mention: "max-concurrent-fetches"},

@@ -33,6 +33,11 @@ func ParseEndpoints(entries []string, creds map[string]CredentialFiles) (map[str
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("upstream %q: URL must be http:// or https:// with a host", e)
 		}
+		if u.User != nil {
+			// The URL would show in error messages, status and logs, and a
+			// flag in every process listing.
+			return nil, fmt.Errorf("upstream %s=%s: the URL must not carry credentials; give them as credentials: {%s: {username: ..., password-file: ...}} in the config file", host, u.Redacted(), host)
+		}
 		eps[host] = Endpoint{Host: host, URL: u}
 	}
 	for host, cf := range creds {

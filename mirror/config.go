@@ -40,6 +40,10 @@ type Config struct {
 	// AnyRegistry fetches from whatever registry a client names: an open
 	// proxy to anyone who reaches the listener.
 	AnyRegistry bool `yaml:"any-registry"`
+	// AllowPrivateNetworks lets redirects, token realms and registries
+	// allowed only by any-registry reach loopback, link-local and private
+	// addresses.
+	AllowPrivateNetworks bool `yaml:"allow-private-networks"`
 
 	UpstreamTimeout      time.Duration `yaml:"upstream-timeout"`
 	MaxConcurrentFetches int           `yaml:"max-concurrent-fetches"`

@@ -93,7 +93,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		log:       log,
 		store:     st,
 		manifests: mc,
-		upstream: upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow,
+		upstream: upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
 			HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
 		metrics:    newMetrics(),
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),

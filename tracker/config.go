@@ -41,6 +41,10 @@ type Config struct {
 	// AnyRegistry fetches from whatever registry a request names: an
 	// open proxy, with the tracker's credentials, to anyone who reaches it.
 	AnyRegistry bool `yaml:"any-registry"`
+	// AllowPrivateNetworks lets redirects, token realms and registries
+	// allowed only by any-registry reach loopback, link-local and private
+	// addresses.
+	AllowPrivateNetworks bool `yaml:"allow-private-networks"`
 	// Redis, when set, holds the swarms and the digest-to-torrent map so
 	// several tracker replicas act as one: redis://host:port/db for one
 	// server, or go-redis's failover URL for a primary that Redis Sentinel

@@ -25,6 +25,7 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.StringVar(&c.DefaultUpstream, "default-upstream", c.DefaultUpstream, "registry for requests without ?ns= (Docker's registry-mirrors only mirror Docker Hub)")
 	fs.StringArrayVar(&c.Registry, "registry", c.Registry, "a further registry clients may name with ?ns=, reached at https://HOST (repeatable); only these, default-upstream and the hosts of upstream and credentials are fetched from")
 	fs.BoolVar(&c.AnyRegistry, "any-registry", c.AnyRegistry, "fetch from any registry a client names: an open proxy for whoever reaches the listener (see README)")
+	fs.BoolVar(&c.AllowPrivateNetworks, "allow-private-networks", c.AllowPrivateNetworks, "let upstream redirects, token realms and registries allowed only by --any-registry reach loopback, link-local and private addresses")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
 	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "blob fetches in progress at once; more wait their turn")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

@@ -21,6 +21,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.StringArrayVar(&c.Upstream, "upstream", c.Upstream, "HOST=URL: the registry clients call HOST is reached at URL (repeatable)")
 	fs.StringArrayVar(&c.Registry, "registry", c.Registry, "a registry the seeder and tag cache fetch from, reached at https://HOST (repeatable; a list given replaces the default); only these and the hosts of upstream and credentials are fetched from, whatever a mirror asks")
 	fs.BoolVar(&c.AnyRegistry, "any-registry", c.AnyRegistry, "fetch from any registry a request names: an open proxy, with the tracker's credentials, for whoever reaches it (see README)")
+	fs.BoolVar(&c.AllowPrivateNetworks, "allow-private-networks", c.AllowPrivateNetworks, "let upstream redirects, token realms and registries allowed only by --any-registry reach loopback, link-local and private addresses")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port/db shared by tracker replicas, or redis://sentinel:port/db?master_name=NAME&addr=sentinel2:port for Redis Sentinel (default: in memory)")
 	fs.DurationVar(&c.AnnounceInterval, "announce-interval", c.AnnounceInterval, "how often peers are asked to announce")
 	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers handed out per announce")

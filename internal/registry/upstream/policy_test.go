@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,12 +105,10 @@ func TestRedirectFromHTTPSToHTTPIsRefused(t *testing.T) {
 	}
 }
 
-// A redirect from a registry on loopback to a private address of this
-// host is refused when the connection is made: the configuration named a
-// loopback registry, not the private network.
-func TestRedirectToAnotherKindOfAddressIsRefused(t *testing.T) {
-	var target string
-	var accepts *atomic.Int64
+// privateAddr is a private address of this host that can be listened
+// on: a stand-in for the internal network.
+func privateAddr(t *testing.T) netip.Addr {
+	t.Helper()
 	addrs, _ := net.InterfaceAddrs()
 	for _, a := range addrs {
 		p, err := netip.ParsePrefix(a.String())
@@ -120,13 +117,18 @@ func TestRedirectToAnotherKindOfAddressIsRefused(t *testing.T) {
 		}
 		if ln, err := net.Listen("tcp", netip.AddrPortFrom(p.Addr(), 0).String()); err == nil {
 			ln.Close()
-			target, accepts = countingListener(t, netip.AddrPortFrom(p.Addr(), 0).String())
-			break
+			return p.Addr()
 		}
 	}
-	if target == "" {
-		t.Skip("this host has no private address to listen on")
-	}
+	t.Skip("this host has no private address to listen on")
+	return netip.Addr{}
+}
+
+// A redirect from a registry on loopback to a private address of this
+// host is refused when the connection is made: the configuration named a
+// loopback registry, not the private network.
+func TestRedirectToAnotherKindOfAddressIsRefused(t *testing.T) {
+	target, accepts := countingListener(t, netip.AddrPortFrom(privateAddr(t), 0).String())
 	reg := newRecorder(t, false, redirectTo("http://"+target))
 	c := client(t, reg.Server, upstream.Config{})
 	_, _, err := c.GetBlob(t.Context(), "reg.test", "app", digest.FromBytes(blob))
@@ -138,6 +140,31 @@ func TestRedirectToAnotherKindOfAddressIsRefused(t *testing.T) {
 	}
 	if n := accepts.Load(); n != 0 {
 		t.Fatalf("%s saw %d connections, want none", target, n)
+	}
+}
+
+// A registry on the private network may not send the server to its own
+// loopback (another local service, an admin port); with
+// allow-private-networks it may.
+func TestRedirectFromAPrivateRegistryToLoopbackIsRefused(t *testing.T) {
+	local, accepts := countingListener(t, "127.0.0.1:0")
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(privateAddr(t), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &httptest.Server{Listener: ln, Config: &http.Server{Handler: redirectTo("http://" + local)}}
+	reg.Start()
+	defer reg.Close()
+	_, _, err = client(t, reg, upstream.Config{}).GetBlob(t.Context(), "reg.test", "app", digest.FromBytes(blob))
+	if !errors.Is(err, upstream.ErrAddressRefused) {
+		t.Fatalf("GetBlob = %v, want the loopback address refused", err)
+	}
+	if n := accepts.Load(); n != 0 {
+		t.Fatalf("%s saw %d connections, want none", local, n)
+	}
+	client(t, reg, upstream.Config{AllowPrivateNetworks: true}).GetBlob(t.Context(), "reg.test", "app", digest.FromBytes(blob))
+	if accepts.Load() == 0 {
+		t.Fatal("with allow-private-networks, the redirect was not followed")
 	}
 }
 

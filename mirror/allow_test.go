@@ -173,3 +173,19 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// An open proxy is never one by accident: the mirror says so at start.
+func TestAnyRegistryIsAnnouncedAtStart(t *testing.T) {
+	var logs strings.Builder
+	cfg := Defaults()
+	cfg.Data = t.TempDir()
+	cfg.AnyRegistry = true
+	m, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "any-registry") {
+		t.Fatalf("start logs:\n%s\nwant a warning about any-registry", logs.String())
+	}
+}

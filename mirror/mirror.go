@@ -80,6 +80,9 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.AnyRegistry {
+		log.Warn("any-registry is set: this mirror fetches from whatever registry a client names, for anyone who reaches its listener")
+	}
 	st, err := store.Open(cfg.Data)
 	if err != nil {
 		return nil, err

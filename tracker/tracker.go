@@ -134,7 +134,10 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
 	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, t.upstream, log)
 	t.tags = tags.New(t.upstream, cfg.TagTTL)
-	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
+	if cfg.AnyRegistry {
+		log.Warn("any-registry is set: the tracker fetches from whatever registry a request names, with its credentials, for anyone who reaches it")
+	}
+	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "", "registries", s.allow.Hosts())
 	return t, nil
 }
 

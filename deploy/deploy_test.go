@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/mirror"
 	"github.com/blobswarm/blobswarm/tracker"
 )
@@ -132,6 +133,8 @@ type serverConfig struct {
 	// SecretFile is where the server reads the fleet's secret:
 	// tracker-secret-file of a mirror, secret-file of the tracker.
 	SecretFile string
+	// Allow is the registries the server fetches from.
+	Allow *upstream.AllowList
 }
 
 func decodeConfig(t *testing.T, where, sub string, b []byte) serverConfig {
@@ -144,10 +147,15 @@ func decodeConfig(t *testing.T, where, sub string, b []byte) serverConfig {
 		if err := dec.Decode(&cfg); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
-		if _, err := cfg.Endpoints(); err != nil {
-			t.Errorf("%s: %v", where, err)
+		eps, err := cfg.Endpoints()
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
 		}
-		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, Tracker: cfg.Tracker, SecretFile: cfg.TrackerSecretFile}
+		allow, err := cfg.AllowList(eps)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, Tracker: cfg.Tracker, SecretFile: cfg.TrackerSecretFile, Allow: allow}
 	case "tracker":
 		cfg := tracker.Defaults()
 		if err := dec.Decode(&cfg); err != nil {
@@ -158,9 +166,17 @@ func decodeConfig(t *testing.T, where, sub string, b []byte) serverConfig {
 		secret := cfg.SecretFile
 		cfg.SecretFile = ""
 		if err := cfg.Validate(); err != nil {
-			t.Errorf("%s: %v", where, err)
+			t.Fatalf("%s: %v", where, err)
 		}
-		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, AnnounceURL: cfg.AnnounceURL, SecretFile: secret}
+		eps, err := upstream.ParseEndpoints(cfg.Upstream, cfg.Credentials)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		allow, err := cfg.AllowList(eps)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		return serverConfig{Listen: cfg.Listen, PeerListen: cfg.PeerListen, Data: cfg.Data, AnnounceURL: cfg.AnnounceURL, SecretFile: secret, Allow: allow}
 	}
 	t.Fatalf("%s: config for unknown server %q", where, sub)
 	return serverConfig{}

@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 )
 
 // manifests is everything in deploy/kubernetes, decoded.
@@ -175,6 +177,10 @@ func TestKubernetesManifests(t *testing.T) {
 	files, entrypoint := imageBinaries(t)
 	servers := map[string]bool{}
 	secrets := map[string][]string{}
+	// The registries containerd is pointed at the mirror for, and what
+	// each server's configuration allows.
+	var pointed []string
+	allows := map[string]*upstream.AllowList{}
 	for _, w := range ms.workloads {
 		spec := w.pod.Spec
 		if len(spec.Containers) == 0 {
@@ -199,6 +205,13 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			cl := parseCommand(t, where, argv)
 			cl.check(t, where)
+			if cl.binary == "mirrorctl" {
+				for _, a := range argv {
+					if r, ok := strings.CutPrefix(a, "--registry="); ok {
+						pointed = append(pointed, r)
+					}
+				}
+			}
 			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
 				t.Errorf("%s: no CPU and memory requests", where)
 			}
@@ -208,6 +221,7 @@ func TestKubernetesManifests(t *testing.T) {
 			sub := cl.words[0]
 			servers[sub] = true
 			cfg := podConfig(t, where, ms, w, c, cl, sub)
+			allows[sub] = cfg.Allow
 			checkServerPorts(t, where, c, cfg)
 			checkTrackerURLs(t, where, ms, cfg)
 			if src := secretKey(t, where, ms, w, c, cfg.SecretFile); src != "" {
@@ -219,6 +233,12 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, sub := range []string{"mirror", "tracker"} {
 		if !servers[sub] {
 			t.Errorf("no workload runs blobswarm %s", sub)
+			continue
+		}
+		for _, r := range pointed {
+			if err := allows[sub].Check(r); err != nil {
+				t.Errorf("containerd is pointed at the mirror for %s, which the %s's configuration refuses: %v", r, sub, err)
+			}
 		}
 	}
 	for key, svc := range ms.services {

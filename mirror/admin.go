@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -57,19 +56,15 @@ func adminError(w http.ResponseWriter, status int, code, msg string) {
 	json.NewEncoder(w).Encode(adminapi.ErrorBody{Errors: []adminapi.ErrorEntry{{Code: code, Message: msg}}})
 }
 
-// registries lists what the mirror has an upstream for: the default
-// upstream, and every host given an URL or credentials. Any other host
-// would be reached at https://HOST, which is a guess an operator should
-// confirm by configuring it, not something to prefetch from.
+// registries lists what the configuration names: the default upstream
+// first, then every host of registry, upstream and credentials.
 func (m *Mirror) registries() []adminapi.Registry {
 	hosts := []string{m.cfg.DefaultUpstream}
-	eps, _ := m.cfg.Endpoints() // validated in New
-	for h := range eps {
+	for _, h := range m.upstream.Registries() {
 		if h != m.cfg.DefaultUpstream {
 			hosts = append(hosts, h)
 		}
 	}
-	slices.Sort(hosts[1:])
 	out := make([]adminapi.Registry, len(hosts))
 	for i, h := range hosts {
 		out[i] = adminapi.Registry{Host: h, URL: m.upstream.Endpoint(h).URL.String()}

@@ -49,6 +49,12 @@ func (m *Mirror) routeAPI(w http.ResponseWriter, r *http.Request, rt route.Route
 			return
 		}
 	}
+	// Before the store, the manifest cache or a fetch: a registry the
+	// configuration does not name costs nothing and reaches nothing.
+	if err := m.upstream.Check(req.registry); err != nil {
+		m.writeError(w, r, err)
+		return
+	}
 	switch rt.Kind {
 	case route.Base:
 		w.Header().Set("Content-Type", "application/json")
@@ -106,10 +112,20 @@ func (m *Mirror) clientError(err error, unknown errcode.ErrorCode) errcode.Error
 	case internal:
 		m.log.Error("request failed", "err", err)
 	case errors.As(err, &ue) && ue.Status != http.StatusNotFound:
-		m.metrics.upstreamErrors.WithLabelValues(ue.Host).Inc()
+		m.metrics.upstreamErrors.WithLabelValues(m.upstreamLabel(ue.Host)).Inc()
 		m.log.Warn("upstream failed", "err", err)
 	}
 	return e
+}
+
+// upstreamLabel is a registry as a metric label: named in the
+// configuration, or "other" for those any-registry lets clients name, so
+// clients cannot make series without bound.
+func (m *Mirror) upstreamLabel(host string) string {
+	if m.upstream.Named(host) {
+		return host
+	}
+	return "other"
 }
 
 // unknownCode is the "no such thing" code for what the request names.

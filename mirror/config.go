@@ -15,6 +15,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/blobswarm/swarm"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/internal/secretfile"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
@@ -32,6 +33,17 @@ type Config struct {
 	// Credentials per upstream host; only in the config file, never flags,
 	// so secrets stay out of process listings.
 	Credentials map[string]upstream.CredentialFiles `yaml:"credentials"`
+	// Registry lists further registries clients may name with ?ns=,
+	// reached at https://HOST. Only these, default-upstream and the hosts
+	// of upstream and credentials are fetched from.
+	Registry []string `yaml:"registry"`
+	// AnyRegistry fetches from whatever registry a client names: an open
+	// proxy to anyone who reaches the listener.
+	AnyRegistry bool `yaml:"any-registry"`
+	// AllowPrivateNetworks lets redirects, token realms and registries
+	// allowed only by any-registry reach loopback, link-local and private
+	// addresses.
+	AllowPrivateNetworks bool `yaml:"allow-private-networks"`
 
 	UpstreamTimeout      time.Duration `yaml:"upstream-timeout"`
 	MaxConcurrentFetches int           `yaml:"max-concurrent-fetches"`
@@ -105,11 +117,23 @@ func (c Config) Endpoints() (map[string]upstream.Endpoint, error) {
 	return upstream.ParseEndpoints(c.Upstream, c.Credentials)
 }
 
+// AllowList is the registries the configuration lets clients name:
+// default-upstream, registry, and the hosts of upstream and credentials;
+// any with any-registry.
+func (c Config) AllowList(eps map[string]upstream.Endpoint) (*upstream.AllowList, error) {
+	hosts := append([]string{c.DefaultUpstream}, c.Registry...)
+	for h := range eps {
+		hosts = append(hosts, h)
+	}
+	return upstream.NewAllowList("mirror", hosts, c.AnyRegistry)
+}
+
 // settings is a Config with its upstreams, files, networks and quota
 // parsed and read once: what Validate checks is what New runs with.
 type settings struct {
 	Config
 	endpoints map[string]upstream.Endpoint
+	allow     *upstream.AllowList
 	quota     int64
 	roots     *x509.CertPool
 	secret    string
@@ -139,8 +163,13 @@ func (c Config) resolve() (settings, error) {
 	if c.Data == "" {
 		return s, fmt.Errorf("data: must not be empty")
 	}
-	if c.DefaultUpstream == "" {
-		return s, fmt.Errorf("default-upstream: must not be empty")
+	if _, err := oci.ParseRegistry(c.DefaultUpstream); err != nil {
+		return s, fmt.Errorf("default-upstream: %q is not a registry host (HOST or HOST:PORT)", c.DefaultUpstream)
+	}
+	for _, r := range c.Registry {
+		if _, err := oci.ParseRegistry(r); err != nil {
+			return s, fmt.Errorf("registry: %q is not a registry host (HOST or HOST:PORT)", r)
+		}
 	}
 	if c.MaxConcurrentFetches < 1 {
 		return s, fmt.Errorf("max-concurrent-fetches: must be at least 1, got %d", c.MaxConcurrentFetches)
@@ -151,6 +180,10 @@ func (c Config) resolve() (settings, error) {
 	var err error
 	if s.endpoints, err = c.Endpoints(); err != nil {
 		return s, fmt.Errorf("upstream: %w", err)
+	}
+	// Every name was checked above.
+	if s.allow, err = c.AllowList(s.endpoints); err != nil {
+		return s, err
 	}
 	for _, t := range c.Tracker {
 		if u, err := url.Parse(t); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -168,12 +168,7 @@ func (m *Mirror) fetchManifest(ctx context.Context, ref manifestRef, accept []st
 }
 
 // defaultAccept is what a client that states nothing can still use.
-var defaultAccept = []string{
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.docker.distribution.manifest.v2+json",
-}
+var defaultAccept = oci.ManifestMediaTypes
 
 // resolveTagViaTracker asks the tracker, whose short-lived cache folds a
 // fleet's simultaneous resolutions into one origin request.

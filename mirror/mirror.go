@@ -80,6 +80,9 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.AnyRegistry {
+		log.Warn("any-registry is set: this mirror fetches from whatever registry a client names, for anyone who reaches its listener")
+	}
 	st, err := store.Open(cfg.Data)
 	if err != nil {
 		return nil, err
@@ -89,11 +92,12 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		return nil, err
 	}
 	m := &Mirror{
-		cfg:        cfg,
-		log:        log,
-		store:      st,
-		manifests:  mc,
-		upstream:   upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
+		cfg:       cfg,
+		log:       log,
+		store:     st,
+		manifests: mc,
+		upstream: upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
+			HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
 		metrics:    newMetrics(),
 		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},

@@ -62,14 +62,14 @@ func (a *admin) plan(ctx context.Context, req adminapi.PrefetchRequest) (*prefet
 	}
 	named = reference.TagNameOnly(named)
 	plan := &prefetchPlan{registry: reference.Domain(named), repo: reference.Path(named)}
-	regs := m.registries()
-	if !slices.ContainsFunc(regs, func(r adminapi.Registry) bool { return r.Host == plan.registry }) {
+	// The check a client's request gets: prefetch is no way around it.
+	if err := m.upstream.Check(plan.registry); err != nil {
+		regs := m.registries()
 		hosts := make([]string, len(regs))
 		for i, r := range regs {
 			hosts[i] = r.Host
 		}
-		return nil, bad(adminapi.CodeUnknownRegistry, "the mirror has no upstream for registry %s (it mirrors %s); start it with --upstream %s=URL",
-			plan.registry, strings.Join(hosts, ", "), plan.registry)
+		return nil, bad(adminapi.CodeUnknownRegistry, "%w (it mirrors %s)", err, strings.Join(hosts, ", "))
 	}
 	if req.Fleet && m.trackers == nil {
 		return nil, bad(adminapi.CodeNoTracker, "fleet prefetch goes through the tracker's seeder, and this mirror has no --tracker")

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/internal/secretfile"
 	"github.com/blobswarm/blobswarm/internal/tlsfiles"
@@ -33,6 +34,17 @@ type Config struct {
 	AnnounceURL string                              `yaml:"announce-url"`
 	Upstream    []string                            `yaml:"upstream"`
 	Credentials map[string]upstream.CredentialFiles `yaml:"credentials"`
+	// Registry lists further registries the seeder and the tag cache
+	// fetch from, reached at https://HOST; only these and the hosts of
+	// upstream and credentials are fetched, whatever a mirror asks.
+	Registry []string `yaml:"registry"`
+	// AnyRegistry fetches from whatever registry a request names: an
+	// open proxy, with the tracker's credentials, to anyone who reaches it.
+	AnyRegistry bool `yaml:"any-registry"`
+	// AllowPrivateNetworks lets redirects, token realms and registries
+	// allowed only by any-registry reach loopback, link-local and private
+	// addresses.
+	AllowPrivateNetworks bool `yaml:"allow-private-networks"`
 	// Redis, when set, holds the swarms and the digest-to-torrent map so
 	// several tracker replicas act as one: redis://host:port/db for one
 	// server, or go-redis's failover URL for a primary that Redis Sentinel
@@ -80,9 +92,11 @@ type Config struct {
 // Defaults is the tracker's configuration when told nothing.
 func Defaults() Config {
 	return Config{
-		Listen:           ":7070",
-		Data:             "/var/lib/blobswarm/tracker",
-		PeerListen:       ":6881",
+		Listen:     ":7070",
+		Data:       "/var/lib/blobswarm/tracker",
+		PeerListen: ":6881",
+		// What a mirror asks for by default (its default-upstream).
+		Registry:         []string{"docker.io"},
 		AnnounceInterval: 5 * time.Second,
 		MaxPeers:         50,
 		TagTTL:           5 * time.Second,
@@ -105,6 +119,7 @@ type Settings struct {
 	peerCIDRs   []netip.Prefix
 	newRedis    func() redis.UniversalClient // nil: peers and info bytes in memory
 	endpoints   map[string]upstream.Endpoint
+	allow       *upstream.AllowList
 	roots       *x509.CertPool
 	secret      string
 }
@@ -166,6 +181,15 @@ func (c Config) Resolve() (Settings, error) {
 	if s.endpoints, err = upstream.ParseEndpoints(c.Upstream, c.Credentials); err != nil {
 		return s, fmt.Errorf("upstream: %w", err)
 	}
+	for _, r := range c.Registry {
+		if _, err := oci.ParseRegistry(r); err != nil {
+			return s, fmt.Errorf("registry: %q is not a registry host (HOST or HOST:PORT)", r)
+		}
+	}
+	// Every name was checked above.
+	if s.allow, err = c.AllowList(s.endpoints); err != nil {
+		return s, err
+	}
 	if s.TLS, err = tlsfiles.Server(c.TLSCert, c.TLSKey); err != nil {
 		return s, err
 	}
@@ -176,6 +200,16 @@ func (c Config) Resolve() (Settings, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// AllowList is the registries the configuration names: registry, and
+// the hosts of upstream and credentials; any with any-registry.
+func (c Config) AllowList(eps map[string]upstream.Endpoint) (*upstream.AllowList, error) {
+	hosts := append([]string{}, c.Registry...)
+	for h := range eps {
+		hosts = append(hosts, h)
+	}
+	return upstream.NewAllowList("tracker", hosts, c.AnyRegistry)
 }
 
 // parseRedis reads the redis key: a server's URL, or, with master_name,

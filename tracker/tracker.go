@@ -41,6 +41,7 @@ type Tracker struct {
 	done     chan struct{}
 	seeder   *seeder.Seeder
 	tags     *tags.Resolver
+	upstream *upstream.Client
 	announce *announce.Handler
 	redis    redis.UniversalClient
 	registry *prometheus.Registry
@@ -138,10 +139,14 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		defer close(t.done)
 		t.seeds.run(runCtx)
 	}()
-	up := upstream.New(upstream.Config{Endpoints: s.endpoints, HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
-	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, up, log)
-	t.tags = tags.New(up, cfg.TagTTL)
-	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "")
+	t.upstream = upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
+		HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
+	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, t.upstream, log)
+	t.tags = tags.New(t.upstream, cfg.TagTTL)
+	if cfg.AnyRegistry {
+		log.Warn("any-registry is set: the tracker fetches from whatever registry a request names, with its credentials, for anyone who reaches it")
+	}
+	log.Info("tracker ready", "announce-url", s.announceURL, "seeder", t.seederAt, "redis", cfg.Redis != "", "registries", s.allow.Hosts())
 	return t, nil
 }
 
@@ -215,6 +220,9 @@ func (t *Tracker) ready(w http.ResponseWriter, r *http.Request) {
 
 func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 	b, err := api.ParseBlobQuery(r.URL.Query())
+	if err == nil {
+		err = t.upstream.Check(b.Registry)
+	}
 	if err != nil {
 		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
 		return
@@ -252,6 +260,9 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 // stop the stream as well.
 func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 	b, from, err := api.ParsePiecesQuery(r.URL.Query())
+	if err == nil {
+		err = t.upstream.Check(b.Registry)
+	}
 	if err != nil {
 		t.piecesReqs.WithLabelValues("error").Inc()
 		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
@@ -310,6 +321,9 @@ func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 
 func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 	registry, repo, tag, err := api.ParseTagQuery(r.URL.Query())
+	if err == nil {
+		err = t.upstream.Check(registry)
+	}
 	if err != nil {
 		t.writeError(w, err, errcode.ErrorCodeManifestUnknown)
 		return
@@ -329,8 +343,14 @@ func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 
 func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.ErrorCode) {
 	e, internal := upstream.ClientError(err, unknown)
-	if internal {
+	var ue *upstream.Error
+	switch {
+	case internal:
 		t.log.Error("tracker request failed", "err", err)
+	case errors.As(err, &ue) && ue.Status != http.StatusNotFound:
+		// The client's message only names the upstream; why it failed
+		// is for the operator.
+		t.log.Warn("upstream failed", "err", err)
 	}
 	errcode.ServeJSON(w, e)
 }

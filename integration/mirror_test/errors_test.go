@@ -71,6 +71,8 @@ func TestErrors(t *testing.T) {
 		{"PATCH", "app/blobs/uploads/0b8e7a7c-7f2f-4a8e-9d38-2c1d2e6b9f10", 405, "UNSUPPORTED", ""},
 		{"DELETE", "app/blobs/" + layer, 405, "UNSUPPORTED", ""},
 		{"DELETE", "app/manifests/1", 405, "UNSUPPORTED", ""},
+		{"GET", "app/manifests/1?ns=other.test", 403, "DENIED", "other.test"},
+		{"GET", "app/blobs/" + layer + "?ns=other.test", 403, "DENIED", "other.test"},
 		{"GET", "app/manifests/1?ns=bad%20host", 400, "NAME_INVALID", ""},
 		{"GET", "app/blobs/" + layer + "?ns=..%2F..%2Fetc", 400, "NAME_INVALID", ""},
 		{"GET", "app/blobs/" + layer + "?ns=-x.test", 400, "NAME_INVALID", ""},

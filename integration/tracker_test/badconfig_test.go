@@ -26,6 +26,8 @@ func TestBadConfig(t *testing.T) {
 		{What: "zero upstream timeout", Args: []string{"--upstream-timeout=0s"}, Mention: "upstream-timeout"},
 		{What: "upstream without URL in file", YAML: "upstream: [registry.test]\n", Mention: "upstream"},
 		{What: "upstream with ftp URL", Args: []string{"--upstream=registry.test=ftp://registry.test"}, Mention: "upstream"},
+		{What: "registry not a host in file", YAML: "registry: [ghcr.io/org]\n", Mention: "registry"},
+		{What: "upstream URL with a password", Args: []string{"--upstream=registry.test=https://u:hunter2@registry.test"}, Mention: "credentials"},
 		{What: "announce URL not http", Args: []string{"--announce-url=udp://tracker.test:6969"}, Mention: "announce-url"},
 		{What: "listen not an address", Args: []string{"--listen=nonsense"}, Mention: "listen"},
 		{What: "peer-listen not an address", Args: []string{"--peer-listen=nonsense"}, Mention: "peer-listen"},

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -24,9 +26,62 @@ type Authorizer interface {
 // NewAuthorizer answers the flows registries use: a static bearer token
 // from the configuration, bearer tokens fetched per repository scope from
 // the challenge's realm (with username and password when configured, else
-// anonymously), and basic auth. Token requests go through hc.
+// anonymously), and basic auth. Token requests go through hc's transport,
+// follow no redirect to another origin, and read at most
+// MaxTokenResponse bytes of answer.
 func NewAuthorizer(hc *http.Client) Authorizer {
-	return &tokenAuthorizer{http: hc, tokens: map[tokenKey]token{}, basic: map[string]bool{}}
+	tc := *hc
+	base := tc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	tc.Transport = limitBodies{base: base, limit: MaxTokenResponse}
+	tc.CheckRedirect = checkTokenRedirect
+	return &tokenAuthorizer{http: &tc, tokens: map[tokenKey]token{}, basic: map[string]bool{}}
+}
+
+// MaxTokenResponse bounds a token service's answer: a token is a few
+// KiB, and the whole answer is decoded in memory.
+const MaxTokenResponse = 1 << 20
+
+// ErrTokenResponseTooLarge is a token answer past MaxTokenResponse.
+var ErrTokenResponseTooLarge = fmt.Errorf("token response larger than %d bytes", MaxTokenResponse)
+
+// limitBodies cuts every response body off with an error past limit
+// bytes: containerd's auth.FetchToken decodes the body it is given.
+type limitBodies struct {
+	base  http.RoundTripper
+	limit int64
+}
+
+func (l limitBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: l.limit}
+	return resp, nil
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+// Read reads one byte past the limit, so that a body of exactly the
+// limit still ends with io.EOF and a longer one with the error.
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	if int64(n) > b.left {
+		n = int(b.left)
+		b.left = 0
+		return n, ErrTokenResponseTooLarge
+	}
+	b.left -= int64(n)
+	return n, err
 }
 
 // tokenAuthorizer keeps what registries accepted: one lock for its state.
@@ -104,6 +159,12 @@ func (a *tokenAuthorizer) fetchToken(ctx context.Context, ep Endpoint, scope str
 	opts, err := auth.GenerateTokenOptions(ctx, ep.Host, ep.Creds.Username, ep.Creds.Password, ch)
 	if err != nil {
 		return fmt.Errorf("token challenge: %w", err)
+	}
+	// The realm is wherever the registry says: a password must not travel
+	// there in clear unless the registry itself is reached in clear.
+	realm, err := url.Parse(opts.Realm)
+	if err != nil || realm.Host == "" || (realm.Scheme != "https" && (realm.Scheme != "http" || ep.URL.Scheme != "http")) {
+		return fmt.Errorf("token realm %q: must be an https URL (http only for a registry configured at an http:// URL)", opts.Realm)
 	}
 	// The challenge names the scope of the request that failed; ask for the
 	// repository's pull scope so one token serves all of its requests.

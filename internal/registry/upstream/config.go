@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
 // CredentialFiles point at files holding secrets, so a config file can be
@@ -24,13 +26,24 @@ func ParseEndpoints(entries []string, creds map[string]CredentialFiles) (map[str
 		if !ok || host == "" {
 			return nil, fmt.Errorf("upstream %q: want HOST=URL", e)
 		}
+		if _, err := oci.ParseRegistry(host); err != nil {
+			return nil, fmt.Errorf("upstream %q: HOST is not a registry name: %w", e, err)
+		}
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("upstream %q: URL must be http:// or https:// with a host", e)
 		}
+		if u.User != nil {
+			// The URL would show in error messages, status and logs, and a
+			// flag in every process listing.
+			return nil, fmt.Errorf("upstream %s=%s: the URL must not carry credentials; give them as credentials: {%s: {username: ..., password-file: ...}} in the config file", host, u.Redacted(), host)
+		}
 		eps[host] = Endpoint{Host: host, URL: u}
 	}
 	for host, cf := range creds {
+		if _, err := oci.ParseRegistry(host); err != nil {
+			return nil, fmt.Errorf("credentials for %q: not a registry name: %w", host, err)
+		}
 		ep, ok := eps[host]
 		if !ok {
 			ep = DefaultEndpoint(host)

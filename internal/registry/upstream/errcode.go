@@ -12,14 +12,20 @@ import (
 // ClientError maps err to the OCI error a client of the mirror or the
 // tracker should see; unknown is the code for an upstream's 404
 // (BLOB_UNKNOWN, MANIFEST_UNKNOWN). An errcode.Error passes through, a bad
-// name, tag or digest gets its own code, and an upstream's answer the code
-// of its status. internal is true for anything else: a fault of ours, for
-// the log.
+// name, tag or digest gets its own code, a registry the configuration does
+// not allow DENIED, and an upstream's answer the code of its status. An
+// upstream that could not be reached is only named: whether it refused,
+// reset or timed out would tell a client which ports are open there, and
+// belongs in the log. internal is true for anything else: a fault of ours,
+// for the log.
 func ClientError(err error, unknown errcode.ErrorCode) (e errcode.Error, internal bool) {
 	var ue *Error
+	var de *DeniedError
 	switch {
 	case errors.As(err, &e):
 		return e, false
+	case errors.As(err, &de):
+		return errcode.ErrorCodeDenied.WithMessage(de.Error()), false
 	case errors.Is(err, oci.ErrNameInvalid):
 		return errcode.ErrorCodeNameInvalid.WithMessage(err.Error()), false
 	case errors.Is(err, oci.ErrDigestInvalid):
@@ -31,6 +37,8 @@ func ClientError(err error, unknown errcode.ErrorCode) (e errcode.Error, interna
 	}
 	code := errcode.ErrorCodeUnavailable
 	switch ue.Status {
+	case 0:
+		return code.WithMessage("upstream " + ue.Host + " unreachable"), false
 	case http.StatusNotFound:
 		code = unknown
 	case http.StatusUnauthorized:

@@ -36,5 +36,11 @@ func (c *Client) GetManifest(ctx context.Context, host, repo, ref string, accept
 		return nil, "", c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
 	}
 	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	return data, strings.TrimSpace(mediaType), nil
+	mediaType = strings.TrimSpace(mediaType)
+	// Whatever else came back (a login page, an error page with a script)
+	// would reach clients verbatim under the registry's name.
+	if !oci.IsManifestMediaType(mediaType) {
+		return nil, "", c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: Content-Type %q is not a manifest media type", what, mediaType))
+	}
+	return data, mediaType, nil
 }

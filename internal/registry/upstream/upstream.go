@@ -43,7 +43,16 @@ type Endpoint struct {
 // https://HOST, except docker.io, whose API lives at registry-1.docker.io.
 type Config struct {
 	Endpoints map[string]Endpoint
-	// HTTP is the client for registry and token requests.
+	// Allow is the registries the client fetches from; nil allows the
+	// hosts of Endpoints only.
+	Allow *AllowList
+	// AllowPrivateNetworks lets connections the configuration does not
+	// name (redirects, token realms, registries allowed by any-registry)
+	// reach loopback, link-local and private addresses (redirect.go).
+	AllowPrivateNetworks bool
+	// HTTP is the client for registry and token requests; nil is
+	// HTTPClient's with a 30s timeout. Only a transport from HTTPClient
+	// checks the addresses it dials.
 	HTTP *http.Client
 	// Auth answers registries' challenges; nil is NewAuthorizer(HTTP).
 	Auth Authorizer
@@ -51,19 +60,49 @@ type Config struct {
 
 // Client talks to upstream registries.
 type Client struct {
-	cfg Config
+	cfg  Config
+	http *http.Client
 }
 
-// New returns a client for the given upstreams.
+// defaultTimeout bounds connecting and response headers for a client
+// configured without an HTTP client.
+const defaultTimeout = 30 * time.Second
+
+// New returns a client for the given upstreams. Whatever HTTP client it
+// is given, requests follow the redirect and credential policy of
+// redirect.go.
 func New(cfg Config) *Client {
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{}
+		cfg.HTTP = HTTPClient(defaultTimeout, nil)
 	}
+	if cfg.Allow == nil {
+		cfg.Allow = &AllowList{role: "client", named: map[string]bool{}}
+		for h := range cfg.Endpoints {
+			cfg.Allow.named[h] = true
+		}
+	}
+	hc := *cfg.HTTP
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc.Transport = guard{base: base}
+	hc.CheckRedirect = checkRedirect
 	if cfg.Auth == nil {
-		cfg.Auth = NewAuthorizer(cfg.HTTP)
+		cfg.Auth = NewAuthorizer(&hc)
 	}
-	return &Client{cfg: cfg}
+	return &Client{cfg: cfg, http: &hc}
 }
+
+// Check refuses a registry the client may not fetch from (a
+// *DeniedError); callers check before they start anything for it.
+func (c *Client) Check(host string) error { return c.cfg.Allow.Check(host) }
+
+// Named reports whether the configuration names host.
+func (c *Client) Named(host string) bool { return c.cfg.Allow.Named(host) }
+
+// Registries lists the registries the configuration names, sorted.
+func (c *Client) Registries() []string { return c.cfg.Allow.Hosts() }
 
 // Endpoint returns where the registry host is reached.
 func (c *Client) Endpoint(host string) Endpoint {
@@ -112,10 +151,23 @@ func Unreachable(err error) bool {
 // of repository repo on registry host, authenticating as the upstream asks.
 // The caller closes the body of the returned response, whatever its status.
 func (c *Client) Do(ctx context.Context, method, host, repo, path string, header http.Header) (*http.Response, error) {
+	if err := c.Check(host); err != nil {
+		return nil, err
+	}
 	ep := c.Endpoint(host)
 	u := *ep.URL
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	scope := "repository:" + repo + ":pull"
+	h := &hop{
+		endpoint: ep.URL,
+		named:    c.Named(host),
+		blob:     strings.HasPrefix(path, "/v2/"+repo+"/blobs/"),
+		private:  c.cfg.AllowPrivateNetworks,
+	}
+	if h.named {
+		h.kind = endpointKind(ep.URL)
+	}
+	ctx = withHop(ctx, h)
 
 	send := func() (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
@@ -126,8 +178,12 @@ func (c *Client) Do(ctx context.Context, method, host, repo, path string, header
 			req.Header[k] = v
 		}
 		c.cfg.Auth.Authorize(req, ep, scope)
-		resp, err := c.cfg.HTTP.Do(req)
-		if err != nil {
+		resp, err := c.http.Do(req)
+		switch {
+		case errors.Is(err, ErrRedirectRefused):
+			// The upstream answered, with somewhere we do not go.
+			return nil, &Error{Host: host, URL: ep.URL.String(), Status: http.StatusBadGateway, Err: err}
+		case err != nil:
 			return nil, &Error{Host: host, URL: ep.URL.String(), Err: err}
 		}
 		return resp, nil
@@ -153,13 +209,15 @@ func drain(resp *http.Response) {
 }
 
 // HTTPClient bounds connecting and waiting for headers, never the body: a
-// layer of gigabytes may take minutes and still be healthy.
+// layer of gigabytes may take minutes and still be healthy. Its dialer
+// checks the address of connections the configuration does not name
+// (redirect.go); through an HTTP proxy, that is the proxy's address.
 func HTTPClient(timeout time.Duration, roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if roots != nil {
 		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
-	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, ControlContext: dialControl}).DialContext
 	t.ResponseHeaderTimeout = timeout
 	t.TLSHandshakeTimeout = timeout
 	t.MaxIdleConnsPerHost = 32

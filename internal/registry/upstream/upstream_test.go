@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -97,6 +98,11 @@ func TestParseEndpoints(t *testing.T) {
 			t.Errorf("ParseEndpoints accepted %q", bad)
 		}
 	}
+	// A password in the URL would show wherever the URL does.
+	_, err = upstream.ParseEndpoints([]string{"reg.test=https://ci:hunter2@reg.test"}, nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "credentials") {
+		t.Errorf("an upstream URL with a password: %v, want it refused without the password, pointing at credentials", err)
+	}
 	if _, err := upstream.ParseEndpoints(nil, map[string]upstream.CredentialFiles{"x": {Username: "u", PasswordFile: "/nonexistent"}}); err == nil {
 		t.Error("a missing password file was accepted")
 	}
@@ -156,5 +162,31 @@ func TestClientUsesTheConfiguredAuthorizer(t *testing.T) {
 	}
 	if v.answers != 1 {
 		t.Fatalf("authorizer answered %d challenges, want 1 (the second request carries the token)", v.answers)
+	}
+}
+
+// A closed port and a reset connection look the same to a client: the
+// upstream is unreachable; the difference is for the log.
+func TestUnreachableTellsClientsNothingAboutThePort(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	reset := newRecorder(t, false, func(w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+		}
+	})
+	var msgs []string
+	for _, srv := range []*httptest.Server{closed, reset.Server} {
+		_, _, err := client(t, srv, upstream.Config{}).GetBlob(context.Background(), "reg.test", "app", digest.FromBytes(blob))
+		e, _ := upstream.ClientError(err, errcode.ErrorCodeBlobUnknown)
+		if e.Code != errcode.ErrorCodeUnavailable || !strings.Contains(err.Error(), "reg.test") {
+			t.Fatalf("error %v, client sees %v; want UNAVAILABLE", err, e)
+		}
+		msgs = append(msgs, e.Message)
+	}
+	if msgs[0] != msgs[1] || msgs[0] != "upstream reg.test unreachable" {
+		t.Fatalf("clients see %q for a closed port and %q for a reset, want both %q", msgs[0], msgs[1], "upstream reg.test unreachable")
 	}
 }

@@ -127,7 +127,10 @@ func checkRangeResponse(t *testing.T, blob []byte, c rangeCase, resp *http.Respo
 }
 
 // TestRange sends single-range requests for a blob while it is still
-// coming from the origin, and again once it is cached.
+// coming from the origin, and again once it is cached. Bytes from the origin
+// are checked only by the blob's digest, so a range over a download in
+// progress ends only once the whole blob has matched it: a client never gets
+// a complete 206 of bytes that may turn out wrong.
 func TestRange(t *testing.T) {
 	t.Parallel()
 	const size, pass = 2 << 20, 256 << 10
@@ -138,35 +141,43 @@ func TestRange(t *testing.T) {
 	m := startMirror(t, data, upstreamFlag(o))
 	url := m.URL() + "/v2/app/blobs/" + d.String() + "?ns=" + o.Host()
 
-	// The origin holds everything past the first 256 KiB, so these are
-	// answered from the download in progress.
-	checkRange(t, url, blob, rangeCase{"bytes=1000-1999", http.StatusPartialContent, 1000, 1999})
-	checkRange(t, url, blob, rangeCase{fmt.Sprintf("bytes=%d-", size), http.StatusRequestedRangeNotSatisfiable, 0, 0})
-	if n := m.Metric(inflightMetric); n != 1 {
-		t.Fatalf("in-flight fetches %v, want 1: the blob should still be arriving", n)
-	}
-	if _, err := os.Stat(harness.BlobPath(data, d)); err == nil {
-		t.Fatal("blob is in the store while the origin still holds most of it")
-	}
-	// These wait for bytes behind the valve: Docker's resume, and a suffix.
-	waiting := []rangeCase{
-		{"bytes=1048576-", http.StatusPartialContent, 1 << 20, size - 1},
-		{"bytes=-4096", http.StatusPartialContent, size - 4096, size - 1},
-	}
 	type result struct {
 		resp *http.Response
 		body []byte
 		err  error
 	}
-	results := make([]chan result, len(waiting))
-	for i, c := range waiting {
-		results[i] = make(chan result, 1)
+	get := func(c rangeCase) chan result {
+		ch := make(chan result, 1)
 		go func() {
 			resp, body, err := try(t.Context(), http.MethodGet, url, "Range", c.header)
-			results[i] <- result{resp, body, err}
+			ch <- result{resp, body, err}
 		}()
+		return ch
+	}
+	// The origin holds everything past the first 256 KiB. The first range
+	// lies within the bytes that have come, Docker's resume and the suffix
+	// beyond them; all three wait for the digest.
+	waiting := []rangeCase{
+		{"bytes=1000-1999", http.StatusPartialContent, 1000, 1999},
+		{"bytes=1048576-", http.StatusPartialContent, 1 << 20, size - 1},
+		{"bytes=-4096", http.StatusPartialContent, size - 4096, size - 1},
+	}
+	results := []chan result{get(waiting[0])}
+	waitMetric(t, m, 1, inflightMetric)
+	// The size is known from the origin's headers, so this needs no bytes.
+	checkRange(t, url, blob, rangeCase{fmt.Sprintf("bytes=%d-", size), http.StatusRequestedRangeNotSatisfiable, 0, 0})
+	for _, c := range waiting[1:] {
+		results = append(results, get(c))
 	}
 	waitMetric(t, m, 3, cacheMetric, "kind", "blob", "result", "joined")
+	if _, err := os.Stat(harness.BlobPath(data, d)); err == nil {
+		t.Fatal("blob is in the store while the origin still holds most of it")
+	}
+	select {
+	case r := <-results[0]:
+		t.Fatalf("Range %s ended (status %v, err %v) before the blob matched its digest", waiting[0].header, r.resp, r.err)
+	default:
+	}
 	valve.Open()
 	for i, c := range waiting {
 		r := <-results[i]

@@ -91,7 +91,8 @@ var errHashesLate = errors.New("no piece hash from the tracker within the metain
 // say): the download ends, and so does the origin fallback, at the digest
 // check. Every hash given, the tracker has checked the blob's digest (it
 // hands out the last one after its check), so fl may answer ranges within
-// the pieces checked against them.
+// the pieces checked against them, if the fleet's key says the hashes are
+// the tracker's.
 func (s *swarmSource) hashes(ref oci.Blob, n int, fl *flight.Flight) swarm.PieceHashes {
 	return func(ctx context.Context, got func(int, [20]byte)) error {
 		ctx, cancel := context.WithCancelCause(ctx)
@@ -107,7 +108,7 @@ func (s *swarmSource) hashes(ref oci.Blob, n int, fl *flight.Flight) swarm.Piece
 			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, errHashesLate)
 		case errors.Is(err, trackerclient.ErrUnavailable):
 			return fmt.Errorf("%w: %w", swarm.ErrHashesLost, err)
-		case err == nil:
+		case err == nil && s.trackers.Signed():
 			fl.Vouch()
 		}
 		return err

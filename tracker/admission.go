@@ -85,7 +85,7 @@ func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, reason string, 
 // so a mirror reaching the tracker over plain HTTP can tell its answers
 // from a man in the middle's. The answers are small (info bytes, a
 // manifest, an error) and held whole to be signed; the piece-hash stream
-// is not signed (see servePieces).
+// signs itself (see servePieces).
 func (t *Tracker) signed(next http.Handler) http.Handler {
 	if t.keys == nil {
 		return next

@@ -2,8 +2,10 @@ package tracker
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net"
 	"net/http"
@@ -252,12 +254,10 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 // answer instead of ending it, so a mirror never takes a cut stream for a
 // whole one; its next request gets the error.
 //
-// The stream is not signed, unlike metainfo and tags: a man in the middle
-// who changes the hashes can make a mirror take wrong pieces, but not
-// store them as the blob. The mirror only downloads the torrent its digest
-// and size make, checks the whole blob against its sha256 before it is
-// stored, and falls back to the origin when it fails; the same man can
-// stop the stream as well.
+// With the fleet's secret the stream is signed like metainfo and tags, in
+// a trailer after the last hash: a mirror lets a range end before the
+// blob's digest matched only on pieces whose hashes the tracker vouched
+// for, and the seeder gives the last hash only after the digest matched.
 func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 	b, from, err := api.ParsePiecesQuery(r.URL.Query())
 	if err == nil {
@@ -288,6 +288,11 @@ func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetWriteDeadline(time.Time{})
 	_ = rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", api.PiecesType)
+	var sent hash.Hash
+	if t.keys != nil {
+		sent = sha256.New()
+		w.Header().Set("Trailer", api.SignatureHeader)
+	}
 	w.WriteHeader(http.StatusOK)
 	// The headers go at once: the mirror knows the stream is on while the
 	// first piece is still on its way from the origin.
@@ -310,11 +315,17 @@ func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 			t.piecesReqs.WithLabelValues("cancelled").Inc()
 			return
 		}
+		if sent != nil {
+			sent.Write(sums)
+		}
 		if err := rc.Flush(); err != nil {
 			t.piecesReqs.WithLabelValues("cancelled").Inc()
 			return
 		}
 		i += len(sums) / api.PieceHashSize
+	}
+	if sent != nil {
+		t.keys.SignSum(r, http.StatusOK, w.Header(), sent.Sum(nil))
 	}
 	t.piecesReqs.WithLabelValues("ok").Inc()
 }

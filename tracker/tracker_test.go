@@ -446,6 +446,14 @@ func TestPiecesNeedTheFleetsSecret(t *testing.T) {
 	if _, body = get(t, u, "Authorization", "Bearer "+api.NewKeys("s3cret").APIToken()); len(body) != api.PieceHashSize {
 		t.Fatalf("pieces with the secret: %q, want the one piece's hash", body)
 	}
+	// A mirror holding the secret takes the stream as the tracker's only
+	// when its trailer's signature verifies.
+	c := trackerclient.New([]string{tr.URL}, trackerclient.Options{Timeout: 10 * time.Second, Secret: "s3cret"})
+	var heard []byte
+	err := c.Pieces(t.Context(), oci.Blob{Registry: o.Host(), Repo: "app", Digest: d}, 0, 1, func(_ int, sum [20]byte) { heard = append(heard, sum[:]...) })
+	if err != nil || !bytes.Equal(heard, body) {
+		t.Fatalf("Pieces with the secret = %v, heard %x; want nil and %x", err, heard, body)
+	}
 	if n := o.TotalBlobGETs(); n != 1 {
 		t.Fatalf("origin served %d blob GETs, want the one asked with the secret", n)
 	}

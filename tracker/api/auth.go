@@ -26,7 +26,9 @@ import (
 //     path and query, and the mirror's NonceHeader, so an old answer cannot
 //     be replayed) and the answer (status, Content-Type,
 //     Docker-Content-Digest, Retry-After, body). A mirror that has the
-//     secret uses no answer whose signature does not verify.
+//     secret uses no answer whose signature does not verify. The piece-hash
+//     stream is signed the same way, in a trailer once its last byte is
+//     sent (SignSum, VerifyTrailer).
 const (
 	AnnounceHeader  = "Blobswarm-Announce-Token"
 	SignatureHeader = "Blobswarm-Signature"
@@ -66,21 +68,39 @@ func (k *Keys) AnnounceToken() string { return k.announce }
 // Sign sets the signature of an answer to r in h, which must hold the
 // answer's headers.
 func (k *Keys) Sign(r *http.Request, status int, h http.Header, body []byte) {
-	h.Set(SignatureHeader, hex.EncodeToString(k.mac(r, status, h, body)))
+	sum := sha256.Sum256(body)
+	k.SignSum(r, status, h, sum[:])
+}
+
+// SignSum is Sign for an answer streamed before it is signed: sum is the
+// sha256 of the body sent, and h, declared in the Trailer header, carries
+// the signature after it.
+func (k *Keys) SignSum(r *http.Request, status int, h http.Header, sum []byte) {
+	h.Set(SignatureHeader, hex.EncodeToString(k.mac(r, status, h, sum)))
 }
 
 // Verify reports whether resp, whose body is body, is the tracker's answer
 // to req: signed with the fleet's key for this very request.
 func (k *Keys) Verify(req *http.Request, resp *http.Response, body []byte) bool {
-	got, err := hex.DecodeString(resp.Header.Get(SignatureHeader))
-	return err == nil && hmac.Equal(got, k.mac(req, resp.StatusCode, resp.Header, body))
+	sum := sha256.Sum256(body)
+	return k.verify(req, resp, resp.Header.Get(SignatureHeader), sum[:])
+}
+
+// VerifyTrailer is Verify for a streamed answer read to its end, whose
+// body's sha256 is sum and whose signature came in the trailer.
+func (k *Keys) VerifyTrailer(req *http.Request, resp *http.Response, sum []byte) bool {
+	return k.verify(req, resp, resp.Trailer.Get(SignatureHeader), sum)
+}
+
+func (k *Keys) verify(req *http.Request, resp *http.Response, signature string, sum []byte) bool {
+	got, err := hex.DecodeString(signature)
+	return err == nil && hmac.Equal(got, k.mac(req, resp.StatusCode, resp.Header, sum))
 }
 
 // mac covers every part of an answer a mirror acts on. Fields are joined
 // by newlines, which none of them can contain, and the body goes in as its
-// hash, so no two answers share an input.
-func (k *Keys) mac(r *http.Request, status int, h http.Header, body []byte) []byte {
-	sum := sha256.Sum256(body)
+// sha256, so no two answers share an input.
+func (k *Keys) mac(r *http.Request, status int, h http.Header, sum []byte) []byte {
 	m := hmac.New(sha256.New, k.answer)
 	for _, f := range []string{
 		"blobswarm answer v1",
@@ -91,7 +111,7 @@ func (k *Keys) mac(r *http.Request, status int, h http.Header, body []byte) []by
 		h.Get("Content-Type"),
 		h.Get("Docker-Content-Digest"),
 		h.Get("Retry-After"),
-		hex.EncodeToString(sum[:]),
+		hex.EncodeToString(sum),
 	} {
 		m.Write([]byte(f))
 		m.Write([]byte{'\n'})

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -50,8 +51,8 @@ type Options struct {
 	Roots *x509.CertPool
 	// Secret is the fleet's shared secret; empty when the tracker has
 	// none. It is never sent: requests carry credentials made from it
-	// (api.Keys), and the tracker's metainfo and tag answers must be
-	// signed with a key made from it.
+	// (api.Keys), and the tracker's metainfo, tag and piece-hash answers
+	// must be signed with a key made from it.
 	Secret string
 }
 
@@ -137,16 +138,26 @@ func (c *Client) Metainfo(ctx context.Context, b oci.Blob) ([]byte, error) {
 // seeder computes them. It returns nil once all n are known, the
 // tracker's error when its seeder failed the blob (for example, the
 // origin's bytes did not match the digest), or ctx's error. A stream that
-// breaks is asked again from the next piece, on any replica, without
-// waiting: the blob is arriving, and every piece a mirror lacks a hash for
-// is one it can neither use nor relay.
+// breaks is asked again, on any replica, without waiting: the blob is
+// arriving, and every piece a mirror lacks a hash for is one it can
+// neither use nor relay.
+//
+// With the fleet's secret, nil also says the tracker signed every hash
+// given: a broken stream is asked again from where it began, so that one
+// signature covers the hashes given before the break, which must come
+// again the same. A stream whose signature does not verify ends the follow
+// with an error wrapping ErrUnavailable and ErrUnsigned.
 func (c *Client) Pieces(ctx context.Context, b oci.Blob, from, n int, got func(i int, sum [20]byte)) error {
 	var broken error
-	for from < n {
+	if from >= n {
+		return nil
+	}
+	given := make([][api.PieceHashSize]byte, 0, n-from)
+	for start := from; ; {
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), broken)
 		}
-		resp, err := c.stream(ctx, api.PiecesPath+"?"+api.PiecesQuery(b, from).Encode())
+		resp, err := c.stream(ctx, api.PiecesPath+"?"+api.PiecesQuery(b, start).Encode())
 		if err != nil {
 			return err
 		}
@@ -155,27 +166,50 @@ func (c *Client) Pieces(ctx context.Context, b oci.Blob, from, n int, got func(i
 			resp.Body.Close()
 			return err
 		}
-		before := from
+		before := len(given)
 		var sum [api.PieceHashSize]byte
-		for from < n {
+		sent := sha256.New()
+		i := start
+		for ; i < n; i++ {
 			if _, err := io.ReadFull(resp.Body, sum[:]); err != nil {
-				broken = fmt.Errorf("piece hashes of %s from %d: %w", b.Digest, from, err)
+				broken = fmt.Errorf("piece hashes of %s from %d: %w", b.Digest, i, err)
 				break
 			}
-			got(from, sum)
-			from++
+			sent.Write(sum[:])
+			if k := i - from; k < len(given) {
+				if given[k] != sum {
+					resp.Body.Close()
+					return fmt.Errorf("%w: piece %d of %s came again with another hash: %w", ErrUnavailable, i, b.Digest, ErrUnsigned)
+				}
+				continue
+			}
+			given = append(given, sum)
+			got(i, sum)
+		}
+		if i == n && c.keys != nil {
+			// The trailer comes after the body's end.
+			_, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
+			if err != nil || !c.keys.VerifyTrailer(resp.Request, resp, sent.Sum(nil)) {
+				resp.Body.Close()
+				return fmt.Errorf("%w: piece hashes of %s: %w", ErrUnavailable, b.Digest, ErrUnsigned)
+			}
 		}
 		resp.Body.Close()
-		if from == before && from < n {
-			// Not a byte of progress: do not spin on a replica that
-			// answers 200 and nothing.
+		if i == n {
+			return nil
+		}
+		if c.keys == nil {
+			start = i
+		}
+		if len(given) == before {
+			// Not a hash more: do not spin on a replica that answers 200
+			// and nothing.
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
 			}
 		}
 	}
-	return nil
 }
 
 // Manifest resolves a tag through the tracker's coalescing cache.
@@ -209,8 +243,12 @@ func (c *Client) get(ctx context.Context, pathQuery string, h http.Header) (*htt
 	return c.do(ctx, c.http, pathQuery, h, c.keys != nil)
 }
 
-// stream is get for an answer that lasts as long as a blob's arrival; it
-// is not signed (the tracker's servePieces says why).
+// Signed says whether the tracker's answers are checked against the
+// fleet's key; without a secret, nothing a tracker sends is authenticated.
+func (c *Client) Signed() bool { return c.keys != nil }
+
+// stream is get for an answer that lasts as long as a blob's arrival; its
+// signature comes in the trailer, which Pieces checks at the end.
 func (c *Client) stream(ctx context.Context, pathQuery string) (*http.Response, error) {
 	return c.do(ctx, c.streams, pathQuery, nil, false)
 }

@@ -405,7 +405,7 @@ func (f *fleet) markDirty(i int) {
 }
 
 // startReads starts origin reads in the order the blobs were asked for,
-// OriginReads at a time (tracker/seeder readQueue), once the first
+// OriginReads at a time (tracker/seeder, readqueue.go), once the first
 // mirror asked.
 func (f *fleet) startReads() {
 	if len(f.started) == 0 {

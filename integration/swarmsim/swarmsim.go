@@ -78,7 +78,8 @@ type Params struct {
 	// sends the rarest pieces to peers gaining slower than they can.
 	Spare bool
 	// OriginReads is tracker/seeder's default origin-reads: blob bodies
-	// read from the origin at once, in the order asked (readQueue).
+	// read from the origin at once, in the order asked (tracker/seeder,
+	// readqueue.go).
 	OriginReads int
 	// MaxPeers is the tracker's max-peers, the most peers one announce
 	// answer holds (tracker/announce pickPeers).

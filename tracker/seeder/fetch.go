@@ -12,14 +12,15 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
+	"github.com/blobswarm/blobswarm/internal/turns"
 )
 
 // fetch streams the blob from the origin into the store, seeding it and
 // learning its piece hashes on the way, or, for a blob stored before its
 // hashes were saved, reads them from the store. Then it saves the hashes,
 // publishes the torrent, and hands out the last piece's hash.
-func (s *Seeder) fetch(j *job, turn *ticket) (known, error) {
-	defer turn.leave()
+func (s *Seeder) fetch(j *job, turn *turns.Ticket) (known, error) {
+	defer turn.Leave()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FetchTimeout)
 	defer cancel()
 	d := j.ref.Digest
@@ -27,7 +28,7 @@ func (s *Seeder) fetch(j *job, turn *ticket) (known, error) {
 	size, err := s.store.Stat(d)
 	switch {
 	case err == nil:
-		turn.leave()
+		turn.Leave()
 		k, err = s.rehash(j, size)
 	case errors.Is(err, store.ErrNotFound):
 		k, err = s.download(ctx, j, turn)
@@ -57,7 +58,7 @@ func (s *Seeder) fetch(j *job, turn *ticket) (known, error) {
 // soon as the origin's headers give the size; each piece is seeded and its
 // hash recorded as soon as its bytes are in the partial file; bytes that
 // fail the digest are never stored, and their torrent is dropped.
-func (s *Seeder) download(ctx context.Context, j *job, turn *ticket) (known, error) {
+func (s *Seeder) download(ctx context.Context, j *job, turn *turns.Ticket) (known, error) {
 	ref := j.ref
 	body, size, err := s.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
 	if err != nil {
@@ -85,8 +86,8 @@ func (s *Seeder) download(ctx context.Context, j *job, turn *ticket) (known, err
 	j.start(info, mi.NumPieces())
 
 	if size <= quickRead {
-		turn.leave()
-	} else if err := turn.wait(ctx); err != nil {
+		turn.Leave()
+	} else if err := turn.Wait(ctx); err != nil {
 		g.Drop()
 		p.Abort()
 		return known{}, fmt.Errorf("waiting for a turn to read %s from %s: %w", ref.Digest, ref.Registry, err)
@@ -98,7 +99,7 @@ func (s *Seeder) download(ctx context.Context, j *job, turn *ticket) (known, err
 		g.Have(i)
 	})
 	n, err := io.Copy(io.MultiWriter(p, hasher), body)
-	turn.leave()
+	turn.Leave()
 	if err == nil && n < size {
 		err = io.ErrUnexpectedEOF
 	}

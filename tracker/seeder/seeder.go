@@ -28,6 +28,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	"github.com/blobswarm/blobswarm/internal/turns"
 )
 
 // ErrPending means the origin has not said how big the blob is yet; ask
@@ -70,7 +71,7 @@ type Config struct {
 	// FetchTimeout bounds one origin fetch, body included.
 	FetchTimeout time.Duration
 	// OriginReads is how many blob bodies are read from one origin
-	// registry at once (see readQueue); default 2.
+	// registry at once (see readqueue.go); default 2.
 	OriginReads int
 	// Shared, when set, publishes torrents to other replicas.
 	Shared SharedInfo
@@ -83,7 +84,7 @@ type Seeder struct {
 	hashes   infobytes.Dir // piece hashes of stored blobs, for restarts
 	seeds    Seeds
 	upstream *upstream.Client
-	reads    *readQueue
+	reads    *turns.Queue
 	log      *slog.Logger
 
 	// mu guards the maps below: one lock for the seeder's state.
@@ -119,7 +120,7 @@ func New(cfg Config, st *store.Store, seeds Seeds, up *upstream.Client, log *slo
 		cfg.OriginReads = 2
 	}
 	return &Seeder{cfg: cfg, store: st, hashes: infobytes.NewPieceHashes(st), seeds: seeds, upstream: up,
-		reads: newReadQueue(cfg.OriginReads), log: log,
+		reads: turns.New(cfg.OriginReads), log: log,
 		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}, seeded: map[digest.Digest]known{}}
 }
 
@@ -296,11 +297,11 @@ func (s *Seeder) job(ref oci.Blob) *job {
 	s.inflight[ref.Digest] = j
 	// The turn to read from the origin is taken here, under the lock, so
 	// turns follow the order blobs were asked for.
-	go s.run(j, s.reads.enqueue(ref.Registry))
+	go s.run(j, s.reads.Enqueue(ref.Registry))
 	return j
 }
 
-func (s *Seeder) run(j *job, turn *ticket) {
+func (s *Seeder) run(j *job, turn *turns.Ticket) {
 	ref, start := j.ref, time.Now()
 	k, err := s.fetch(j, turn)
 	s.mu.Lock()

@@ -17,6 +17,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/internal/registry/byterange"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/turns"
 )
 
 func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) {
@@ -155,18 +156,22 @@ func (m *Mirror) flight(ref oci.Blob) (*flight.Flight, bool, error) {
 	fl := flight.New(p)
 	fl.Acquire() // the caller's; the fetch goroutine owns the first
 	m.flights[ref.Digest] = fl
-	m.fetches.Go(func() { m.fetch(ref, fl) })
+	// The place in line is taken here, under the lock, so fetches of a
+	// registry start in the order they were asked for.
+	slot := m.fetchSlots.Enqueue(ref.Registry)
+	m.fetches.Go(func() { m.fetch(ref, fl, slot) })
 	return fl, false, nil
 }
 
 // fetch fills one flight. It runs detached from the request that started
 // it: other clients may be streaming from it, and a blob fetched halfway is
 // worth finishing for the next pull.
-func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight) {
+func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight, slot *turns.Ticket) {
 	m.metrics.inflight.Inc()
 	defer m.metrics.inflight.Dec()
-	m.fetchSlots <- struct{}{}
-	defer func() { <-m.fetchSlots }()
+	defer slot.Leave()
+	// Nothing cancels the wait: the fetch goes on without its clients.
+	_ = slot.Wait(context.Background())
 
 	fetched, err := m.source.Fetch(context.Background(), ref, fl)
 	if err == nil {

@@ -45,9 +45,11 @@ type Config struct {
 	// addresses.
 	AllowPrivateNetworks bool `yaml:"allow-private-networks"`
 
-	UpstreamTimeout      time.Duration `yaml:"upstream-timeout"`
-	MaxConcurrentFetches int           `yaml:"max-concurrent-fetches"`
-	LogLevel             string        `yaml:"log-level"`
+	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
+	// MaxConcurrentFetches bounds the blob fetches in progress per
+	// upstream registry; more wait their turn, in the order asked.
+	MaxConcurrentFetches int    `yaml:"max-concurrent-fetches"`
+	LogLevel             string `yaml:"log-level"`
 	// DebugListen serves Go's profiles (/debug/pprof/) when set.
 	DebugListen string `yaml:"debug-listen"`
 

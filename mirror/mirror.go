@@ -25,6 +25,7 @@ import (
 	"github.com/blobswarm/blobswarm/internal/coalesce"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	"github.com/blobswarm/blobswarm/internal/turns"
 	"github.com/blobswarm/blobswarm/mirror/adminapi"
 	"github.com/blobswarm/blobswarm/mirror/manifestcache"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
@@ -61,9 +62,11 @@ type Mirror struct {
 	swarm    *swarm.Swarm
 	trackers *trackerclient.Client
 
-	// fetchSlots bounds concurrent blob fetches so a burst of distinct
-	// blobs cannot exhaust file descriptors or flood the upstream.
-	fetchSlots chan struct{}
+	// fetchSlots bounds the blob fetches of each upstream registry, so a
+	// burst of distinct blobs cannot exhaust file descriptors or flood an
+	// upstream, and a registry that is slow to send holds up only its own
+	// blobs.
+	fetchSlots *turns.Queue
 
 	mu      sync.Mutex
 	flights map[digest.Digest]*flight.Flight
@@ -99,7 +102,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		upstream: upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
 			HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
 		metrics:    newMetrics(),
-		fetchSlots: make(chan struct{}, cfg.MaxConcurrentFetches),
+		fetchSlots: turns.New(cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},
 	}
 	origin := &originSource{up: m.upstream, counters: sourceCounters{

@@ -46,6 +46,10 @@ type Config struct {
 	AllowPrivateNetworks bool `yaml:"allow-private-networks"`
 
 	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
+	// FetchIdleTimeout gives up a blob fetch whose upstream body sends
+	// nothing for this long: its slot frees, its partial file goes, and
+	// its clients' answers break.
+	FetchIdleTimeout time.Duration `yaml:"fetch-idle-timeout"`
 	// MaxConcurrentFetches bounds the blob fetches in progress per
 	// upstream registry; more wait their turn, in the order asked.
 	MaxConcurrentFetches int    `yaml:"max-concurrent-fetches"`
@@ -101,6 +105,7 @@ func Defaults() Config {
 		Data:                 "/var/lib/blobswarm/mirror",
 		DefaultUpstream:      "docker.io",
 		UpstreamTimeout:      30 * time.Second,
+		FetchIdleTimeout:     30 * time.Second,
 		MaxConcurrentFetches: 32,
 		LogLevel:             "info",
 		PeerListen:           ":6881",
@@ -178,6 +183,9 @@ func (c Config) resolve() (settings, error) {
 	}
 	if c.UpstreamTimeout <= 0 {
 		return s, fmt.Errorf("upstream-timeout: must be positive, got %s", c.UpstreamTimeout)
+	}
+	if c.FetchIdleTimeout <= 0 {
+		return s, fmt.Errorf("fetch-idle-timeout: must be positive, got %s", c.FetchIdleTimeout)
 	}
 	var err error
 	if s.endpoints, err = c.Endpoints(); err != nil {

@@ -100,7 +100,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 		store:     st,
 		manifests: mc,
 		upstream: upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
-			HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)}),
+			HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots), IdleTimeout: cfg.FetchIdleTimeout}),
 		metrics:    newMetrics(),
 		fetchSlots: turns.New(cfg.MaxConcurrentFetches),
 		flights:    map[digest.Digest]*flight.Flight{},

@@ -63,6 +63,10 @@ type Config struct {
 	// 202 and Retry-After.
 	MetainfoWait    time.Duration `yaml:"metainfo-wait"`
 	UpstreamTimeout time.Duration `yaml:"upstream-timeout"`
+	// FetchIdleTimeout gives up an origin fetch whose body sends nothing
+	// for this long while the seeder reads it: the blob's partial file
+	// goes, and its piece-hash streams break.
+	FetchIdleTimeout time.Duration `yaml:"fetch-idle-timeout"`
 	// OriginReads is how many blob bodies the seeder reads from one
 	// origin registry at once; later blobs wait their turn in the order
 	// they were asked for, so an image's first layers finish first.
@@ -102,6 +106,7 @@ func Defaults() Config {
 		TagTTL:           5 * time.Second,
 		MetainfoWait:     2 * time.Second,
 		UpstreamTimeout:  30 * time.Second,
+		FetchIdleTimeout: 30 * time.Second,
 		OriginReads:      2,
 		SeedSpare:        true,
 		LogLevel:         "info",
@@ -152,6 +157,8 @@ func (c Config) Resolve() (Settings, error) {
 		return s, fmt.Errorf("metainfo-wait: must not be negative")
 	case c.UpstreamTimeout <= 0:
 		return s, fmt.Errorf("upstream-timeout: must be positive")
+	case c.FetchIdleTimeout <= 0:
+		return s, fmt.Errorf("fetch-idle-timeout: must be positive")
 	case c.OriginReads < 1:
 		return s, fmt.Errorf("origin-reads: must be at least 1, got %d", c.OriginReads)
 	case c.UploadRate < 0:

@@ -142,7 +142,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		t.seeds.run(runCtx)
 	}()
 	t.upstream = upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
-		HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots)})
+		HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots), IdleTimeout: cfg.FetchIdleTimeout})
 	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, t.upstream, log)
 	t.tags = tags.New(t.upstream, cfg.TagTTL)
 	if cfg.AnyRegistry {

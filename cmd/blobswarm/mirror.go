@@ -27,6 +27,7 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.BoolVar(&c.AnyRegistry, "any-registry", c.AnyRegistry, "fetch from any registry a client names: an open proxy for whoever reaches the listener (see README)")
 	fs.BoolVar(&c.AllowPrivateNetworks, "allow-private-networks", c.AllowPrivateNetworks, "let upstream redirects, token realms and registries allowed only by --any-registry reach loopback, link-local and private addresses")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
+	fs.DurationVar(&c.FetchIdleTimeout, "fetch-idle-timeout", c.FetchIdleTimeout, "give up a blob fetch whose upstream sends nothing for this long: its slot and its partial file are freed, its clients' answers break")
 	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "blob fetches in progress at once per upstream registry; more wait their turn, in the order asked")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's CPU and heap profiles at /debug/pprof/ (empty: off; they show the command line, so keep it on localhost)")

@@ -29,6 +29,7 @@ func bindTrackerFlags(fs *pflag.FlagSet, c *tracker.Config) {
 	fs.DurationVar(&c.TagTTL, "tag-ttl", c.TagTTL, "how long one tag resolution serves the whole fleet")
 	fs.DurationVar(&c.MetainfoWait, "metainfo-wait", c.MetainfoWait, "how long a metainfo request waits for the origin's answer (the blob's size) before answering 202")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", c.UpstreamTimeout, "time to connect to an upstream and get its response headers")
+	fs.DurationVar(&c.FetchIdleTimeout, "fetch-idle-timeout", c.FetchIdleTimeout, "give up an origin fetch whose body sends nothing for this long while the seeder reads it: its partial file goes and its piece-hash streams break")
 	fs.IntVar(&c.OriginReads, "origin-reads", c.OriginReads, "blob bodies the seeder reads from one origin registry at once; later ones wait, in the order asked, so an image's first layers finish first")
 	fs.Int64Var(&c.UploadRate, "upload-rate", c.UploadRate, "seeder upload cap in bytes/s (0: unlimited)")
 	fs.BoolVar(&c.SeedSpare, "seed-spare", c.SeedSpare, "once the seeder holds a blob, send the rarest pieces to peers gaining slower than the fastest peer, as many at once as its link carries at that rate")

@@ -38,6 +38,7 @@ func TestBadConfig(t *testing.T) {
 		{What: "tracker not a URL", Args: []string{"--tracker=tracker.test:7070"}, Mention: "tracker"},
 		{What: "tracker ftp URL in file", YAML: "tracker: [ftp://tracker.test]\n", Mention: "tracker"},
 		{What: "zero concurrent fetches", Args: []string{"--max-concurrent-fetches=0"}, Mention: "max-concurrent-fetches"},
+		{What: "zero fetch idle timeout", Args: []string{"--fetch-idle-timeout=0s"}, Mention: "fetch-idle-timeout"},
 		{What: "log level", Args: []string{"--log-level=loud"}, Mention: "log-level"},
 		{What: "platform", YAML: "platform: not/a/real/platform/at/all\n", Mention: "platform"},
 		{What: "admin token with space", YAML: "admin-token: a b\n", Mention: "admin-token"},

@@ -74,3 +74,40 @@ func TestSlowRegistryHoldsOnlyItsOwnFetchSlots(t *testing.T) {
 		t.Errorf("the slow registry got %d blob GETs, want 2: one per fetch slot", n)
 	}
 }
+
+// A blob whose upstream stops sending is given up after
+// fetch-idle-timeout: the client's answer breaks instead of ending as if
+// complete, nothing half-written stays, and the fetch slot is free for
+// the next blob. Once the upstream sends again, the blob is served whole.
+func TestStalledUpstreamBodyIsAbandoned(t *testing.T) {
+	t.Parallel()
+	valve := harness.NewValve(1 << 10)
+	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
+	t.Cleanup(valve.Open)
+	first, firstDigest := pushBlob(t, o, "team/app", 64<<10)
+	_, secondDigest := pushBlob(t, o, "team/app", 64<<10)
+	data := t.TempDir()
+	m := startMirror(t, data, upstreamFlag(o), "--max-concurrent-fetches=1", "--fetch-idle-timeout=1s")
+
+	ctx, cancel := context.WithTimeout(t.Context(), hangBound)
+	defer cancel()
+	url := fmt.Sprintf("%s/v2/team/app/blobs/%s?ns=%s", m.URL(), firstDigest, o.Host())
+	resp, body, err := try(ctx, http.MethodGet, url)
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("the answer of a blob whose upstream stopped sending neither ended nor broke within %s", hangBound)
+	case err == nil:
+		t.Fatalf("the answer of a blob whose upstream stopped sending ended cleanly: status %d, %d bytes", resp.StatusCode, len(body))
+	}
+	for _, f := range filesUnder(t, data+"/tmp") {
+		t.Errorf("partial left behind: %s", f)
+	}
+	// The one slot is free again: the next blob's fetch starts.
+	startHeld(t, m, o, "team/app", secondDigest)
+
+	valve.Open()
+	getBlob(t, m, o, "team/app", first)
+	if n := o.BlobGETs(firstDigest); n != 2 {
+		t.Errorf("origin served the abandoned blob %d times, want 2", n)
+	}
+}

@@ -43,8 +43,22 @@ func (c *Client) GetBlobRange(ctx context.Context, host, repo string, d digest.D
 }
 
 // getBlob GETs a blob, or the span rng of it (End -1: to the end). A 200
-// answer to a range request is accepted only if whole is set.
+// answer to a range request is accepted only if whole is set. The body
+// is given up when it stalls for the idle timeout.
 func (c *Client) getBlob(ctx context.Context, host, repo string, d digest.Digest, rng *byterange.Range, whole bool) (body io.ReadCloser, start, size int64, err error) {
+	if c.cfg.IdleTimeout <= 0 {
+		return c.getBlobBody(ctx, host, repo, d, rng, whole)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	body, start, size, err = c.getBlobBody(ctx, host, repo, d, rng, whole)
+	if err != nil {
+		cancel(nil)
+		return nil, 0, 0, err
+	}
+	return withIdleTimeout(body, c.cfg.IdleTimeout, cancel), start, size, nil
+}
+
+func (c *Client) getBlobBody(ctx context.Context, host, repo string, d digest.Digest, rng *byterange.Range, whole bool) (body io.ReadCloser, start, size int64, err error) {
 	var h http.Header
 	if rng != nil {
 		spec := fmt.Sprintf("bytes=%d-", rng.Start)

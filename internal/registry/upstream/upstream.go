@@ -56,6 +56,11 @@ type Config struct {
 	HTTP *http.Client
 	// Auth answers registries' challenges; nil is NewAuthorizer(HTTP).
 	Auth Authorizer
+	// IdleTimeout gives up a blob body that sends nothing for this long
+	// while it is read (ErrIdle), so a stalled upstream cannot hold a
+	// fetch, its connection and its file for ever; 0 waits for ever.
+	// HTTP's timeouts bound only connecting and the headers.
+	IdleTimeout time.Duration
 }
 
 // Client talks to upstream registries.

@@ -38,7 +38,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 		m.headUpstreamBlob(w, r, ref)
 		return
 	}
-	fl, joined, err := m.flight(ref)
+	fl, joined, err := m.flight(ref, false)
 	if err != nil {
 		m.writeError(w, r, err)
 		return
@@ -137,10 +137,16 @@ func (m *Mirror) blobHeaders(w http.ResponseWriter, r *http.Request, ref oci.Blo
 	return full, http.StatusOK
 }
 
+// errQueueFull says a read-ahead found readahead-fetches waiting for a
+// slot: what it has not started, clients ask for themselves.
+var errQueueFull = errors.New("read-ahead stopped: the fetch queue is full")
+
 // flight returns the in-progress fetch of ref, starting one if needed, with
 // a reference held for the caller. It returns nil if the blob is already in
 // the store. joined says whether the caller shares someone else's fetch.
-func (m *Mirror) flight(ref oci.Blob) (*flight.Flight, bool, error) {
+// A read-ahead starts no fetch while readahead-fetches wait for a slot
+// (errQueueFull).
+func (m *Mirror) flight(ref oci.Blob, readahead bool) (*flight.Flight, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if fl, ok := m.flights[ref.Digest]; ok && fl.Acquire() {
@@ -149,11 +155,12 @@ func (m *Mirror) flight(ref oci.Blob) (*flight.Flight, bool, error) {
 	if _, err := m.store.Stat(ref.Digest); err == nil {
 		return nil, false, nil
 	}
-	p, err := m.store.NewPartial(ref.Digest)
-	if err != nil {
-		return nil, false, err
+	// Under the lock, like every start of a fetch, so the queue is never
+	// longer than the cap.
+	if readahead && m.fetchSlots.Waiting() >= m.cfg.ReadaheadFetches {
+		return nil, false, errQueueFull
 	}
-	fl := flight.New(p)
+	fl := flight.New()
 	fl.Acquire() // the caller's; the fetch goroutine owns the first
 	m.flights[ref.Digest] = fl
 	// The place in line is taken here, under the lock, so fetches of a
@@ -165,7 +172,8 @@ func (m *Mirror) flight(ref oci.Blob) (*flight.Flight, bool, error) {
 
 // fetch fills one flight. It runs detached from the request that started
 // it: other clients may be streaming from it, and a blob fetched halfway is
-// worth finishing for the next pull.
+// worth finishing for the next pull. The partial file is created once the
+// fetch has its slot: a fetch waiting in line costs no file descriptor.
 func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight, slot *turns.Ticket) {
 	m.metrics.inflight.Inc()
 	defer m.metrics.inflight.Dec()
@@ -173,11 +181,16 @@ func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight, slot *turns.Ticket) {
 	// Nothing cancels the wait: the fetch goes on without its clients.
 	_ = slot.Wait(context.Background())
 
-	fetched, err := m.source.Fetch(context.Background(), ref, fl)
+	var fetched Fetched
+	p, err := m.store.NewPartial(ref.Digest)
 	if err == nil {
-		err = fl.Commit()
-	} else {
-		fl.Abort()
+		fl.Begin(p)
+		fetched, err = m.source.Fetch(context.Background(), ref, fl)
+		if err == nil {
+			err = fl.Commit()
+		} else {
+			fl.Abort()
+		}
 	}
 	m.stored(ref.Digest, err)
 	if fetched != nil {

@@ -65,9 +65,16 @@ type Config struct {
 	// PeerCIDR are the networks peers may be in (default: loopback and
 	// private ranges).
 	PeerCIDR []string `yaml:"peer-cidr"`
-	// Readahead starts every layer of a manifest into the swarm as soon as
-	// a client fetches the manifest.
+	// Readahead starts the layers of a manifest into the swarm as soon as
+	// a client fetches the manifest, as many as ReadaheadBlobs and
+	// ReadaheadFetches allow.
 	Readahead bool `yaml:"readahead"`
+	// ReadaheadBlobs is how many blobs of one manifest are read ahead,
+	// config first; clients ask for the rest themselves.
+	ReadaheadBlobs int `yaml:"readahead-blobs"`
+	// ReadaheadFetches stops read-ahead while this many fetches wait for
+	// a slot, whoever asked for them.
+	ReadaheadFetches int `yaml:"readahead-fetches"`
 	// Platform picks the manifest of an index to read ahead (os/arch).
 	Platform string `yaml:"platform"`
 	// MetainfoTimeout bounds waiting for the tracker's seeder, for a blob's
@@ -110,6 +117,8 @@ func Defaults() Config {
 		LogLevel:             "info",
 		PeerListen:           ":6881",
 		Readahead:            true,
+		ReadaheadBlobs:       128,
+		ReadaheadFetches:     256,
 		Platform:             runtime.GOOS + "/" + runtime.GOARCH,
 		MetainfoTimeout:      10 * time.Minute,
 		StallTimeout:         30 * time.Second,
@@ -223,6 +232,10 @@ func (c Config) resolve() (settings, error) {
 		return s, fmt.Errorf("metainfo-timeout: must be positive")
 	case c.StallTimeout <= 0:
 		return s, fmt.Errorf("stall-timeout: must be positive")
+	case c.ReadaheadBlobs < 1:
+		return s, fmt.Errorf("readahead-blobs: must be at least 1, got %d", c.ReadaheadBlobs)
+	case c.ReadaheadFetches < 1:
+		return s, fmt.Errorf("readahead-fetches: must be at least 1, got %d", c.ReadaheadFetches)
 	case c.PeerConns <= 0:
 		return s, fmt.Errorf("peer-conns: must be positive")
 	case c.UploadRate < 0 || c.DownloadRate < 0:

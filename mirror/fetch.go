@@ -20,7 +20,7 @@ func (m *Mirror) Fetch(ctx context.Context, ref oci.Blob, progress func(verified
 		m.cache.Use(ref.Digest)()
 		return false, nil
 	}
-	fl, _, err := m.flight(ref)
+	fl, _, err := m.flight(ref, false)
 	if err != nil {
 		return false, err
 	}

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -40,13 +41,18 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 	// before has an answer: the tracker's seeder reads an image's bodies
 	// from the origin in the order it is asked for them, so the first
 	// layers finish first; started together, they would reach it in
-	// whatever order their goroutines ran.
+	// whatever order their goroutines ran. A manifest may name thousands:
+	// the first readahead-blobs are read ahead, and none while
+	// readahead-fetches wait for a slot; clients ask for the rest.
 	var blobs []ocispec.Descriptor
 	if img.Config != nil {
 		blobs = append(blobs, *img.Config)
 	}
+	blobs = append(blobs, img.Layers...)
+	started := 0
 	var prev *flight.Flight
-	for _, b := range append(blobs, img.Layers...) {
+	var stopped error
+	for _, b := range blobs[:min(len(blobs), m.cfg.ReadaheadBlobs)] {
 		if b.Digest.Validate() != nil {
 			continue
 		}
@@ -57,13 +63,24 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 			prev.Release()
 		}
 		var err error
-		prev, _, err = m.flight(oci.Blob{Registry: registry, Repo: repo, Digest: b.Digest})
+		prev, _, err = m.flight(oci.Blob{Registry: registry, Repo: repo, Digest: b.Digest}, true)
+		if errors.Is(err, errQueueFull) {
+			stopped = err
+			break
+		}
 		if err != nil {
 			m.log.Warn("readahead", "digest", b.Digest, "err", err)
 		}
+		started++
 	}
 	if prev != nil {
 		prev.Release()
+	}
+	switch {
+	case stopped != nil:
+		m.log.Info(stopped.Error(), "registry", registry, "repo", repo, "blobs", len(blobs), "read-ahead", started, "readahead-fetches", m.cfg.ReadaheadFetches)
+	case len(blobs) > m.cfg.ReadaheadBlobs:
+		m.log.Info("read-ahead stopped: the manifest names more blobs than readahead-blobs", "registry", registry, "repo", repo, "blobs", len(blobs), "read-ahead", started, "readahead-blobs", m.cfg.ReadaheadBlobs)
 	}
 }
 

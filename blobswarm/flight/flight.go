@@ -3,7 +3,9 @@
 // through the flight and says how far the verified prefix reaches; readers
 // stream that prefix as it grows instead of waiting for the whole blob.
 //
-// A flight is the one owner of its partial file: sources write through it
+// A flight is the one owner of its partial file, from the moment its fetch
+// starts (Begin): a flight waiting for its turn holds no file, so a queue
+// of fetches costs no file descriptors. Sources write through it
 // (a swarm sees it only as a small sink: reserve, write at, read at,
 // advance), readers read through it, and the fetcher commits or aborts
 // through it. The verified prefix, the bytes that are final, is recorded
@@ -27,9 +29,11 @@ import (
 
 // Flight is one blob on its way into the store.
 type Flight struct {
+	mu sync.Mutex
+	// partial is set once by Begin, under mu, before the size can be
+	// known: whoever has seen the size may use it without the lock.
 	partial *store.Partial
 
-	mu      sync.Mutex
 	size    int64 // -1 until the source said how big the blob is
 	checked bool  // the bytes matched the digest: readers may have the last one
 	// pieceChecked is how far Advance reached: bytes checked piece by
@@ -44,10 +48,19 @@ type Flight struct {
 	changed chan struct{} // closed and replaced on every change readers wait for
 }
 
-// New starts a flight over p. The caller holds the first reference and must
-// Release it when the fetch is over.
-func New(p *store.Partial) *Flight {
-	return &Flight{partial: p, size: -1, refs: 1, changed: make(chan struct{})}
+// New returns a flight whose fetch has yet to start. The caller holds the
+// first reference and must Release it when the fetch is over.
+func New() *Flight {
+	return &Flight{size: -1, refs: 1, changed: make(chan struct{})}
+}
+
+// Begin gives the flight the partial file its fetch writes, when the
+// fetch starts. The flight owns it from now on: Commit or Abort judges
+// it, the last Release closes it.
+func (f *Flight) Begin(p *store.Partial) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.partial = p
 }
 
 func (f *Flight) notify() {
@@ -156,15 +169,17 @@ func (f *Flight) Acquire() bool {
 	return true
 }
 
-// Release drops a reference; the last one closes the partial file (whose
-// name has by then either become a stored blob or been removed).
+// Release drops a reference; the last one closes the partial file, if the
+// fetch began (its name has by then either become a stored blob or been
+// removed).
 func (f *Flight) Release() {
 	f.mu.Lock()
 	f.refs--
+	p := f.partial
 	last := f.refs == 0
 	f.mu.Unlock()
-	if last {
-		f.partial.Close()
+	if last && p != nil {
+		p.Close()
 	}
 }
 
@@ -215,11 +230,14 @@ func (f *Flight) Wait(ctx context.Context) error {
 func (f *Flight) waitFor(ctx context.Context, off, end int64) (int64, error) {
 	for {
 		f.mu.Lock()
-		size, checked, done, err, ch := f.size, f.checked, f.done, f.err, f.changed
+		size, checked, done, err, ch, p := f.size, f.checked, f.done, f.err, f.changed, f.partial
 		vouched := f.vouched && end <= f.pieceChecked && end < size
 		f.mu.Unlock()
 		// Read after the channel: growth from here on closes it.
-		avail := f.partial.Verified()
+		var avail int64
+		if p != nil {
+			avail = p.Verified()
+		}
 		if avail >= end && !checked && !vouched && (!done || err != nil) {
 			avail = end - 1
 		}

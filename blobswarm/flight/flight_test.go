@@ -22,7 +22,9 @@ func newFlight(t *testing.T, data []byte) (*Flight, *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(p), s
+	f := New()
+	f.Begin(p)
+	return f, s
 }
 
 // A reader sees bytes as they are advanced, before the flight finishes.
@@ -234,4 +236,22 @@ func TestARangeEndsBeforeTheDigestOnlyWithinVouchedPieces(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A flight whose fetch never began holds no file: its readers wait for
+// the size and get the fetch's error, and its last Release has nothing
+// to close.
+func TestFlightThatNeverBegan(t *testing.T) {
+	f := New()
+	f.Acquire()
+	failed := errors.New("no room for a partial file")
+	go f.Finish(failed)
+	if _, err := f.Size(t.Context()); !errors.Is(err, failed) {
+		t.Fatalf("Size = %v, want the fetch's error", err)
+	}
+	if _, err := f.Progress(t.Context(), 0); !errors.Is(err, failed) {
+		t.Fatalf("Progress = %v, want the fetch's error", err)
+	}
+	f.Release()
+	f.Release()
 }

@@ -180,7 +180,8 @@ func fetchSwarm(ctx context.Context, s *Swarm, st *store.Store, d digest.Digest,
 	if err != nil {
 		return err
 	}
-	fl := flight.New(p)
+	fl := flight.New()
+	fl.Begin(p)
 	defer fl.Release()
 	info, err := torrentmeta.Parse(infoBytes, d)
 	if err != nil {

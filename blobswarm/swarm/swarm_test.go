@@ -171,7 +171,8 @@ func downloadWith(t testing.TB, s *Swarm, st *store.Store, b testBlob, hashes Pi
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := flight.New(p)
+	fl := flight.New()
+	fl.Begin(p)
 	done := make(chan error, 1)
 	go func() {
 		defer fl.Release()
@@ -499,7 +500,8 @@ func TestDownloadGivesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := flight.New(p)
+	fl := flight.New()
+	fl.Begin(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := s.Download(ctx, b.digest, b.infoBytes, nil, fl, b.allHashes(), nil); !errors.Is(err, context.Canceled) {
@@ -598,7 +600,8 @@ func TestEndlessTrackerAnswerIsCutShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := flight.New(p)
+	fl := flight.New()
+	fl.Begin(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {

@@ -357,7 +357,9 @@ func newFlight(t *testing.T, s *store.Store, d digest.Digest) *flight.Flight {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return flight.New(partial)
+	fl := flight.New()
+	fl.Begin(partial)
+	return fl
 }
 
 // storeBlob puts b, whose digest is d, in s.

@@ -35,6 +35,8 @@ func bindMirrorFlags(fs *pflag.FlagSet, c *mirror.Config) {
 	fs.StringVar(&c.PeerListen, "peer-listen", c.PeerListen, "this node's BitTorrent address")
 	fs.StringArrayVar(&c.PeerCIDR, "peer-cidr", c.PeerCIDR, "networks peers may be in (repeatable; default loopback and private ranges)")
 	fs.BoolVar(&c.Readahead, "readahead", c.Readahead, "start all layers of a manifest into the swarm when a client fetches it")
+	fs.IntVar(&c.ReadaheadBlobs, "readahead-blobs", c.ReadaheadBlobs, "blobs of one manifest read ahead, config first; clients ask for the rest")
+	fs.IntVar(&c.ReadaheadFetches, "readahead-fetches", c.ReadaheadFetches, "read-ahead starts no fetch while this many wait for a fetch slot")
 	fs.StringVar(&c.Platform, "platform", c.Platform, "platform whose manifest of an index is read ahead")
 	fs.DurationVar(&c.MetainfoTimeout, "metainfo-timeout", c.MetainfoTimeout, "how long to wait for the tracker's seeder before fetching from the origin")
 	fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout, "fall back to the origin when the swarm delivers nothing for this long")

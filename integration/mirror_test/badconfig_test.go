@@ -39,6 +39,8 @@ func TestBadConfig(t *testing.T) {
 		{What: "tracker ftp URL in file", YAML: "tracker: [ftp://tracker.test]\n", Mention: "tracker"},
 		{What: "zero concurrent fetches", Args: []string{"--max-concurrent-fetches=0"}, Mention: "max-concurrent-fetches"},
 		{What: "zero fetch idle timeout", Args: []string{"--fetch-idle-timeout=0s"}, Mention: "fetch-idle-timeout"},
+		{What: "zero readahead blobs", Args: []string{"--readahead-blobs=0"}, Mention: "readahead-blobs"},
+		{What: "zero readahead fetches", YAML: "readahead-fetches: 0\n", Mention: "readahead-fetches"},
 		{What: "log level", Args: []string{"--log-level=loud"}, Mention: "log-level"},
 		{What: "platform", YAML: "platform: not/a/real/platform/at/all\n", Mention: "platform"},
 		{What: "admin token with space", YAML: "admin-token: a b\n", Mention: "admin-token"},

@@ -2,12 +2,19 @@ package mirror_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/internal/origin"
@@ -109,5 +116,105 @@ func TestStalledUpstreamBodyIsAbandoned(t *testing.T) {
 	getBlob(t, m, o, "team/app", first)
 	if n := o.BlobGETs(firstDigest); n != 2 {
 		t.Errorf("origin served the abandoned blob %d times, want 2", n)
+	}
+}
+
+// hugeImage is a registry whose one manifest names a config and a given
+// number of layers, none of which it ever sends: each blob GET gets its
+// headers and a first KiB, then nothing. It counts the blob GETs.
+type hugeImage struct {
+	*httptest.Server
+	gets atomic.Int64
+}
+
+func newHugeImage(t *testing.T, layers int) *hugeImage {
+	t.Helper()
+	const size = 1 << 20
+	desc := func(mediaType string, i int) ocispec.Descriptor {
+		return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromString(fmt.Sprint("blob ", i)), Size: size}
+	}
+	man := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: desc(ocispec.MediaTypeImageConfig, 0)}
+	for i := range layers {
+		man.Layers = append(man.Layers, desc(ocispec.MediaTypeImageLayerGzip, i+1))
+	}
+	data, err := json.Marshal(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hugeImage{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.Contains(r.URL.Path, "/manifests/"):
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+			w.Header().Set("Docker-Content-Digest", digest.FromBytes(data).String())
+			w.Write(data)
+		case strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet:
+			h.gets.Add(1)
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.Write(make([]byte, 1<<10))
+			http.NewResponseController(w).Flush()
+			<-r.Context().Done()
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(func() {
+		h.CloseClientConnections()
+		h.Close()
+	})
+	return h
+}
+
+func (h *hugeImage) Host() string { return strings.TrimPrefix(h.URL, "http://") }
+
+// A manifest naming 3000 layers does not make a mirror fetch 3000 blobs:
+// read-ahead starts the first readahead-blobs of a manifest, and none
+// while readahead-fetches wait for a slot; only fetches that have their
+// slot hold a partial file and an upstream connection.
+func TestReadaheadOfAHugeManifestIsBounded(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name    string
+		args    []string
+		flights int // read ahead: running and waiting for a slot
+	}{
+		// Two get their slot, six wait: the manifest's first eight.
+		{"per manifest", []string{"--readahead-blobs=8"}, 8},
+		// Two get their slot, then three wait, and read-ahead stops.
+		{"in total", []string{"--readahead-fetches=3"}, 5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			reg := newHugeImage(t, 3000)
+			data := t.TempDir()
+			// A tracker that is down sends every fetch to the origin.
+			m := startMirror(t, data, append([]string{"--upstream=" + reg.Host() + "=" + reg.URL,
+				"--tracker=http://" + harness.FreeAddr(t), "--peer-listen=127.0.0.1:0",
+				"--max-concurrent-fetches=2", "--fetch-idle-timeout=10m"}, c.args...)...)
+			resp, _ := send(t, http.MethodGet, m.URL()+"/v2/app/manifests/v1?ns="+reg.Host())
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("manifest: status %d", resp.StatusCode)
+			}
+			bounded := func() {
+				if n := len(filesUnder(t, data+"/tmp")); n > 2 {
+					t.Fatalf("%d partial files with 2 fetch slots", n)
+				}
+				if n := m.Metric(inflightMetric); n > float64(c.flights) {
+					t.Fatalf("%.0f blob fetches read ahead, want at most %d", n, c.flights)
+				}
+			}
+			harness.Eventually(t, "read-ahead to stop", func() bool {
+				bounded()
+				return len(m.LogLines("read-ahead stopped")) > 0
+			})
+			bounded()
+			if n := m.Metric(inflightMetric); n != float64(c.flights) {
+				t.Errorf("%.0f blob fetches read ahead, want %d", n, c.flights)
+			}
+			if n := reg.gets.Load(); n != 2 {
+				t.Errorf("the registry got %d blob GETs, want 2: one per fetch slot", n)
+			}
+		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/felixge/httpsnoop"
 
+	"github.com/blobswarm/blobswarm/blobswarm/cache"
+	"github.com/blobswarm/blobswarm/blobswarm/flight"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
@@ -91,6 +93,9 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		e = errcode.ErrorCodeUnsupported.WithMessage(err.Error())
 	case errors.As(err, new(*store.NoSpaceError)):
 		m.log.Error("request failed", "err", err)
+		e = errcode.ErrorCodeUnavailable.WithMessage(err.Error())
+	case errors.As(err, new(*cache.QuotaError)), errors.As(err, new(*flight.SizeError)):
+		// Refused before a byte was stored; the fetch logged it.
 		e = errcode.ErrorCodeUnavailable.WithMessage(err.Error())
 	default:
 		e = m.clientError(err, unknownCode(r))

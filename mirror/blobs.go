@@ -38,7 +38,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, req request) 
 		m.headUpstreamBlob(w, r, ref)
 		return
 	}
-	fl, joined, err := m.flight(ref, false)
+	fl, joined, err := m.flight(ref, ask{size: -1})
 	if err != nil {
 		m.writeError(w, r, err)
 		return
@@ -141,12 +141,23 @@ func (m *Mirror) blobHeaders(w http.ResponseWriter, r *http.Request, ref oci.Blo
 // slot: what it has not started, clients ask for themselves.
 var errQueueFull = errors.New("read-ahead stopped: the fetch queue is full")
 
+// ask is how a blob was asked for.
+type ask struct {
+	// size is what a manifest's descriptor gives the blob, -1 when no
+	// manifest is known: a fetch that starts refuses any other
+	// (flight.SizeError).
+	size int64
+	// readahead is a fetch no client asked for yet; errQueueFull may
+	// refuse it.
+	readahead bool
+}
+
 // flight returns the in-progress fetch of ref, starting one if needed, with
 // a reference held for the caller. It returns nil if the blob is already in
 // the store. joined says whether the caller shares someone else's fetch.
 // A read-ahead starts no fetch while readahead-fetches wait for a slot
 // (errQueueFull).
-func (m *Mirror) flight(ref oci.Blob, readahead bool) (*flight.Flight, bool, error) {
+func (m *Mirror) flight(ref oci.Blob, a ask) (*flight.Flight, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if fl, ok := m.flights[ref.Digest]; ok && fl.Acquire() {
@@ -157,10 +168,10 @@ func (m *Mirror) flight(ref oci.Blob, readahead bool) (*flight.Flight, bool, err
 	}
 	// Under the lock, like every start of a fetch, so the queue is never
 	// longer than the cap.
-	if readahead && m.fetchSlots.Waiting() >= m.cfg.ReadaheadFetches {
+	if a.readahead && m.fetchSlots.Waiting() >= m.cfg.ReadaheadFetches {
 		return nil, false, errQueueFull
 	}
-	fl := flight.New()
+	fl := flight.New(a.size)
 	fl.Acquire() // the caller's; the fetch goroutine owns the first
 	m.flights[ref.Digest] = fl
 	// The place in line is taken here, under the lock, so fetches of a
@@ -192,7 +203,7 @@ func (m *Mirror) fetch(ref oci.Blob, fl *flight.Flight, slot *turns.Ticket) {
 			fl.Abort()
 		}
 	}
-	m.stored(ref.Digest, err)
+	m.stored(err)
 	if fetched != nil {
 		fetched.Committed(err)
 	}

@@ -3,9 +3,6 @@ package mirror
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,20 +11,13 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 )
 
-// openCache accounts what the store holds, last used as of its file's
-// modification time, and starts evicting past the quota.
+// openCache accounts what the store holds and the room blobs arriving
+// hold (cache.Open), and starts evicting past the quota.
 func (m *Mirror) openCache(ctx context.Context, quota int64) error {
-	m.cache = cache.New(cache.Config{Quota: quota, High: m.cfg.CacheHighWatermark, Low: m.cfg.CacheLowWatermark})
-	err := m.store.Walk(func(d digest.Digest, size int64) error {
-		used := time.Now()
-		if fi, err := os.Stat(m.store.Path(d)); err == nil {
-			used = fi.ModTime()
-		}
-		m.cache.Add(d, size, used)
-		return nil
-	})
+	var err error
+	m.cache, err = cache.Open(cache.Config{Quota: quota, High: m.cfg.CacheHighWatermark, Low: m.cfg.CacheLowWatermark}, m.store)
 	if err != nil {
-		return fmt.Errorf("account the cache: %w", err)
+		return err
 	}
 	m.metrics.registry.MustRegister(cacheCollector{m.cache})
 	go m.cache.Run(ctx, m.evict)
@@ -49,15 +39,12 @@ func (m *Mirror) evict(d digest.Digest) error {
 	return nil
 }
 
-// stored accounts a fetch that ended: a new blob in the store, or a disk
-// that ran out of room, which makes room for the next try at once.
-func (m *Mirror) stored(d digest.Digest, err error) {
+// stored accounts a fetch that ended on a disk that ran out of room,
+// which makes room for the next try at once. (A blob stored is accounted
+// by the store's commit, cache.Open.)
+func (m *Mirror) stored(err error) {
 	var full *store.NoSpaceError
 	switch {
-	case err == nil:
-		if size, err := m.store.Stat(d); err == nil {
-			m.cache.Add(d, size, time.Now())
-		}
 	case errors.As(err, &full):
 		// Free what the blob lacked, plus a margin for the metadata that
 		// goes with it.
@@ -78,6 +65,7 @@ type cacheCollector struct{ c *cache.Cache }
 
 var (
 	cacheBytesDesc     = prometheus.NewDesc("blobswarm_mirror_cache_bytes", "Bytes of blobs in the store.", nil, nil)
+	cacheReservedDesc  = prometheus.NewDesc("blobswarm_mirror_cache_reserved_bytes", "Bytes held against the quota for blobs arriving.", nil, nil)
 	cacheQuotaDesc     = prometheus.NewDesc("blobswarm_mirror_cache_quota_bytes", "Configured cache quota; 0 is unlimited.", nil, nil)
 	cacheBlobsDesc     = prometheus.NewDesc("blobswarm_mirror_cache_blobs", "Blobs in the store.", nil, nil)
 	cacheEvictionsDesc = prometheus.NewDesc("blobswarm_mirror_cache_evictions_total", "Blobs evicted to stay under the quota or make room on a full disk.", nil, nil)
@@ -86,6 +74,7 @@ var (
 
 func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cacheBytesDesc
+	ch <- cacheReservedDesc
 	ch <- cacheQuotaDesc
 	ch <- cacheBlobsDesc
 	ch <- cacheEvictionsDesc
@@ -95,6 +84,7 @@ func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.c.Stats()
 	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(cacheReservedDesc, prometheus.GaugeValue, float64(st.Reserved))
 	ch <- prometheus.MustNewConstMetric(cacheQuotaDesc, prometheus.GaugeValue, float64(st.Quota))
 	ch <- prometheus.MustNewConstMetric(cacheBlobsDesc, prometheus.GaugeValue, float64(st.Blobs))
 	ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(st.Evictions))

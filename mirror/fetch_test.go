@@ -59,12 +59,12 @@ func TestFetchSharesOneFetchAndOutlivesItsCallers(t *testing.T) {
 	var left, stayed progressLog
 	leftDone, stayedDone := make(chan result, 1), make(chan result, 1)
 	go func() {
-		fetched, err := m.Fetch(leaving, ref, left.report)
+		fetched, err := m.Fetch(leaving, ref, -1, left.report)
 		leftDone <- result{fetched, err}
 	}()
 	harness.Eventually(t, "the first caller's progress up to the held bytes", func() bool { return left.reached(held) })
 	go func() {
-		fetched, err := m.Fetch(t.Context(), ref, stayed.report)
+		fetched, err := m.Fetch(t.Context(), ref, -1, stayed.report)
 		stayedDone <- result{fetched, err}
 	}()
 	harness.Eventually(t, "the second caller's progress up to the held bytes", func() bool { return stayed.reached(held) })
@@ -95,7 +95,7 @@ func TestFetchSharesOneFetchAndOutlivesItsCallers(t *testing.T) {
 	}
 
 	var again progressLog
-	if fetched, err := m.Fetch(t.Context(), ref, again.report); fetched || err != nil {
+	if fetched, err := m.Fetch(t.Context(), ref, -1, again.report); fetched || err != nil {
 		t.Errorf("Fetch of a stored blob: fetched %v, %v; want it found in the store", fetched, err)
 	}
 	if v := again.values(); len(v) != 0 || o.BlobGETs(layer.Digest) != 1 {

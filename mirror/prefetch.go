@@ -174,7 +174,7 @@ func (t *blobTask) set(done int64, source string) {
 // would: the swarm when there is a tracker, else the origin.
 func (a *admin) fetchBlob(ctx context.Context, t *blobTask) error {
 	source := a.sourceWhileFetching()
-	fetched, err := a.m.Fetch(ctx, t.ref, func(verified int64) { t.set(verified, source) })
+	fetched, err := a.m.Fetch(ctx, t.ref, t.size, func(verified int64) { t.set(verified, source) })
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 			prev.Release()
 		}
 		var err error
-		prev, _, err = m.flight(oci.Blob{Registry: registry, Repo: repo, Digest: b.Digest}, true)
+		prev, _, err = m.flight(oci.Blob{Registry: registry, Repo: repo, Digest: b.Digest}, ask{size: b.Size, readahead: true})
 		if errors.Is(err, errQueueFull) {
 			stopped = err
 			break

@@ -111,7 +111,7 @@ func forBlob(ref oci.Blob, blob []byte) []byte {
 // fetch brings the blob in and checks it is stored whole.
 func (f *swarmFixture) fetch(t *testing.T) {
 	t.Helper()
-	if _, err := f.m.Fetch(t.Context(), f.ref, func(int64) {}); err != nil {
+	if _, err := f.m.Fetch(t.Context(), f.ref, -1, func(int64) {}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := f.m.store.Open(f.ref.Digest)
@@ -250,7 +250,7 @@ func TestSwarmSourceGivesUpOnSilentHashes(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := f.m.Fetch(ctx, f.ref, func(int64) {}); err != nil {
+	if _, err := f.m.Fetch(ctx, f.ref, -1, func(int64) {}); err != nil {
 		t.Fatalf("fetch with a silent hash stream: %v", err)
 	}
 	checkFallbacks(t, f.fallbacks(t), "pieces")

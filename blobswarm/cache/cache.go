@@ -1,8 +1,9 @@
 // Package cache bounds the disk a node's blobs take: it accounts every
-// stored blob, remembers when each was last used, and when the total
-// passes the high watermark evicts the least recently used whole blobs
-// until it is under the low one. A blob in use (being served or seeded
-// from) is never chosen.
+// stored blob, and the room held for every blob still arriving, remembers
+// when each was last used, and when the total passes the high watermark
+// evicts the least recently used whole blobs until it is under the low
+// one. A blob in use (being served or seeded from) is never chosen, and
+// nothing is evicted for a blob that could not fit anyway.
 package cache
 
 import (
@@ -10,11 +11,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/blobswarm/store"
 )
 
 // Config bounds a cache. The zero value has no quota: nothing is evicted.
@@ -57,7 +61,8 @@ type Cache struct {
 	// mu guards everything below.
 	mu        sync.Mutex
 	items     map[digest.Digest]*item
-	total     int64
+	total     int64 // bytes of the items
+	reserved  int64 // bytes held for blobs arriving (Reserve)
 	evictions int64
 	evicted   int64 // bytes
 }
@@ -80,9 +85,38 @@ func New(cfg Config) *Cache {
 	}
 }
 
+// Open accounts what st holds, each blob last used as of its file's
+// modification time, and makes every partial of st reserve its size here
+// (store.Quota). Run starts the eviction.
+func Open(cfg Config, st *store.Store) (*Cache, error) {
+	c := New(cfg)
+	err := st.Walk(func(d digest.Digest, size int64) error {
+		used := time.Now()
+		if fi, err := os.Stat(st.Path(d)); err == nil {
+			used = fi.ModTime()
+		}
+		c.Add(d, size, used)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("account the cache: %w", err)
+	}
+	st.Account(c)
+	return c, nil
+}
+
 // Add accounts a blob that entered the store, last used at used.
 func (c *Cache) Add(d digest.Digest, size int64, used time.Time) {
 	c.mu.Lock()
+	c.addLocked(d, size, used)
+	over := c.overLocked()
+	c.mu.Unlock()
+	if over {
+		c.signal()
+	}
+}
+
+func (c *Cache) addLocked(d digest.Digest, size int64, used time.Time) {
 	if it, ok := c.items[d]; ok {
 		c.total -= it.size
 		it.size, it.used = size, used
@@ -90,11 +124,86 @@ func (c *Cache) Add(d digest.Digest, size int64, used time.Time) {
 		c.items[d] = &item{size: size, used: used}
 	}
 	c.total += size
-	over := c.cfg.Quota > 0 && c.total > c.high
+}
+
+// overLocked reports whether blobs and reservations together are past the
+// high watermark.
+func (c *Cache) overLocked() bool {
+	return c.cfg.Quota > 0 && c.total+c.reserved > c.high
+}
+
+// QuotaError refuses room for a blob: larger than the quota, or larger
+// than what the quota has left beside the blobs arriving and those in
+// use, which cannot be evicted. Nothing was evicted for it.
+type QuotaError struct {
+	Digest digest.Digest
+	Size   int64
+	Quota  int64
+	// Held is what blobs arriving and blobs in use hold of the quota.
+	Held int64
+}
+
+func (e *QuotaError) Error() string {
+	if e.Size > e.Quota {
+		return fmt.Sprintf("blob %s is %d bytes, over the cache quota of %d bytes: not stored", e.Digest, e.Size, e.Quota)
+	}
+	return fmt.Sprintf("blob %s (%d bytes) does not fit the cache quota of %d bytes beside the %d bytes of blobs arriving and in use: not stored", e.Digest, e.Size, e.Quota, e.Held)
+}
+
+// Reserve holds size bytes of the quota for blob d while it arrives
+// (store.Quota): they count as a stored blob's do, and past the high
+// watermark the least recently used blobs are evicted to make room. A
+// blob that would not fit even if every blob not in use went is refused
+// with a *QuotaError, and nothing is evicted for it.
+func (c *Cache) Reserve(d digest.Digest, size int64) (store.Reservation, error) {
+	c.mu.Lock()
+	if q := c.cfg.Quota; q > 0 {
+		held := c.reserved
+		for _, it := range c.items {
+			if it.pins > 0 {
+				held += it.size
+			}
+		}
+		if held+size > q {
+			c.mu.Unlock()
+			return nil, &QuotaError{Digest: d, Size: size, Quota: q, Held: held}
+		}
+	}
+	c.reserved += size
+	over := c.overLocked()
 	c.mu.Unlock()
 	if over {
 		c.signal()
 	}
+	return &reservation{c: c, d: d, size: size}, nil
+}
+
+// reservation is room Reserve holds for one blob.
+type reservation struct {
+	c    *Cache
+	d    digest.Digest
+	size int64
+	once sync.Once
+}
+
+// Stored turns the room into the stored blob's, used now, in one step:
+// the bytes are never counted twice, nor not at all.
+func (r *reservation) Stored() { r.settle(true) }
+
+// Release gives the room back.
+func (r *reservation) Release() { r.settle(false) }
+
+// settle ends the reservation once, whichever way comes first.
+func (r *reservation) settle(stored bool) {
+	r.once.Do(func() {
+		c := r.c
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.reserved -= r.size
+		if stored {
+			c.addLocked(r.d, r.size, time.Now())
+		}
+	})
 }
 
 // Use marks a blob as used now and keeps it from eviction until release
@@ -140,7 +249,7 @@ func (c *Cache) Squeeze(ctx context.Context, n int64, evict func(digest.Digest) 
 			evictable += it.size
 		}
 	}
-	target := c.total - n
+	target := c.total + c.reserved - n
 	c.mu.Unlock()
 	if evictable < n {
 		return fmt.Errorf("cannot free %d bytes: only %d bytes of blobs can be evicted", n, evictable)
@@ -162,7 +271,7 @@ func (c *Cache) Run(ctx context.Context, evict func(digest.Digest) error) {
 			return
 		case <-c.wake:
 			c.mu.Lock()
-			over := c.total > c.high
+			over := c.overLocked()
 			c.mu.Unlock()
 			if over {
 				// Errors are the evict callback's to report.
@@ -183,7 +292,7 @@ func (c *Cache) signal() {
 // is left.
 func (c *Cache) evictTo(ctx context.Context, target int64, evict func(digest.Digest) error) error {
 	c.mu.Lock()
-	vs := victims(c.items, c.total, target)
+	vs := victims(c.items, c.total+c.reserved, target)
 	c.mu.Unlock()
 	var errs []error
 	for _, d := range vs {
@@ -243,7 +352,8 @@ func victims(items map[digest.Digest]*item, total, target int64) []digest.Digest
 
 // Stats is a snapshot for metrics and status.
 type Stats struct {
-	Bytes, Quota            int64
+	// Bytes are the stored blobs'; Reserved is held for blobs arriving.
+	Bytes, Reserved, Quota  int64
 	Blobs                   int
 	Evictions, EvictedBytes int64
 }
@@ -252,5 +362,5 @@ type Stats struct {
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Stats{Bytes: c.total, Quota: c.cfg.Quota, Blobs: len(c.items), Evictions: c.evictions, EvictedBytes: c.evicted}
+	return Stats{Bytes: c.total, Reserved: c.reserved, Quota: c.cfg.Quota, Blobs: len(c.items), Evictions: c.evictions, EvictedBytes: c.evicted}
 }

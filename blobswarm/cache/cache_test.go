@@ -131,3 +131,56 @@ func TestParseQuota(t *testing.T) {
 		t.Error("low watermark above high accepted")
 	}
 }
+
+// Room held for a blob arriving counts as a stored blob's: past the high
+// watermark older blobs go to make room, and once stored it is the
+// blob's, counted once.
+func TestReservationCountsAgainstTheQuota(t *testing.T) {
+	c := New(Config{Quota: 1000, High: 90, Low: 60})
+	c.Add(blob("old"), 400, t0)
+	c.Add(blob("newer"), 200, t0.Add(time.Minute))
+	r, err := c.Reserve(blob("arriving"), 400) // 1000 > 900
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev evictions
+	if err := c.evictTo(context.Background(), c.low, ev.evict); err != nil {
+		t.Fatal(err)
+	}
+	if want := []digest.Digest{blob("old")}; !slices.Equal(ev.got, want) {
+		t.Fatalf("evicted %v, want the oldest blob", ev.got)
+	}
+	r.Stored()
+	r.Release() // after Stored, a no-op
+	if st := c.Stats(); st.Bytes != 600 || st.Reserved != 0 || st.Blobs != 2 {
+		t.Fatalf("stats once stored: %+v", st)
+	}
+}
+
+// A blob larger than the quota, or than what blobs arriving and blobs in
+// use leave of it, is refused, and nothing is evicted for it.
+func TestReservationThatCannotFitEvictsNothing(t *testing.T) {
+	c := New(Config{Quota: 1000})
+	c.Add(blob("cached"), 300, t0)
+	release := c.Use(blob("cached"))
+	defer release()
+	if _, err := c.Reserve(blob("huge"), 1001); !errors.As(err, new(*QuotaError)) {
+		t.Fatalf("Reserve over the quota = %v, want a QuotaError", err)
+	}
+	r, err := c.Reserve(blob("arriving"), 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300 in use and 600 arriving leave 100.
+	var qe *QuotaError
+	if _, err := c.Reserve(blob("more"), 200); !errors.As(err, &qe) || qe.Held != 900 {
+		t.Fatalf("Reserve beside what is held = %v, want a QuotaError naming 900 bytes held", err)
+	}
+	r.Release()
+	if _, err := c.Reserve(blob("more"), 200); err != nil {
+		t.Fatalf("Reserve once the room was given back: %v", err)
+	}
+	if st := c.Stats(); st.Evictions != 0 || st.Reserved != 200 {
+		t.Fatalf("stats: %+v, want no eviction and 200 bytes reserved", st)
+	}
+}

@@ -24,11 +24,16 @@ import (
 	"io"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 )
 
 // Flight is one blob on its way into the store.
 type Flight struct {
+	// want is the size a manifest gives the blob, -1 if none is known.
+	want int64
+
 	mu sync.Mutex
 	// partial is set once by Begin, under mu, before the size can be
 	// known: whoever has seen the size may use it without the lock.
@@ -48,10 +53,11 @@ type Flight struct {
 	changed chan struct{} // closed and replaced on every change readers wait for
 }
 
-// New returns a flight whose fetch has yet to start. The caller holds the
-// first reference and must Release it when the fetch is over.
-func New() *Flight {
-	return &Flight{size: -1, refs: 1, changed: make(chan struct{})}
+// New returns a flight whose fetch has yet to start, for a blob a
+// manifest says is want bytes (-1: no manifest is known). The caller holds
+// the first reference and must Release it when the fetch is over.
+func New(want int64) *Flight {
+	return &Flight{want: want, size: -1, refs: 1, changed: make(chan struct{})}
 }
 
 // Begin gives the flight the partial file its fetch writes, when the
@@ -74,9 +80,26 @@ func (f *Flight) notifyLocked() {
 	f.changed = make(chan struct{})
 }
 
+// SizeError refuses a blob whose source claims another size than the
+// manifest that named it: its bytes cannot match the digest, and a claim
+// above the manifest's would take disk for bytes the blob does not have.
+type SizeError struct {
+	Digest     digest.Digest
+	Size, Want int64
+}
+
+func (e *SizeError) Error() string {
+	return fmt.Sprintf("blob %s: the source claims %d bytes, the manifest's descriptor %d: not fetched", e.Digest, e.Size, e.Want)
+}
+
 // Reserve gives the blob its size once the source knows it: the disk
-// space is taken, and readers learn how much is coming.
+// space is taken, and readers learn how much is coming. A size other than
+// the manifest's is refused (*SizeError), and so is one the store's quota
+// has no room for.
 func (f *Flight) Reserve(size int64) error {
+	if f.want >= 0 && size != f.want {
+		return &SizeError{Digest: f.partial.Digest(), Size: size, Want: f.want}
+	}
 	if err := f.partial.Reserve(size); err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func newFlight(t *testing.T, data []byte) (*Flight, *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := New()
+	f := New(-1)
 	f.Begin(p)
 	return f, s
 }
@@ -242,7 +242,7 @@ func TestARangeEndsBeforeTheDigestOnlyWithinVouchedPieces(t *testing.T) {
 // the size and get the fetch's error, and its last Release has nothing
 // to close.
 func TestFlightThatNeverBegan(t *testing.T) {
-	f := New()
+	f := New(-1)
 	f.Acquire()
 	failed := errors.New("no room for a partial file")
 	go f.Finish(failed)

@@ -45,6 +45,10 @@ type Partial struct {
 	hashing  bool  // a goroutine is bringing the hash up to the prefix
 	finished bool  // Check or Abort ran: the bytes are judged or gone
 	checked  bool  // they matched the digest, and Commit has yet to store them
+	// room is held against the store's quota for size bytes, until
+	// the blob is stored or given up (settle).
+	room     Reservation
+	roomSize int64
 
 	// hashMu guards the hash apart from mu: hashing takes long, and
 	// Advance must not wait for it.
@@ -216,10 +220,16 @@ func (e *NoSpaceError) Error() string {
 
 func (e *NoSpaceError) Unwrap() error { return e.Err }
 
-// Reserve gives the partial its final size and, where the filesystem can,
-// allocates the blocks now: a full disk then fails the fetch before a
-// client is told the blob is coming, not in the middle of its body.
+// Reserve gives the partial its final size, reserved first against the
+// store's quota (which may refuse it: nothing is then written), and,
+// where the filesystem can, allocates the blocks now: a full disk then
+// fails the fetch before a client is told the blob is coming, not in the
+// middle of its body. A second Reserve of another size (a source that
+// takes over) holds the new size instead.
 func (p *Partial) Reserve(size int64) error {
+	if err := p.reserveRoom(size); err != nil {
+		return err
+	}
 	err := allocate(p.f, size)
 	if errors.Is(err, syscall.ENOSPC) {
 		return &NoSpaceError{Digest: p.digest, Size: size, Err: err}
@@ -228,6 +238,44 @@ func (p *Partial) Reserve(size int64) error {
 		return fmt.Errorf("reserve %d bytes for %s: %w", size, p.digest, err)
 	}
 	return nil
+}
+
+func (p *Partial) reserveRoom(size int64) error {
+	q := p.store.quota
+	p.mu.Lock()
+	held := p.room != nil && p.roomSize == size
+	p.mu.Unlock()
+	if q == nil || held {
+		return nil
+	}
+	r, err := q.Reserve(p.digest, size)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	old := p.room
+	p.room, p.roomSize = r, size
+	p.mu.Unlock()
+	if old != nil {
+		old.Release()
+	}
+	return nil
+}
+
+// settle ends the partial's hold on the quota: the blob was stored, or
+// nothing was.
+func (p *Partial) settle(stored bool) {
+	p.mu.Lock()
+	r := p.room
+	p.room = nil
+	p.mu.Unlock()
+	switch {
+	case r == nil:
+	case stored:
+		r.Stored()
+	default:
+		r.Release()
+	}
 }
 
 // Check hashes what the hash has not reached and compares the content
@@ -247,10 +295,12 @@ func (p *Partial) Check() error {
 	h := p.hash
 	if _, err := io.Copy(h, io.NewSectionReader(p.f, p.hashed, 1<<62)); err != nil {
 		os.Remove(p.f.Name())
+		p.settle(false)
 		return fmt.Errorf("hash %s: %w", p.digest, err)
 	}
 	if got := digest.NewDigest(p.digest.Algorithm(), h); got != p.digest {
 		os.Remove(p.f.Name())
+		p.settle(false)
 		return fmt.Errorf("%w: want %s, got %s", ErrDigestMismatch, p.digest, got)
 	}
 	p.mu.Lock()
@@ -264,6 +314,12 @@ func (p *Partial) Check() error {
 // discarded and ErrDigestMismatch returned. The file stays open for
 // readers either way; Close releases it.
 func (p *Partial) Commit() error {
+	err := p.commit()
+	p.settle(err == nil)
+	return err
+}
+
+func (p *Partial) commit() error {
 	p.mu.Lock()
 	checked := p.checked
 	p.checked = false // a second Commit fails in Check
@@ -291,13 +347,16 @@ func (p *Partial) Commit() error {
 	return durable.SyncDir(filepath.Dir(final))
 }
 
-// Abort discards the partial file; a no-op after Check or Commit.
+// Abort discards the partial file and the room it held; a no-op after
+// Check or Commit.
 func (p *Partial) Abort() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.finished {
-		p.finished = true
+	abort := !p.finished
+	p.finished = true
+	p.mu.Unlock()
+	if abort {
 		os.Remove(p.f.Name())
+		p.settle(false)
 	}
 }
 

@@ -22,8 +22,30 @@ var ErrNotFound = errors.New("blob not in store")
 
 // Store holds verified blobs under a root directory.
 type Store struct {
-	root string
+	root  string
+	quota Quota
 }
+
+// Quota accounts the room blobs take on disk (blobswarm/cache). A
+// partial's size is reserved against it before a byte is written, so
+// blobs still arriving count as much as stored ones.
+type Quota interface {
+	// Reserve holds size bytes for blob d, or refuses them: nothing is
+	// written for a blob that does not fit.
+	Reserve(d digest.Digest, size int64) (Reservation, error)
+}
+
+// Reservation is room held for one blob until it is stored or given up.
+type Reservation interface {
+	// Stored says the blob is in the store: the room is the blob's now.
+	Stored()
+	// Release gives the room back: nothing was stored.
+	Release()
+}
+
+// Account makes every partial reserve its size against q. Call it before
+// the first partial.
+func (s *Store) Account(q Quota) { s.quota = q }
 
 // Open creates the layout under root if needed and discards anything left
 // half-written by an earlier process.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -239,5 +240,82 @@ func TestWalkAndDelete(t *testing.T) {
 	}
 	if _, err := s.Stat(d); !errors.Is(err, ErrNotFound) {
 		t.Fatal("deleted blob still there")
+	}
+}
+
+// ledger is a Quota that refuses what does not fit in limit and records
+// how each reservation ended.
+type ledger struct {
+	limit, held int64
+	ended       []string
+}
+
+func (l *ledger) Reserve(d digest.Digest, size int64) (Reservation, error) {
+	if l.held+size > l.limit {
+		return nil, errors.New("does not fit")
+	}
+	l.held += size
+	return &held{l: l, size: size}, nil
+}
+
+type held struct {
+	l    *ledger
+	size int64
+}
+
+func (h *held) Stored()  { h.l.ended = append(h.l.ended, "stored") }
+func (h *held) Release() { h.l.held -= h.size; h.l.ended = append(h.l.ended, "released") }
+
+// Every partial holds its size against the store's quota from Reserve
+// until it is stored or given up, whichever way: committed, aborted, or
+// failing its digest. A refused size writes nothing.
+func TestPartialsHoldRoomUntilSettled(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &ledger{limit: 100}
+	s.Account(q)
+	data := []byte("0123456789")
+	partial := func() *Partial {
+		p, err := s.NewPartial(digest.FromBytes(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	big := partial()
+	if err := big.Reserve(101); err == nil {
+		t.Fatal("a size over the quota was reserved")
+	}
+	if fi, err := big.f.Stat(); err != nil || fi.Size() != 0 {
+		t.Fatalf("a refused partial holds %d bytes (%v)", fi.Size(), err)
+	}
+	big.Abort()
+
+	stored, aborted, wrong := partial(), partial(), partial()
+	for _, p := range []*Partial{stored, aborted, wrong} {
+		if err := p.Reserve(int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Reserve(int64(len(data))); err != nil { // again: held once
+			t.Fatal(err)
+		}
+	}
+	if q.held != 30 {
+		t.Fatalf("%d bytes held for three blobs of 10, want 30", q.held)
+	}
+	stored.Write(data)
+	if err := stored.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	aborted.Abort()
+	wrong.Write([]byte("9876543210"))
+	if err := wrong.Commit(); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("Commit of wrong bytes = %v", err)
+	}
+	if want := []string{"stored", "released", "released"}; !slices.Equal(q.ended, want) {
+		t.Fatalf("reservations ended %v, want %v", q.ended, want)
 	}
 }

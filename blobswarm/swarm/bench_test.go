@@ -180,7 +180,7 @@ func fetchSwarm(ctx context.Context, s *Swarm, st *store.Store, d digest.Digest,
 	if err != nil {
 		return err
 	}
-	fl := flight.New()
+	fl := flight.New(-1)
 	fl.Begin(p)
 	defer fl.Release()
 	info, err := torrentmeta.Parse(infoBytes, d)

@@ -171,7 +171,7 @@ func downloadWith(t testing.TB, s *Swarm, st *store.Store, b testBlob, hashes Pi
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := flight.New()
+	fl := flight.New(-1)
 	fl.Begin(p)
 	done := make(chan error, 1)
 	go func() {
@@ -500,7 +500,7 @@ func TestDownloadGivesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := flight.New()
+	fl := flight.New(-1)
 	fl.Begin(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -600,7 +600,7 @@ func TestEndlessTrackerAnswerIsCutShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := flight.New()
+	fl := flight.New(-1)
 	fl.Begin(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})

@@ -357,7 +357,7 @@ func newFlight(t *testing.T, s *store.Store, d digest.Digest) *flight.Flight {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := flight.New()
+	fl := flight.New(-1)
 	fl.Begin(partial)
 	return fl
 }

@@ -1,13 +1,17 @@
 package mirror_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +22,8 @@ import (
 
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
+	"github.com/blobswarm/blobswarm/mirror/adminapi"
 )
 
 // hangBound bounds a wait for something that must happen: it catches a
@@ -216,5 +222,194 @@ func TestReadaheadOfAHugeManifestIsBounded(t *testing.T) {
 				t.Errorf("the registry got %d blob GETs, want 2: one per fetch slot", n)
 			}
 		})
+	}
+}
+
+// idle waits until the mirror has no fetch in progress: a client has a
+// blob's last byte once its digest matched, a moment before the blob is
+// stored.
+func idle(t *testing.T, m *harness.Process) {
+	t.Helper()
+	harness.Eventually(t, "no fetch in progress", func() bool { return m.Metric(inflightMetric) == 0 })
+}
+
+// refusal GETs what must be refused before any byte: an answer whose
+// body breaks or does not come is no refusal.
+func refusal(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), hangBound)
+	defer cancel()
+	resp, body, err := try(ctx, http.MethodGet, url)
+	if err != nil {
+		t.Fatalf("want a refusal before any byte, got an answer that broke or did not come: %v", err)
+	}
+	return resp, body
+}
+
+// sizeLiar stands in front of an origin: a GET of a blob it was told
+// about claims the size it was given, sends a first KiB of zeros and then
+// nothing until the client leaves. Other requests reach the origin.
+type sizeLiar struct {
+	mu     sync.Mutex
+	claims map[digest.Digest]int64
+}
+
+// newSizeLiar serves an origin behind a sizeLiar.
+func newSizeLiar(t *testing.T) (*sizeLiar, *harness.Origin) {
+	t.Helper()
+	l := &sizeLiar{}
+	return l, harness.NewOriginWith(t, origin.Config{}, l.wrap)
+}
+
+func (l *sizeLiar) claim(d digest.Digest, size int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.claims == nil {
+		l.claims = map[digest.Digest]int64{}
+	}
+	l.claims[d] = size
+}
+
+func (l *sizeLiar) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, ds, found := strings.Cut(r.URL.Path, "/blobs/")
+		l.mu.Lock()
+		size, lie := l.claims[digest.Digest(ds)]
+		l.mu.Unlock()
+		if !found || !lie || r.Method != http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Write(make([]byte, 1<<10))
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	})
+}
+
+// An upstream that claims a blob larger than the cache quota is refused
+// before anything is stored or evicted: the client gets a clear 503 naming
+// the blob and the quota, not a 200 whose body never comes.
+func TestClaimedSizeOverTheQuotaIsRefused(t *testing.T) {
+	t.Parallel()
+	liar, o := newSizeLiar(t)
+	cached, _ := pushBlob(t, o, "team/app", 3<<20)
+	huge := digest.FromString("a blob of 64 MiB, they say")
+	liar.claim(huge, 64<<20)
+	data := t.TempDir()
+	m := startMirror(t, data, upstreamFlag(o), "--cache-size=10MiB", "--fetch-idle-timeout=2s")
+	getBlob(t, m, o, "team/app", cached)
+	idle(t, m)
+
+	wantQuotaRefusal(t, m, o, huge, "a blob claimed larger than the quota")
+	for _, f := range filesUnder(t, data+"/tmp") {
+		t.Errorf("partial left behind: %s", f)
+	}
+	getBlob(t, m, o, "team/app", cached)
+}
+
+// wantQuotaRefusal asks the mirror for blob d, which must be refused for
+// the quota before any byte, with nothing evicted for it.
+func wantQuotaRefusal(t *testing.T, m *harness.Process, o *harness.Origin, d digest.Digest, what string) {
+	t.Helper()
+	resp, body := refusal(t, fmt.Sprintf("%s/v2/team/app/blobs/%s?ns=%s", m.URL(), d, o.Host()))
+	msg := wantError(t, what, resp, body, http.StatusServiceUnavailable, "UNAVAILABLE")
+	mustContain(t, "error message", msg, d.String(), "quota")
+	if n := m.Metric(evictionsMetric); n != 0 {
+		t.Errorf("%.0f blobs evicted for a blob that cannot fit", n)
+	}
+}
+
+// Room held for blobs still arriving counts against the quota: with 6 MiB
+// on their way, another 6 MiB does not fit a 10 MiB quota and is refused,
+// and no cached blob is evicted for it.
+func TestReservationsCountAgainstTheQuota(t *testing.T) {
+	t.Parallel()
+	liar, o := newSizeLiar(t)
+	cached, _ := pushBlob(t, o, "team/app", 3<<20)
+	arriving, other := digest.FromString("6 MiB arriving"), digest.FromString("6 MiB more")
+	liar.claim(arriving, 6<<20)
+	liar.claim(other, 6<<20)
+	data := t.TempDir()
+	m := startMirror(t, data, upstreamFlag(o), "--cache-size=10MiB", "--fetch-idle-timeout=10m")
+	getBlob(t, m, o, "team/app", cached)
+	idle(t, m)
+	startHeld(t, m, o, "team/app", arriving)
+
+	wantQuotaRefusal(t, m, o, other, "a blob that does not fit beside one arriving")
+	if n := len(filesUnder(t, data+"/tmp")); n != 1 {
+		t.Errorf("%d partial files, want the one arriving", n)
+	}
+	getBlob(t, m, o, "team/app", cached)
+}
+
+// An upstream whose blob is larger than the manifest says is refused when
+// the manifest is known (prefetch, read-ahead): the layer fails naming
+// both sizes, and nothing of it is stored.
+func TestClaimedSizeOverTheDescriptorIsRefused(t *testing.T) {
+	t.Parallel()
+	liar, o := newSizeLiar(t)
+	img, err := testimage.PushImage(t.Context(), o.Host()+"/app:v1", 2, 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := img.Images[0].Layers[1]
+	liar.claim(layer.Digest, 6<<20)
+	data := t.TempDir()
+	m := startMirror(t, data, upstreamFlag(o), "--fetch-idle-timeout=2s")
+
+	events := prefetch(t, m, img.Ref)
+	var failed *adminapi.Event
+	for i, ev := range events {
+		if ev.Type == adminapi.EventBlob && ev.State == adminapi.StateFailed {
+			failed = &events[i]
+		}
+	}
+	switch {
+	case failed == nil:
+		t.Fatalf("no blob failed: %+v", events)
+	case failed.Digest != layer.Digest.String():
+		t.Fatalf("blob %s failed (%s), want the layer %s", failed.Digest, failed.Error, layer.Digest)
+	}
+	mustContain(t, "the layer's error", failed.Error, strconv.FormatInt(6<<20, 10), strconv.FormatInt(layer.Size, 10))
+	if slices.Contains(harness.StoredBlobs(t, data), layer.Digest) {
+		t.Error("the layer was stored")
+	}
+	for _, f := range filesUnder(t, data+"/tmp") {
+		t.Errorf("partial left behind: %s", f)
+	}
+}
+
+// prefetch asks the mirror's admin API to pull ref and returns every event
+// of the answer.
+func prefetch(t *testing.T, m *harness.Process, ref string) []adminapi.Event {
+	t.Helper()
+	body, err := json.Marshal(adminapi.PrefetchRequest{Image: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, m.URL()+adminapi.PrefetchPath, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("prefetch %s: status %d", ref, resp.StatusCode)
+	}
+	var events []adminapi.Event
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev adminapi.Event
+		if err := dec.Decode(&ev); err == io.EOF {
+			return events
+		} else if err != nil {
+			t.Fatalf("prefetch %s: %v", ref, err)
+		}
+		events = append(events, ev)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -32,12 +33,19 @@ func (m *Mirror) adminHandler() http.Handler {
 }
 
 // requireToken lets a request through only with the configured bearer
-// token; without one configured the API is open to whoever can reach the
-// listener (by default loopback only).
+// token. Without one configured the API answers loopback clients only:
+// anyone else who reaches a mirror listening beyond loopback could fill
+// its disk with prefetches.
 func (a *admin) requireToken(next http.Handler) http.Handler {
 	want := a.m.cfg.AdminToken
 	if want == "" {
-		return next
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !fromLoopback(r) {
+				adminError(w, http.StatusForbidden, adminapi.CodeDenied, "the admin API answers only loopback clients unless the mirror has an admin-token")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -48,6 +56,13 @@ func (a *admin) requireToken(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// fromLoopback reports whether the request came from this host's
+// loopback interface.
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 func adminError(w http.ResponseWriter, status int, code, msg string) {

@@ -77,6 +77,9 @@ func (f *adminFixture) call(t *testing.T, method, path, token string, body any) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -333,4 +336,32 @@ func TestStatusCountsFetchesInProgress(t *testing.T) {
 		t.Fatalf("GET blob: %v", err)
 	}
 	harness.Eventually(t, "status to count no fetch once the blob is in", func() bool { return f.status(t).InflightFetches == 0 })
+}
+
+// Without an admin token the admin API answers loopback clients only,
+// over IPv4 and IPv6 alike.
+func TestAdminWithoutTokenAnswersLoopbackOnly(t *testing.T) {
+	cfg := Defaults()
+	cfg.Data = t.TempDir()
+	m, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	h := m.Handler()
+	for addr, want := range map[string]int{
+		"127.0.0.1:4000":          http.StatusOK,
+		"[::1]:4000":              http.StatusOK,
+		"[::ffff:127.0.0.1]:4000": http.StatusOK,
+		"192.0.2.9:4000":          http.StatusForbidden,
+		"[2001:db8::9]:4000":      http.StatusForbidden,
+	} {
+		req := httptest.NewRequest(http.MethodGet, adminapi.StatusPath, nil)
+		req.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("status from %s: HTTP %d, want %d", addr, rec.Code, want)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"sync"
 	"time"
@@ -21,6 +22,13 @@ import (
 // status rather than a stream; the stream then reports every blob until
 // the summary.
 func (a *admin) prefetch(w http.ResponseWriter, r *http.Request) {
+	// A web page can make a browser post a form or text anywhere without
+	// asking; JSON takes a CORS preflight, which the mirror never grants.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		adminError(w, http.StatusUnsupportedMediaType, adminapi.CodeInvalidRequest,
+			fmt.Sprintf("prefetch takes Content-Type application/json, not %q", r.Header.Get("Content-Type")))
+		return
+	}
 	var req adminapi.PrefetchRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()

@@ -8,8 +8,9 @@
 //	                              type "summary"
 //
 // When the mirror runs with --admin-token every request needs
-// "Authorization: Bearer <token>". Errors answer with a 4xx/5xx status and
-// an ErrorBody.
+// "Authorization: Bearer <token>"; without one, only loopback clients are
+// answered. A prefetch request's Content-Type is application/json.
+// Errors answer with a 4xx/5xx status and an ErrorBody.
 package adminapi
 
 import "strings"
@@ -30,6 +31,7 @@ const NDJSON = "application/x-ndjson"
 // Error codes in ErrorBody.
 const (
 	CodeUnauthorized    = "UNAUTHORIZED"
+	CodeDenied          = "DENIED"
 	CodeInvalidRequest  = "INVALID_REQUEST"
 	CodeUnknownRegistry = "UNKNOWN_REGISTRY"
 	CodeNoTracker       = "NO_TRACKER"

@@ -67,8 +67,15 @@ type Config struct {
 	// for this long while the seeder reads it: the blob's partial file
 	// goes, and its piece-hash streams break.
 	FetchIdleTimeout time.Duration `yaml:"fetch-idle-timeout"`
-	// OriginReads is how many blob bodies the seeder reads from one
-	// origin registry at once; later blobs wait their turn in the order
+	// OriginFetches is how many blobs the seeder fetches from one origin
+	// registry at once, each an open connection and a partial file;
+	// later blobs wait their turn in the order they were asked for.
+	OriginFetches int `yaml:"origin-fetches"`
+	// OriginQueue is how many blobs may wait for an origin fetch; past it
+	// the tracker is busy, and mirrors fetch from the origin themselves.
+	OriginQueue int `yaml:"origin-queue"`
+	// OriginReads is how many of the fetches from one origin registry
+	// read their body at once; later blobs wait their turn in the order
 	// they were asked for, so an image's first layers finish first.
 	OriginReads int   `yaml:"origin-reads"`
 	UploadRate  int64 `yaml:"upload-rate"`
@@ -107,6 +114,8 @@ func Defaults() Config {
 		MetainfoWait:     2 * time.Second,
 		UpstreamTimeout:  30 * time.Second,
 		FetchIdleTimeout: 30 * time.Second,
+		OriginFetches:    32,
+		OriginQueue:      1024,
 		OriginReads:      2,
 		SeedSpare:        true,
 		LogLevel:         "info",
@@ -159,6 +168,10 @@ func (c Config) Resolve() (Settings, error) {
 		return s, fmt.Errorf("upstream-timeout: must be positive")
 	case c.FetchIdleTimeout <= 0:
 		return s, fmt.Errorf("fetch-idle-timeout: must be positive")
+	case c.OriginFetches < 1:
+		return s, fmt.Errorf("origin-fetches: must be at least 1, got %d", c.OriginFetches)
+	case c.OriginQueue < 1:
+		return s, fmt.Errorf("origin-queue: must be at least 1, got %d", c.OriginQueue)
 	case c.OriginReads < 1:
 		return s, fmt.Errorf("origin-reads: must be at least 1, got %d", c.OriginReads)
 	case c.UploadRate < 0:

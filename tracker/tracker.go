@@ -26,6 +26,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/superseed"
+	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/tracker/announce"
 	"github.com/blobswarm/blobswarm/tracker/api"
@@ -82,11 +83,11 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	}
 	t.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	t.metainfoReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "blobswarm_tracker_metainfo_requests_total", Help: "Metainfo requests by result (ok, pending, error).",
+		Name: "blobswarm_tracker_metainfo_requests_total", Help: "Metainfo requests by result (ok, pending, busy: the origin queue was full, error).",
 	}, []string{"result"})
 	t.piecesReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "blobswarm_tracker_pieces_requests_total",
-		Help: "Piece-hash streams by how they ended (ok: after the last piece; error: an error answer; broken: the seeder failed mid-blob; cancelled: the mirror left).",
+		Help: "Piece-hash streams by how they ended (ok: after the last piece; busy: the origin queue was full; error: an error answer; broken: the seeder failed mid-blob; cancelled: the mirror left).",
 	}, []string{"result"})
 	t.registry.MustRegister(t.metainfoReqs, t.piecesReqs)
 
@@ -143,7 +144,8 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	}()
 	t.upstream = upstream.New(upstream.Config{Endpoints: s.endpoints, Allow: s.allow, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
 		HTTP: upstream.HTTPClient(cfg.UpstreamTimeout, s.roots), IdleTimeout: cfg.FetchIdleTimeout})
-	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginReads: cfg.OriginReads}, st, t.seeds, t.upstream, log)
+	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginFetches: cfg.OriginFetches, OriginQueue: cfg.OriginQueue, OriginReads: cfg.OriginReads},
+		st, t.seeds, t.upstream, log)
 	t.tags = tags.New(t.upstream, cfg.TagTTL)
 	if cfg.AnyRegistry {
 		log.Warn("any-registry is set: the tracker fetches from whatever registry a request names, with its credentials, for anyone who reaches it")
@@ -237,6 +239,10 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 		// at most once a second, and at once after a wait that long.
 		api.WritePending(w, time.Second-t.cfg.MetainfoWait)
 		return
+	case errors.Is(err, seeder.ErrBusy):
+		t.metainfoReqs.WithLabelValues("busy").Inc()
+		t.writeBusy(w, b)
+		return
 	case err != nil:
 		t.metainfoReqs.WithLabelValues("error").Inc()
 		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
@@ -273,8 +279,13 @@ func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 		err = api.ErrorCodeParamInvalid.WithMessage(fmt.Sprintf("%s=%d is past the %d pieces of %s", api.ParamFrom, from, h.Pieces(), b.Digest))
 	}
 	if err != nil {
-		if r.Context().Err() != nil {
+		switch {
+		case r.Context().Err() != nil:
 			t.piecesReqs.WithLabelValues("cancelled").Inc()
+			return
+		case errors.Is(err, seeder.ErrBusy):
+			t.piecesReqs.WithLabelValues("busy").Inc()
+			t.writeBusy(w, b)
 			return
 		}
 		t.piecesReqs.WithLabelValues("error").Inc()
@@ -350,6 +361,20 @@ func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Content-Digest", m.Digest.String())
 	w.Header().Set("Content-Length", strconv.Itoa(len(m.Data)))
 	w.Write(m.Data)
+}
+
+// busyRetry is the Retry-After of a busy answer: the queue it found full
+// drains at the origin's pace. Mirrors do not wait for it; they fetch the
+// blob from the origin themselves.
+const busyRetry = 5 * time.Second
+
+// writeBusy answers a request for blob b the seeder has no room to queue:
+// 503 UNAVAILABLE, Retry-After, which a mirror takes for a tracker that
+// cannot help with this blob now.
+func (t *Tracker) writeBusy(w http.ResponseWriter, b oci.Blob) {
+	t.log.Warn("origin queue full: blob refused", "registry", b.Registry, "repo", b.Repo, "digest", b.Digest, "origin-queue", t.cfg.OriginQueue)
+	w.Header().Set("Retry-After", strconv.Itoa(int(busyRetry/time.Second)))
+	errcode.ServeJSON(w, errcode.ErrorCodeUnavailable.WithMessage(seeder.ErrBusy.Error()))
 }
 
 func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.ErrorCode) {

@@ -3,14 +3,19 @@ package tracker_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
 // hangBound bounds a wait for something that must happen: it catches a
@@ -71,4 +76,66 @@ func TestStalledOriginBodyIsAbandoned(t *testing.T) {
 	if n := o.BlobGETs(d); n != 2 {
 		t.Errorf("origin served the blob %d times, want 2", n)
 	}
+}
+
+// A tracker whose seeder has as many blobs waiting for the origin as
+// origin-queue lets wait is busy: it answers 503 UNAVAILABLE with
+// Retry-After in the OCI error format, starts nothing for the blob, and a
+// mirror asking it for that blob goes to the origin itself. Fetches at
+// the origin never outnumber origin-fetches, nor do partial files.
+func TestBusyTrackerSendsMirrorsToTheOrigin(t *testing.T) {
+	t.Parallel()
+	valve := harness.NewValve(64 << 10)
+	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
+	t.Cleanup(valve.Open)
+	_, held := harness.PushRandomBlob(t, o, "app", 4<<20)
+	_, waiting := harness.PushRandomBlob(t, o, "app", 4<<20)
+	small, refused := harness.PushRandomBlob(t, o, "app", 16<<10) // within what the valve passes
+	data := t.TempDir()
+	tr := harness.Start(t, "tracker", trackerArgs(o, data, "--origin-fetches", "1", "--origin-queue", "1", "--fetch-idle-timeout", "10m")...)
+
+	// The first blob's fetch has its answer's headers, and holds the one
+	// fetch allowed; the second waits for it.
+	awaitMetainfo(t, tr, o.Host(), "app", held)
+	if resp, body := get(t, metainfoURL(tr, o.Host(), "app", waiting)); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("metainfo of a blob waiting for an origin fetch: HTTP %d %s, want 202", resp.StatusCode, body)
+	}
+	resp, body := get(t, metainfoURL(tr, o.Host(), "app", refused))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("metainfo with the origin queue full: HTTP %d, Retry-After %q, want 503 and a Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if err := api.DecodeError(withBody(resp, body)); !strings.Contains(err.Error(), "busy") || !isUnavailable(err) {
+		t.Errorf("busy answer: %v, want UNAVAILABLE saying the tracker is busy", err)
+	}
+	if n := len(partials(t, data)); n != 1 {
+		t.Errorf("%d partial files on the tracker with one origin fetch allowed, want 1", n)
+	}
+
+	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--tracker", tr.URL(), "--peer-listen", "127.0.0.1:0",
+		"--upstream", o.Host()+"="+o.Server.URL)
+	resp, body = get(t, m.URL()+"/v2/app/blobs/"+refused.String()+"?ns="+o.Host())
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, small) {
+		t.Fatalf("the blob through a mirror of the busy tracker: HTTP %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if n := m.Metric("blobswarm_mirror_origin_fallbacks_total", "reason", "tracker"); n != 1 {
+		t.Errorf("%.0f origin fallbacks for want of the tracker, want 1", n)
+	}
+	if n := o.BlobGETs(refused); n != 1 {
+		t.Errorf("the origin served the refused blob %d times, want once, to the mirror", n)
+	}
+	if n := o.BlobGETs(waiting); n != 0 {
+		t.Errorf("the origin served the waiting blob %d times, want none yet", n)
+	}
+}
+
+// withBody gives a response whose body was read its body back.
+func withBody(resp *http.Response, body []byte) *http.Response {
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp
+}
+
+// isUnavailable reports whether err is the OCI error UNAVAILABLE.
+func isUnavailable(err error) bool {
+	var e errcode.Error
+	return errors.As(err, &e) && e.Code == errcode.ErrorCodeUnavailable
 }

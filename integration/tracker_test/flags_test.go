@@ -18,6 +18,8 @@ func TestBadFlagsStopTheTrackerNamingTheFlag(t *testing.T) {
 		"metainfo-wait":      {"--metainfo-wait", "-1s"},
 		"origin-reads":       {"--origin-reads", "0"},
 		"fetch-idle-timeout": {"--fetch-idle-timeout", "0s"},
+		"origin-fetches":     {"--origin-fetches", "0"},
+		"origin-queue":       {"--origin-queue", "0"},
 		"upstream":           {"--upstream", "registry.example"},
 		"peer-cidr":          {"--peer-cidr", "10.0.0.0/99"},
 		"redis":              {"--redis", "memcached://127.0.0.1:1"},

@@ -12,15 +12,14 @@ import (
 
 	"github.com/blobswarm/blobswarm/blobswarm/store"
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
-	"github.com/blobswarm/blobswarm/internal/turns"
 )
 
 // fetch streams the blob from the origin into the store, seeding it and
 // learning its piece hashes on the way, or, for a blob stored before its
 // hashes were saved, reads them from the store. Then it saves the hashes,
 // publishes the torrent, and hands out the last piece's hash.
-func (s *Seeder) fetch(j *job, turn *turns.Ticket) (known, error) {
-	defer turn.Leave()
+func (s *Seeder) fetch(j *job, pl places) (known, error) {
+	defer pl.leave()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FetchTimeout)
 	defer cancel()
 	d := j.ref.Digest
@@ -28,10 +27,11 @@ func (s *Seeder) fetch(j *job, turn *turns.Ticket) (known, error) {
 	size, err := s.store.Stat(d)
 	switch {
 	case err == nil:
-		turn.Leave()
+		pl.leave()
 		k, err = s.rehash(j, size)
 	case errors.Is(err, store.ErrNotFound):
-		k, err = s.download(ctx, j, turn)
+		k, err = s.download(ctx, j, pl)
+		pl.leave()
 	}
 	if err != nil {
 		return known{}, err
@@ -58,8 +58,13 @@ func (s *Seeder) fetch(j *job, turn *turns.Ticket) (known, error) {
 // soon as the origin's headers give the size; each piece is seeded and its
 // hash recorded as soon as its bytes are in the partial file; bytes that
 // fail the digest are never stored, and their torrent is dropped.
-func (s *Seeder) download(ctx context.Context, j *job, turn *turns.Ticket) (known, error) {
+func (s *Seeder) download(ctx context.Context, j *job, pl places) (known, error) {
 	ref := j.ref
+	// Nothing is opened before the fetch's turn: a blob waiting for it
+	// holds neither a connection nor a file.
+	if err := pl.fetch.Wait(ctx); err != nil {
+		return known{}, fmt.Errorf("waiting for a turn to fetch %s from %s: %w", ref.Digest, ref.Registry, err)
+	}
 	body, size, err := s.upstream.GetBlob(ctx, ref.Registry, ref.Repo, ref.Digest)
 	if err != nil {
 		return known{}, err
@@ -86,8 +91,8 @@ func (s *Seeder) download(ctx context.Context, j *job, turn *turns.Ticket) (know
 	j.start(info, mi.NumPieces())
 
 	if size <= quickRead {
-		turn.Leave()
-	} else if err := turn.Wait(ctx); err != nil {
+		pl.read.Leave()
+	} else if err := pl.read.Wait(ctx); err != nil {
 		g.Drop()
 		p.Abort()
 		return known{}, fmt.Errorf("waiting for a turn to read %s from %s: %w", ref.Digest, ref.Registry, err)
@@ -99,7 +104,7 @@ func (s *Seeder) download(ctx context.Context, j *job, turn *turns.Ticket) (know
 		g.Have(i)
 	})
 	n, err := io.Copy(io.MultiWriter(p, hasher), body)
-	turn.Leave()
+	pl.read.Leave()
 	if err == nil && n < size {
 		err = io.ErrUnexpectedEOF
 	}

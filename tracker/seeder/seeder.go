@@ -35,6 +35,11 @@ import (
 // again.
 var ErrPending = errors.New("blob is being fetched from the origin")
 
+// ErrBusy means as many blobs as Config.OriginQueue lets wait are waiting
+// for an origin fetch: the seeder starts nothing for this one, and the
+// asker had better fetch it from the origin itself.
+var ErrBusy = errors.New("tracker busy: its seeder has as many blobs waiting for the origin as origin-queue lets wait")
+
 // SharedInfo is a digest-to-torrent map shared by tracker replicas
 // (Redis), so one replica can answer for a blob another one seeded: its
 // info bytes and the hashes of its pieces (20 bytes each, in order).
@@ -70,8 +75,15 @@ type Config struct {
 	FailureTTL time.Duration
 	// FetchTimeout bounds one origin fetch, body included.
 	FetchTimeout time.Duration
-	// OriginReads is how many blob bodies are read from one origin
-	// registry at once (see readqueue.go); default 2.
+	// OriginFetches is how many blobs are fetched from one origin
+	// registry at once, each an open connection and a partial file, from
+	// their answer's headers to their last byte; 0 is no limit.
+	OriginFetches int
+	// OriginQueue is how many blobs may wait for an origin fetch, of all
+	// registries; past it the seeder is busy (ErrBusy). 0 is no limit.
+	OriginQueue int
+	// OriginReads is how many of the fetches from one origin registry read
+	// their body at once (see readqueue.go); default 2.
 	OriginReads int
 	// Shared, when set, publishes torrents to other replicas.
 	Shared SharedInfo
@@ -84,7 +96,8 @@ type Seeder struct {
 	hashes   infobytes.Dir // piece hashes of stored blobs, for restarts
 	seeds    Seeds
 	upstream *upstream.Client
-	reads    *turns.Queue
+	fetches  *turns.Queue // origin fetches, per registry
+	reads    *turns.Queue // body reads of the fetches, per registry
 	log      *slog.Logger
 
 	// mu guards the maps below: one lock for the seeder's state.
@@ -120,7 +133,7 @@ func New(cfg Config, st *store.Store, seeds Seeds, up *upstream.Client, log *slo
 		cfg.OriginReads = 2
 	}
 	return &Seeder{cfg: cfg, store: st, hashes: infobytes.NewPieceHashes(st), seeds: seeds, upstream: up,
-		reads: turns.New(cfg.OriginReads), log: log,
+		fetches: turns.New(cfg.OriginFetches), reads: turns.New(cfg.OriginReads), log: log,
 		inflight: map[digest.Digest]*job{}, failed: map[oci.Blob]*job{}, seeded: map[digest.Digest]known{}}
 }
 
@@ -160,7 +173,10 @@ func (s *Seeder) Hashes(ctx context.Context, ref oci.Blob) (*Hashes, error) {
 // started returns the fetch of ref's blob once it has the blob's torrent,
 // ref's recent failure, or ErrPending when timeout fires first.
 func (s *Seeder) started(ctx context.Context, ref oci.Blob, timeout <-chan time.Time) (*job, error) {
-	j := s.job(ref)
+	j, err := s.job(ref)
+	if err != nil {
+		return nil, err
+	}
 	for {
 		info, err, changed := j.state()
 		switch {
@@ -169,7 +185,9 @@ func (s *Seeder) started(ctx context.Context, ref oci.Blob, timeout <-chan time.
 		case err != nil:
 			// The fetch for another repository failed; this one may
 			// still have the blob.
-			j = s.job(ref)
+			if j, err = s.job(ref); err != nil {
+				return nil, err
+			}
 			continue
 		case info != nil:
 			return j, nil
@@ -283,27 +301,42 @@ func fits(mi metainfo.Info, sums []byte) error {
 }
 
 // job returns ref's recent failure, the fetch of its blob in progress, or
-// a new fetch.
-func (s *Seeder) job(ref oci.Blob) *job {
+// a new fetch; ErrBusy when the queue for origin fetches is full.
+func (s *Seeder) job(ref oci.Blob) (*job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j, ok := s.failed[ref]; ok && time.Since(j.finished) < s.cfg.FailureTTL {
-		return j
+		return j, nil
 	}
 	if j, ok := s.inflight[ref.Digest]; ok {
-		return j
+		return j, nil
+	}
+	// Under the lock, like every start of a fetch, so the queue is never
+	// longer than its cap.
+	if s.cfg.OriginQueue > 0 && s.fetches.Waiting() >= s.cfg.OriginQueue {
+		return nil, ErrBusy
 	}
 	j := newJob(ref)
 	s.inflight[ref.Digest] = j
-	// The turn to read from the origin is taken here, under the lock, so
-	// turns follow the order blobs were asked for.
-	go s.run(j, s.reads.Enqueue(ref.Registry))
-	return j
+	// The turns to fetch and to read from the origin are taken here,
+	// under the lock, so they follow the order blobs were asked for.
+	go s.run(j, places{fetch: s.fetches.Enqueue(ref.Registry), read: s.reads.Enqueue(ref.Registry)})
+	return j, nil
 }
 
-func (s *Seeder) run(j *job, turn *turns.Ticket) {
+// places are a fetch's places in the lines for fetching from its origin
+// registry and for reading the body.
+type places struct{ fetch, read *turns.Ticket }
+
+// leave gives both places up.
+func (t places) leave() {
+	t.fetch.Leave()
+	t.read.Leave()
+}
+
+func (s *Seeder) run(j *job, pl places) {
 	ref, start := j.ref, time.Now()
-	k, err := s.fetch(j, turn)
+	k, err := s.fetch(j, pl)
 	s.mu.Lock()
 	j.finished = time.Now()
 	delete(s.inflight, ref.Digest)

@@ -626,3 +626,32 @@ func TestSmallBodiesAreReadOutOfTurn(t *testing.T) {
 		t.Fatal("the small blob waited for the big one's turn, held by the origin")
 	}
 }
+
+// With one origin fetch and one place in its queue, a third blob finds
+// the seeder busy and starts nothing; the two taken finish in their turn.
+func TestOriginQueueFullIsBusy(t *testing.T) {
+	valve := harness.NewValve(64 << 10)
+	t.Cleanup(valve.Open)
+	e := newEnv(t, seeder.Config{OriginFetches: 1, OriginQueue: 1}, valve.Wrap)
+	first, a := e.push(t, "app", 4<<20)
+	second, b := e.push(t, "app", 4<<20)
+	_, c := e.push(t, "app", 4<<20)
+	if _, err := e.seeder.Metainfo(t.Context(), a, long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.seeder.Metainfo(t.Context(), b, 0); !errors.Is(err, seeder.ErrPending) {
+		t.Fatalf("Metainfo of the blob waiting for the one fetch = %v, want ErrPending", err)
+	}
+	if _, err := e.seeder.Metainfo(t.Context(), c, long); !errors.Is(err, seeder.ErrBusy) {
+		t.Fatalf("Metainfo with the queue full = %v, want ErrBusy", err)
+	}
+	if _, err := e.seeder.Hashes(t.Context(), c); !errors.Is(err, seeder.ErrBusy) {
+		t.Fatalf("Hashes with the queue full = %v, want ErrBusy", err)
+	}
+	valve.Open()
+	checkSeeded(t, e.seeder, a, first)
+	checkSeeded(t, e.seeder, b, second)
+	if n := e.origin.BlobGETs(c.Digest); n != 0 {
+		t.Errorf("the origin served the refused blob %d times", n)
+	}
+}

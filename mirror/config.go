@@ -144,13 +144,13 @@ func (c Config) AllowList(eps map[string]upstream.Endpoint) (*upstream.AllowList
 	return upstream.NewAllowList("mirror", hosts, c.AnyRegistry)
 }
 
-// settings is a Config with its upstreams, files, networks and quota
+// settings is a Config with its upstreams, files, networks and cache
 // parsed and read once: what Validate checks is what New runs with.
 type settings struct {
 	Config
 	endpoints map[string]upstream.Endpoint
 	allow     *upstream.AllowList
-	quota     int64
+	cache     cache.Config
 	roots     *x509.CertPool
 	secret    string
 	peerCIDRs []netip.Prefix
@@ -209,11 +209,8 @@ func (c Config) resolve() (settings, error) {
 			return s, fmt.Errorf("tracker: %q is not an http(s) URL", t)
 		}
 	}
-	if s.quota, err = cache.ParseQuota(c.CacheSize, c.Data); err != nil {
-		return s, fmt.Errorf("cache-size: %w", err)
-	}
-	if err := (cache.Config{High: c.CacheHighWatermark, Low: c.CacheLowWatermark}).Validate(); err != nil {
-		return s, fmt.Errorf("cache-high-watermark, cache-low-watermark: %w", err)
+	if s.cache, err = cache.ParseConfig(c.CacheSize, c.CacheHighWatermark, c.CacheLowWatermark, c.Data); err != nil {
+		return s, err
 	}
 	if s.roots, err = tlsfiles.Roots(c.CA); err != nil {
 		return s, err

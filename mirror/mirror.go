@@ -113,7 +113,7 @@ func New(cfg Config, log *slog.Logger) (*Mirror, error) {
 	m.source = origin
 	var ctx context.Context
 	ctx, m.stop = context.WithCancel(context.Background())
-	if err := m.openCache(ctx, s.quota); err != nil {
+	if err := m.openCache(ctx, s.cache); err != nil {
 		m.stop()
 		return nil, err
 	}

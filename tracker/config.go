@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
@@ -79,6 +80,13 @@ type Config struct {
 	// they were asked for, so an image's first layers finish first.
 	OriginReads int   `yaml:"origin-reads"`
 	UploadRate  int64 `yaml:"upload-rate"`
+	// CacheSize is the quota for the seeder's blobs, as for the mirror:
+	// bytes ("500GiB") or percent of the data filesystem ("80%"); empty
+	// is unlimited. Past the high watermark (percent of the quota) the
+	// least recently asked for blobs are evicted down to the low one.
+	CacheSize          string `yaml:"cache-size"`
+	CacheHighWatermark int    `yaml:"cache-high-watermark"`
+	CacheLowWatermark  int    `yaml:"cache-low-watermark"`
 	// SeedWindow is how many bytes of pieces the seeder offers each peer
 	// ahead of what it has (superseed.Config.Window).
 	SeedWindow int64 `yaml:"seed-window"`
@@ -107,18 +115,20 @@ func Defaults() Config {
 		Data:       "/var/lib/blobswarm/tracker",
 		PeerListen: ":6881",
 		// What a mirror asks for by default (its default-upstream).
-		Registry:         []string{"docker.io"},
-		AnnounceInterval: 5 * time.Second,
-		MaxPeers:         50,
-		TagTTL:           5 * time.Second,
-		MetainfoWait:     2 * time.Second,
-		UpstreamTimeout:  30 * time.Second,
-		FetchIdleTimeout: 30 * time.Second,
-		OriginFetches:    32,
-		OriginQueue:      1024,
-		OriginReads:      2,
-		SeedSpare:        true,
-		LogLevel:         "info",
+		Registry:           []string{"docker.io"},
+		AnnounceInterval:   5 * time.Second,
+		MaxPeers:           50,
+		TagTTL:             5 * time.Second,
+		MetainfoWait:       2 * time.Second,
+		UpstreamTimeout:    30 * time.Second,
+		FetchIdleTimeout:   30 * time.Second,
+		OriginFetches:      32,
+		OriginQueue:        1024,
+		OriginReads:        2,
+		CacheHighWatermark: 95,
+		CacheLowWatermark:  85,
+		SeedSpare:          true,
+		LogLevel:           "info",
 	}
 }
 
@@ -134,6 +144,7 @@ type Settings struct {
 	newRedis    func() redis.UniversalClient // nil: peers and info bytes in memory
 	endpoints   map[string]upstream.Endpoint
 	allow       *upstream.AllowList
+	cache       cache.Config
 	roots       *x509.CertPool
 	secret      string
 }
@@ -208,6 +219,9 @@ func (c Config) Resolve() (Settings, error) {
 	}
 	// Every name was checked above.
 	if s.allow, err = c.AllowList(s.endpoints); err != nil {
+		return s, err
+	}
+	if s.cache, err = cache.ParseConfig(c.CacheSize, c.CacheHighWatermark, c.CacheLowWatermark, c.Data); err != nil {
 		return s, err
 	}
 	if s.TLS, err = tlsfiles.Server(c.TLSCert, c.TLSKey); err != nil {

@@ -66,10 +66,24 @@ type announcedGrowing struct {
 
 func (g *announcedGrowing) Drop() {
 	g.Growing.Drop()
+	g.a.withdraw(g.ih)
+}
+
+// Drop stops serving a blob leaving the store and withdraws the seeder's
+// listing in its swarm.
+func (a *seedAnnouncer) Drop(d digest.Digest) {
+	if ih, ok := a.Server.Drop(d); ok {
+		a.withdraw(ih)
+	}
+}
+
+// withdraw takes the seeder out of a swarm, so mirrors stop dialing a
+// seeder that no longer has the blob.
+func (a *seedAnnouncer) withdraw(ih metainfo.Hash) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := g.a.peers.Remove(ctx, g.ih, g.a.self.ID); err != nil {
-		g.a.log.Warn("withdrawing the seeder from a dropped blob's swarm", "infohash", g.ih, "err", err)
+	if err := a.peers.Remove(ctx, ih, a.self.ID); err != nil {
+		a.log.Warn("withdrawing the seeder from a dropped blob's swarm", "infohash", ih, "err", err)
 	}
 }
 

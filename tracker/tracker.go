@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/blobswarm/blobswarm/blobswarm/cache"
 	"github.com/blobswarm/blobswarm/blobswarm/infobytes"
 	"github.com/blobswarm/blobswarm/blobswarm/peerfilter"
 	"github.com/blobswarm/blobswarm/blobswarm/store"
@@ -37,12 +38,14 @@ import (
 
 // Tracker is a running tracker (without its HTTP listener).
 type Tracker struct {
-	cfg      Config
-	log      *slog.Logger
-	seeds    *seedAnnouncer
-	stop     context.CancelFunc
-	done     chan struct{}
-	seeder   *seeder.Seeder
+	cfg    Config
+	log    *slog.Logger
+	seeds  *seedAnnouncer
+	stop   context.CancelFunc
+	done   chan struct{}
+	seeder *seeder.Seeder
+	// cache bounds the seeder's store; a blob is used when asked for.
+	cache    *cache.Cache
 	tags     *tags.Resolver
 	upstream *upstream.Client
 	announce *announce.Handler
@@ -74,7 +77,12 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracker{cfg: cfg, log: log, registry: prometheus.NewRegistry(), keys: api.NewKeys(s.secret), peerCIDRs: s.peerCIDRs}
+	// Before the seeder: every partial it opens reserves its size here.
+	blobs, err := cache.Open(s.cache, st)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, log: log, cache: blobs, registry: prometheus.NewRegistry(), keys: api.NewKeys(s.secret), peerCIDRs: s.peerCIDRs}
 	if s.secret == "" && beyondLoopback(cfg.Listen) {
 		log.Warn("tracker reachable beyond loopback without a fleet secret: anyone inside peer-cidr can announce, "+
 			"read the manifests and torrents of the configured registries and make the seeder fetch their blobs "+
@@ -89,7 +97,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 		Name: "blobswarm_tracker_pieces_requests_total",
 		Help: "Piece-hash streams by how they ended (ok: after the last piece; busy: the origin queue was full; error: an error answer; broken: the seeder failed mid-blob; cancelled: the mirror left).",
 	}, []string{"result"})
-	t.registry.MustRegister(t.metainfoReqs, t.piecesReqs)
+	t.registry.MustRegister(t.metainfoReqs, t.piecesReqs, cache.NewCollector(blobs, "blobswarm_tracker"))
 
 	var peers peerstore.Store = peerstore.NewMemory(peerstore.MemoryOptions{})
 	var shared seeder.SharedInfo
@@ -147,6 +155,7 @@ func Start(s Settings, log *slog.Logger) (*Tracker, error) {
 	t.seeder = seeder.New(seeder.Config{Shared: shared, OriginFetches: cfg.OriginFetches, OriginQueue: cfg.OriginQueue, OriginReads: cfg.OriginReads},
 		st, t.seeds, t.upstream, log)
 	t.tags = tags.New(t.upstream, cfg.TagTTL)
+	go blobs.Run(runCtx, t.seeder.Evict)
 	if cfg.AnyRegistry {
 		log.Warn("any-registry is set: the tracker fetches from whatever registry a request names, with its credentials, for anyone who reaches it")
 	}
@@ -249,6 +258,7 @@ func (t *Tracker) serveMetainfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.metainfoReqs.WithLabelValues("ok").Inc()
+	t.cache.Use(b.Digest)()
 	w.Header().Set("Content-Type", api.MetainfoType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(info)))
 	w.Write(info)
@@ -292,6 +302,9 @@ func (t *Tracker) servePieces(w http.ResponseWriter, r *http.Request) {
 		t.writeError(w, err, errcode.ErrorCodeBlobUnknown)
 		return
 	}
+	// Held while the hashes stream, so that a blob the fleet is fetching
+	// is not evicted under it.
+	defer t.cache.Use(b.Digest)()
 	rc := http.NewResponseController(w)
 	// The answer lasts as long as the origin takes to send the blob: a
 	// server's read and write timeouts, meant for ordinary answers, must
@@ -378,6 +391,12 @@ func (t *Tracker) writeBusy(w http.ResponseWriter, b oci.Blob) {
 }
 
 func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.ErrorCode) {
+	if errors.As(err, new(*cache.QuotaError)) {
+		// A blob the seeder has no room for: mirrors fetch it from the
+		// origin themselves.
+		errcode.ServeJSON(w, errcode.ErrorCodeUnavailable.WithMessage(err.Error()))
+		return
+	}
 	e, internal := upstream.ClientError(err, unknown)
 	var ue *upstream.Error
 	switch {
@@ -420,6 +439,11 @@ func (r *redisInfo) Get(ctx context.Context, d digest.Digest) (info, sums []byte
 func redisBytes(v any) ([]byte, bool) {
 	s, ok := v.(string)
 	return []byte(s), ok
+}
+
+// Delete removes both keys.
+func (r *redisInfo) Delete(ctx context.Context, d digest.Digest) error {
+	return r.client.Del(ctx, infoKeyPrefix+d.String(), piecesKeyPrefix+d.String()).Err()
 }
 
 // Put sets both keys in one transaction, so no replica reads one without

@@ -11,6 +11,21 @@ import (
 	"github.com/dustin/go-humanize"
 )
 
+// ParseConfig reads the cache keys of a server's configuration, naming
+// the key at fault: cache-size (ParseQuota, of the filesystem holding
+// dir), cache-high-watermark and cache-low-watermark.
+func ParseConfig(size string, high, low int, dir string) (Config, error) {
+	quota, err := ParseQuota(size, dir)
+	if err != nil {
+		return Config{}, fmt.Errorf("cache-size: %w", err)
+	}
+	cfg := Config{Quota: quota, High: high, Low: low}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("cache-high-watermark, cache-low-watermark: %w", err)
+	}
+	return cfg, nil
+}
+
 // ParseQuota reads a quota as configured: empty or "0" for none, bytes
 // with an optional unit ("50GiB", "500 MB"), or a percentage of the
 // filesystem that holds dir ("80%").

@@ -281,15 +281,31 @@ func (g *Growing) Stored() error {
 // Drop stops serving the blob and disconnects its peers: its bytes turned
 // out wrong, or never all came. The reader is not read again once Drop
 // returns.
-func (g *Growing) Drop() {
-	s := g.s
+func (g *Growing) Drop() { g.s.drop(g.t) }
+
+// Drop stops serving blob d, stored or arriving, and disconnects its
+// peers: it is leaving the store. It returns the infohash it was served
+// under, and false if it was not served.
+func (s *Server) Drop(d digest.Digest) (metainfo.Hash, bool) {
 	s.mu.Lock()
-	if s.byDigest[g.t.d] == g.t {
-		delete(s.byDigest, g.t.d)
-		delete(s.torrents, g.t.hash)
+	t, ok := s.byDigest[d]
+	s.mu.Unlock()
+	if !ok {
+		return metainfo.Hash{}, false
+	}
+	s.drop(t)
+	return t.hash, true
+}
+
+// drop stops serving t, unless another torrent of its blob took its place.
+func (s *Server) drop(t *blob) {
+	s.mu.Lock()
+	if s.byDigest[t.d] == t {
+		delete(s.byDigest, t.d)
+		delete(s.torrents, t.hash)
 	}
 	s.mu.Unlock()
-	g.t.close()
+	t.close()
 }
 
 // Seeding lists the infohashes being served, for announcing them.

@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
 	"github.com/blobswarm/blobswarm/internal/origin"
@@ -138,4 +140,68 @@ func withBody(resp *http.Response, body []byte) *http.Response {
 func isUnavailable(err error) bool {
 	var e errcode.Error
 	return errors.As(err, &e) && e.Code == errcode.ErrorCodeUnavailable
+}
+
+// Past its quota the tracker evicts the blobs least recently asked for,
+// whole, down to the low watermark, as a mirror does; an evicted blob is
+// fetched from the origin again when next asked for.
+func TestTrackerQuotaEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	o := newOrigin(t)
+	blobs := map[string][]byte{}
+	digests := map[string]digest.Digest{}
+	for _, name := range []string{"a", "b", "c", "d"} {
+		blobs[name], digests[name] = harness.PushRandomBlob(t, o, "app", 3<<20)
+	}
+	data := t.TempDir()
+	// 10 MiB: eviction above 9.5 MiB, down to 8.5 MiB.
+	tr := harness.Start(t, "tracker", trackerArgs(o, data, "--cache-size", "10MiB")...)
+	for _, name := range []string{"a", "b", "c"} {
+		awaitPieces(t, tr, o.Host(), "app", digests[name])
+	}
+	awaitMetainfo(t, tr, o.Host(), "app", digests["a"]) // used again
+	awaitPieces(t, tr, o.Host(), "app", digests["d"])
+	// 12 MiB with d: b and c, least recently asked for, go.
+	harness.Eventually(t, "two evictions", func() bool {
+		return tr.Metric("blobswarm_tracker_cache_evictions_total") >= 2
+	})
+	if stored := harness.StoredBlobs(t, data); len(stored) != 2 || !slices.Contains(stored, digests["a"]) || !slices.Contains(stored, digests["d"]) {
+		t.Fatalf("tracker stores %v, want a (%s) and d (%s)", stored, digests["a"], digests["d"])
+	}
+	// Evicted, b is fetched and seeded again.
+	if got := awaitPieces(t, tr, o.Host(), "app", digests["b"]); !bytes.Equal(got, harness.PieceSums(t, digests["b"], blobs["b"])) {
+		t.Error("piece hashes of the evicted blob, fetched again, differ from its own")
+	}
+	if n := o.BlobGETs(digests["b"]); n != 2 {
+		t.Errorf("origin served the evicted blob %d times, want 2", n)
+	}
+	if n := o.BlobGETs(digests["a"]); n != 1 {
+		t.Errorf("origin served the kept blob %d times, want 1", n)
+	}
+}
+
+// A blob larger than the tracker's quota is refused before anything is
+// stored: 503 UNAVAILABLE naming the quota, no partial file.
+func TestTrackerRefusesABlobOverItsQuota(t *testing.T) {
+	t.Parallel()
+	o := newOrigin(t)
+	_, d := harness.PushRandomBlob(t, o, "app", 4<<20)
+	data := t.TempDir()
+	tr := harness.Start(t, "tracker", trackerArgs(o, data, "--cache-size", "1MiB")...)
+	var resp *http.Response
+	var body []byte
+	harness.Eventually(t, "an answer other than 202", func() bool {
+		resp, body = get(t, metainfoURL(tr, o.Host(), "app", d))
+		return resp.StatusCode != http.StatusAccepted
+	})
+	err := api.DecodeError(withBody(resp, body))
+	if resp.StatusCode != http.StatusServiceUnavailable || !isUnavailable(err) || !strings.Contains(err.Error(), "quota") {
+		t.Fatalf("metainfo of a blob over the quota: HTTP %d %v, want 503 UNAVAILABLE naming the quota", resp.StatusCode, err)
+	}
+	for _, f := range partials(t, data) {
+		t.Errorf("partial left behind: %s", f)
+	}
+	if stored := harness.StoredBlobs(t, data); len(stored) != 0 {
+		t.Errorf("tracker stores %v", stored)
+	}
 }

@@ -46,6 +46,9 @@ var ErrBusy = errors.New("tracker busy: its seeder has as many blobs waiting for
 type SharedInfo interface {
 	Get(ctx context.Context, d digest.Digest) (info, sums []byte, err error)
 	Put(ctx context.Context, d digest.Digest, info, sums []byte) error
+	// Delete forgets blob d, evicted here: a replica that holds it
+	// itself still answers for it, one that does not fetches it again.
+	Delete(ctx context.Context, d digest.Digest) error
 }
 
 // Seeds is what serves blobs to the swarm (superseed.Server).
@@ -56,6 +59,8 @@ type Seeds interface {
 	// SeedGrowing serves blob d under the torrent of infoBytes while its
 	// bytes arrive in r.
 	SeedGrowing(d digest.Digest, infoBytes []byte, r io.ReaderAt) (Growing, error)
+	// Drop stops serving blob d: it leaves the store.
+	Drop(d digest.Digest)
 }
 
 // Growing is a blob seeded while it arrives (superseed.Growing).
@@ -286,9 +291,50 @@ func (s *Seeder) seedStored(d digest.Digest, size int64) (known, error) {
 	}
 	k := known{info: info, sums: sums}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Evict removes blobs under the lock: one that went since the Stat
+	// above is not seeded.
+	if _, err := s.store.Stat(d); err != nil {
+		s.seeds.Drop(d)
+		return known{}, err
+	}
 	s.seeded[d] = k
-	s.mu.Unlock()
 	return k, nil
+}
+
+// Evict removes stored blob d, chosen by the cache: the seeder stops
+// serving it and forgets its torrent, here and for the other replicas,
+// and its piece hashes and its file go. A blob being fetched or hashed
+// stays; the cache tries again later.
+func (s *Seeder) Evict(d digest.Digest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.inflight[d]; ok {
+		return fmt.Errorf("evict %s: it is being fetched", d)
+	}
+	delete(s.seeded, d)
+	s.seeds.Drop(d)
+	var errs []error
+	if s.cfg.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Shared.Delete(ctx, d); err != nil {
+			// Another replica may answer with the torrent of a blob it
+			// does not hold; mirrors then take it from the origin.
+			errs = append(errs, fmt.Errorf("forget the torrent of %s for the other replicas: %w", d, err))
+		}
+	}
+	if err := s.hashes.Delete(d); err != nil {
+		errs = append(errs, err)
+	}
+	// Last: a blob still in the store is still accounted by the cache.
+	if err := s.store.Delete(d); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if len(errs) > 0 {
+		s.log.Warn("evicted blob", "digest", d, "err", errors.Join(errs...))
+	}
+	return nil
 }
 
 // fits checks that sums are as many piece hashes as the torrent has

@@ -89,6 +89,8 @@ type have struct {
 	i int
 }
 
+func (s *seeds) Drop(d digest.Digest) { s.Server.Drop(d) }
+
 func (s *seeds) SeedGrowing(d digest.Digest, info []byte, r io.ReaderAt) (seeder.Growing, error) {
 	g, err := s.Server.SeedGrowing(d, info, r)
 	if err != nil {
@@ -244,6 +246,8 @@ func (downShared) Get(context.Context, digest.Digest) ([]byte, []byte, error) {
 }
 
 func (downShared) Put(context.Context, digest.Digest, []byte, []byte) error { return errRedisDown }
+
+func (downShared) Delete(context.Context, digest.Digest) error { return errRedisDown }
 
 // A blob that arrives while the shared map is down (its Redis failing
 // over) is seeded all the same: its hashes reach the end, and later asks
@@ -653,5 +657,35 @@ func TestOriginQueueFullIsBusy(t *testing.T) {
 	checkSeeded(t, e.seeder, b, second)
 	if n := e.origin.BlobGETs(c.Digest); n != 0 {
 		t.Errorf("the origin served the refused blob %d times", n)
+	}
+}
+
+// An evicted blob is no longer seeded nor stored, and the next ask
+// fetches it from the origin again; a blob being fetched is not evicted.
+func TestEvict(t *testing.T) {
+	valve := harness.NewValve(64 << 10)
+	t.Cleanup(valve.Open)
+	e := newEnv(t, seeder.Config{}, valve.Wrap)
+	b, ref := e.push(t, "app", 3<<20)
+	if _, err := e.seeder.Metainfo(t.Context(), ref, long); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.seeder.Evict(ref.Digest); err == nil {
+		t.Fatal("evicted a blob being fetched")
+	}
+	valve.Open()
+	checkSeeded(t, e.seeder, ref, b)
+	if err := e.seeder.Evict(ref.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Stat(ref.Digest); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("evicted blob still stored (%v)", err)
+	}
+	if n := len(e.sw.Stats().Torrents); n != 0 {
+		t.Fatalf("%d torrents seeded after the eviction", n)
+	}
+	checkSeeded(t, e.seeder, ref, b)
+	if n := e.origin.BlobGETs(ref.Digest); n != 2 {
+		t.Fatalf("origin served the evicted blob %d times, want 2", n)
 	}
 }

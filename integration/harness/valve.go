@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"testing"
+
+	"github.com/blobswarm/blobswarm/internal/origin"
 )
 
 // Valve holds back the blob bodies an origin sends: the first Pass bytes of
@@ -91,3 +94,14 @@ func (w *valveWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *valveWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// NewHeldOrigin serves an origin whose blob bodies stop after pass bytes
+// until the returned valve opens, which it does when the test ends at the
+// latest.
+func NewHeldOrigin(t testing.TB, pass int64) (*Origin, *Valve) {
+	t.Helper()
+	v := NewValve(pass)
+	o := NewOriginWith(t, origin.Config{}, v.Wrap)
+	t.Cleanup(v.Open)
+	return o, v
+}

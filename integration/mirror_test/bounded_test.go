@@ -55,9 +55,7 @@ func startHeld(t *testing.T, m *harness.Process, o *harness.Origin, repo string,
 // and the slow registry still sees no more fetches than its slots.
 func TestSlowRegistryHoldsOnlyItsOwnFetchSlots(t *testing.T) {
 	t.Parallel()
-	valve := harness.NewValve(1 << 10)
-	slow := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
-	t.Cleanup(valve.Open)
+	slow, _ := harness.NewHeldOrigin(t, 1<<10)
 	fast := harness.NewOrigin(t, origin.Config{})
 	var held []digest.Digest
 	for range 3 {
@@ -94,9 +92,7 @@ func TestSlowRegistryHoldsOnlyItsOwnFetchSlots(t *testing.T) {
 // the next blob. Once the upstream sends again, the blob is served whole.
 func TestStalledUpstreamBodyIsAbandoned(t *testing.T) {
 	t.Parallel()
-	valve := harness.NewValve(1 << 10)
-	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
-	t.Cleanup(valve.Open)
+	o, valve := harness.NewHeldOrigin(t, 1<<10)
 	first, firstDigest := pushBlob(t, o, "team/app", 64<<10)
 	_, secondDigest := pushBlob(t, o, "team/app", 64<<10)
 	data := t.TempDir()

@@ -16,7 +16,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
@@ -40,9 +39,7 @@ func partials(t *testing.T, data string) []string {
 // again the next ask fetches the blob whole.
 func TestStalledOriginBodyIsAbandoned(t *testing.T) {
 	t.Parallel()
-	valve := harness.NewValve(64 << 10)
-	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
-	t.Cleanup(valve.Open)
+	o, valve := harness.NewHeldOrigin(t, 64<<10)
 	b, d := harness.PushRandomBlob(t, o, "app", 4<<20)
 	data := t.TempDir()
 	tr := harness.Start(t, "tracker", trackerArgs(o, data, "--fetch-idle-timeout", "1s")...)
@@ -87,9 +84,7 @@ func TestStalledOriginBodyIsAbandoned(t *testing.T) {
 // the origin never outnumber origin-fetches, nor do partial files.
 func TestBusyTrackerSendsMirrorsToTheOrigin(t *testing.T) {
 	t.Parallel()
-	valve := harness.NewValve(64 << 10)
-	o := harness.NewOriginWith(t, origin.Config{}, valve.Wrap)
-	t.Cleanup(valve.Open)
+	o, _ := harness.NewHeldOrigin(t, 64<<10)
 	_, held := harness.PushRandomBlob(t, o, "app", 4<<20)
 	_, waiting := harness.PushRandomBlob(t, o, "app", 4<<20)
 	small, refused := harness.PushRandomBlob(t, o, "app", 16<<10) // within what the valve passes

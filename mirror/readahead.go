@@ -70,6 +70,7 @@ func (m *Mirror) readahead(registry, repo string, man oci.Manifest) {
 		}
 		if err != nil {
 			m.log.Warn("readahead", "digest", b.Digest, "err", err)
+			continue
 		}
 		started++
 	}

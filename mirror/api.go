@@ -65,8 +65,12 @@ func (m *Mirror) routeAPI(w http.ResponseWriter, r *http.Request, rt route.Route
 		m.serveManifest(w, r, req)
 	case route.Blob:
 		m.serveBlob(w, r, req)
+	case route.Tags:
+		m.serveTags(w, r, req)
+	case route.Referrers:
+		m.serveReferrers(w, r, req)
 	default:
-		m.writeError(w, r, errcode.ErrorCodeUnsupported.WithMessage("not part of the pull API this mirror serves"))
+		writeNotServed(w, r)
 	}
 }
 
@@ -80,6 +84,10 @@ func kindName(k route.Kind, err error) string {
 		return "manifest"
 	case k == route.Blob:
 		return "blob"
+	case k == route.Tags:
+		return "tags"
+	case k == route.Referrers:
+		return "referrers"
 	}
 	return "other"
 }
@@ -135,8 +143,13 @@ func (m *Mirror) upstreamLabel(host string) string {
 
 // unknownCode is the "no such thing" code for what the request names.
 func unknownCode(r *http.Request) errcode.ErrorCode {
-	if rt, err := route.Parse(r.URL.Path); err == nil && rt.Kind == route.Manifest {
+	rt, err := route.Parse(r.URL.Path)
+	switch {
+	case err != nil:
+	case rt.Kind == route.Manifest:
 		return errcode.ErrorCodeManifestUnknown
+	case rt.Kind == route.Tags, rt.Kind == route.Referrers:
+		return errcode.ErrorCodeNameUnknown
 	}
 	return errcode.ErrorCodeBlobUnknown
 }

@@ -65,7 +65,7 @@ func newMetrics() *metrics {
 	f(m.staleManifests)
 	f(m.fetchesBySource)
 	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "blobswarm_mirror_origin_fallbacks_total", Help: "Blob fetches that went to the origin: all of the blob because the tracker (reason=tracker) or the swarm (reason=swarm) failed, or the pieces a stalled swarm lacked (reason=pieces); and tags resolved at the origin because no tracker gave a usable answer (reason=tag: down, refused, or unsigned).",
+		Name: "blobswarm_mirror_origin_fallbacks_total", Help: "Blob fetches that went to the origin: all of the blob for want of the tracker (reason=tracker-down: no replica reachable; tracker-refused: secret, peer-cidr or an unsigned answer; tracker-busy: its seeder had no room; tracker-origin: it answered that its origin failed; tracker-slow: no torrent within metainfo-timeout; tracker-error: any other answer) or because the swarm failed (reason=swarm), or the pieces a stalled swarm lacked (reason=pieces); and tags resolved at the origin because no tracker gave a usable answer (reason=tag: down, refused, or unsigned).",
 	}, []string{"reason"})
 	f(m.fallbacks)
 	return m

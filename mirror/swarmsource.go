@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/blobswarm/blobswarm/blobswarm/torrentmeta"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/internal/registry/upstream"
+	"github.com/blobswarm/blobswarm/tracker/api"
 	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
@@ -46,11 +48,11 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 			// The tracker asked the origin: it has no such blob.
 			return nil, e
 		}
-		return s.fallback(ctx, ref, fl, "tracker", err)
+		return s.fallback(ctx, ref, fl, trackerReason(err), err)
 	}
 	info, err := blobTorrent(ref.Digest, infoBytes)
 	if err != nil {
-		return s.fallback(ctx, ref, fl, "tracker", err)
+		return s.fallback(ctx, ref, fl, reasonTrackerError, err)
 	}
 	dl, err := s.swarm.Download(ctx, ref.Digest, infoBytes, s.trackers.AnnounceURLs(), fl,
 		s.hashes(ref, info.NumPieces(), fl), s.pieces(ref))
@@ -59,6 +61,39 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 	}
 	s.counters.fetches.WithLabelValues("swarm", "ok").Inc()
 	return seedOnCommit{dl: dl, d: ref.Digest, log: s.log}, nil
+}
+
+// Why a blob went to the origin whole, for want of the tracker: the
+// reason label of origin_fallbacks_total.
+const (
+	reasonTrackerDown    = "tracker-down"    // no replica reachable
+	reasonTrackerRefused = "tracker-refused" // secret, peer-cidr or an unsigned answer
+	reasonTrackerBusy    = "tracker-busy"    // its seeder has no room for the blob now
+	reasonTrackerOrigin  = "tracker-origin"  // it answered that its origin failed
+	reasonTrackerSlow    = "tracker-slow"    // its seeder had no torrent within metainfo-timeout
+	reasonTrackerError   = "tracker-error"   // anything else it answered: a 500, a wrong torrent
+)
+
+// trackerReason says why the tracker could not give a blob's torrent. An
+// answer names the cause better than a replica that did not answer.
+func trackerReason(err error) string {
+	var ae *trackerclient.AnswerError
+	var e errcode.Error
+	switch {
+	case errors.As(err, &ae) && errors.As(ae.Err, &e) && e.Code == api.ErrorCodeBusy:
+		return reasonTrackerBusy
+	case errors.As(err, &ae) && ae.Status >= http.StatusBadGateway:
+		return reasonTrackerOrigin
+	case errors.As(err, &ae):
+		return reasonTrackerError
+	case errors.Is(err, trackerclient.ErrRefused), errors.Is(err, trackerclient.ErrUnsigned):
+		return reasonTrackerRefused
+	case errors.Is(err, trackerclient.ErrUnavailable):
+		return reasonTrackerDown
+	case errors.Is(err, context.DeadlineExceeded):
+		return reasonTrackerSlow
+	}
+	return reasonTrackerError
 }
 
 // blobTorrent checks that the tracker's torrent for blob d is the one its

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +22,7 @@ import (
 	"github.com/blobswarm/blobswarm/internal/origin"
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
 	"github.com/blobswarm/blobswarm/tracker/api"
+	trackerclient "github.com/blobswarm/blobswarm/tracker/client"
 )
 
 // fakeTracker answers metainfo with info and pieces with pieces; it has
@@ -132,7 +135,7 @@ func (f *swarmFixture) fetch(t *testing.T) {
 func (f *swarmFixture) fallbacks(t *testing.T) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
-	for _, reason := range []string{"tracker", "swarm", "pieces"} {
+	for _, reason := range []string{reasonTrackerDown, reasonTrackerRefused, reasonTrackerBusy, reasonTrackerOrigin, reasonTrackerSlow, reasonTrackerError, "swarm", "pieces"} {
 		var d dto.Metric
 		if err := f.m.metrics.fallbacks.WithLabelValues(reason).Write(&d); err != nil {
 			t.Fatal(err)
@@ -164,7 +167,7 @@ func TestSwarmSourceRefusesOtherTorrents(t *testing.T) {
 	}
 	f := newSwarmFixture(t, built, servesHashes, stallAfter(time.Minute))
 	f.fetch(t)
-	checkFallbacks(t, f.fallbacks(t), "tracker")
+	checkFallbacks(t, f.fallbacks(t), reasonTrackerError)
 	if f.tracker.metainfoAsked.Load() != 1 || f.tracker.piecesAsked.Load() != 0 {
 		t.Fatalf("tracker asked for metainfo %d and pieces %d times, want once and never",
 			f.tracker.metainfoAsked.Load(), f.tracker.piecesAsked.Load())
@@ -278,5 +281,35 @@ func TestSwarmSourceChecksPiecesAgainstTheTrackersHashes(t *testing.T) {
 	got := f.fallbacks(t)
 	if got["pieces"] != 1 || got["swarm"] != 1 {
 		t.Fatalf("origin fallbacks %v, want the fill and then the whole blob", got)
+	}
+}
+
+// The reason a blob went to the origin for want of the tracker names what
+// the tracker client saw; an answer from one replica says more than
+// another replica's silence.
+func TestTrackerReasonNamesWhatHappened(t *testing.T) {
+	unavailable := func(errs ...error) error {
+		return fmt.Errorf("%w: %w", trackerclient.ErrUnavailable, errors.Join(errs...))
+	}
+	answer := func(status int, err error) error { return &trackerclient.AnswerError{Status: status, Err: err} }
+	down := errors.New("dial tcp 10.0.0.1:8080: connection refused")
+	for _, tc := range []struct {
+		what string
+		err  error
+		want string
+	}{
+		{"no replica reachable", unavailable(down), reasonTrackerDown},
+		{"wrong secret", unavailable(fmt.Errorf("HTTP 401: %w", trackerclient.ErrRefused)), reasonTrackerRefused},
+		{"unsigned answer", unavailable(trackerclient.ErrUnsigned), reasonTrackerRefused},
+		{"origin queue full", unavailable(answer(503, api.ErrorCodeBusy.WithMessage("busy"))), reasonTrackerBusy},
+		{"origin unreachable from the tracker", unavailable(answer(503, errcode.ErrorCodeUnavailable.WithMessage("upstream o unreachable"))), reasonTrackerOrigin},
+		{"origin answered garbage", unavailable(answer(502, errors.New("tracker answered HTTP 502"))), reasonTrackerOrigin},
+		{"tracker's own failure", unavailable(answer(500, errcode.ErrorCodeUnknown.WithMessage("boom"))), reasonTrackerError},
+		{"one replica down, the other busy", unavailable(down, answer(503, api.ErrorCodeBusy.WithMessage("busy"))), reasonTrackerBusy},
+		{"seeder still fetching at the deadline", fmt.Errorf("waiting for the tracker's seeder: %w", context.DeadlineExceeded), reasonTrackerSlow},
+	} {
+		if got := trackerReason(tc.err); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.what, got, tc.want)
+		}
 	}
 }

@@ -382,19 +382,19 @@ func (t *Tracker) serveManifest(w http.ResponseWriter, r *http.Request) {
 const busyRetry = 5 * time.Second
 
 // writeBusy answers a request for blob b the seeder has no room to queue:
-// 503 UNAVAILABLE, Retry-After, which a mirror takes for a tracker that
-// cannot help with this blob now.
+// 503 BUSY, Retry-After, which a mirror takes for a tracker that cannot
+// help with this blob now.
 func (t *Tracker) writeBusy(w http.ResponseWriter, b oci.Blob) {
 	t.log.Warn("origin queue full: blob refused", "registry", b.Registry, "repo", b.Repo, "digest", b.Digest, "origin-queue", t.cfg.OriginQueue)
 	w.Header().Set("Retry-After", strconv.Itoa(int(busyRetry/time.Second)))
-	errcode.ServeJSON(w, errcode.ErrorCodeUnavailable.WithMessage(seeder.ErrBusy.Error()))
+	errcode.ServeJSON(w, api.ErrorCodeBusy.WithMessage(seeder.ErrBusy.Error()))
 }
 
 func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.ErrorCode) {
 	if errors.As(err, new(*cache.QuotaError)) {
 		// A blob the seeder has no room for: mirrors fetch it from the
 		// origin themselves.
-		errcode.ServeJSON(w, errcode.ErrorCodeUnavailable.WithMessage(err.Error()))
+		errcode.ServeJSON(w, api.ErrorCodeBusy.WithMessage(err.Error()))
 		return
 	}
 	e, internal := upstream.ClientError(err, unknown)

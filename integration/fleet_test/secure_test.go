@@ -154,7 +154,7 @@ func TestSecuredTracker(t *testing.T) {
 		if n := fromSwarm(m); n != 0 {
 			t.Errorf("a mirror without the secret received %.0f bytes from the swarm", n)
 		}
-		if n := m.Metric(fallbacksMetric, "reason", "tracker"); n == 0 {
+		if n := m.Metric(fallbacksMetric, "reason", "tracker-refused"); n == 0 {
 			t.Error("a mirror without the secret did not fall back to the origin")
 		}
 		checkOriginServed(t, f, image, 2)

@@ -65,7 +65,7 @@ func pullWithoutTracker(t *testing.T, f *fleet, image testimage.Pushed) {
 	type counts struct{ origin, fallbacks float64 }
 	before := map[*mirror]counts{}
 	for _, m := range f.mirrors {
-		before[m] = counts{m.Metric(receivedMetric, "source", "origin"), m.Metric(fallbacksMetric, "reason", "tracker")}
+		before[m] = counts{m.Metric(receivedMetric, "source", "origin"), m.Metric(fallbacksMetric, "reason", "tracker-down")}
 	}
 	// The bound catches a mirror that waits for the tracker forever; the
 	// time the pulls took is logged, not judged.
@@ -84,7 +84,7 @@ func pullWithoutTracker(t *testing.T, f *fleet, image testimage.Pushed) {
 		if n := m.Metric(receivedMetric, "source", "origin") - before[m].origin; n != size {
 			t.Errorf("%s received %.0f bytes from the origin, want the image (%.0f)", m.name, n, size)
 		}
-		if n := m.Metric(fallbacksMetric, "reason", "tracker") - before[m].fallbacks; n != blobs {
+		if n := m.Metric(fallbacksMetric, "reason", "tracker-down") - before[m].fallbacks; n != blobs {
 			t.Errorf("%s counted %.0f fallbacks for the tracker, want %.0f, one per blob", m.name, n, blobs)
 		}
 	}

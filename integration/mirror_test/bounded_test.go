@@ -87,8 +87,8 @@ func TestSlowRegistryHoldsOnlyItsOwnFetchSlots(t *testing.T) {
 }
 
 // A blob whose upstream stops sending is given up after
-// fetch-idle-timeout: the client's answer breaks instead of ending as if
-// complete, nothing half-written stays, and the fetch slot is free for
+// fetch-idle-timeout: the answers of the client that started the fetch
+// and of one that joined it break instead of ending as if complete, nothing half-written stays, and the fetch slot is free for
 // the next blob. Once the upstream sends again, the blob is served whole.
 func TestStalledUpstreamBodyIsAbandoned(t *testing.T) {
 	t.Parallel()
@@ -101,12 +101,31 @@ func TestStalledUpstreamBodyIsAbandoned(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), hangBound)
 	defer cancel()
 	url := fmt.Sprintf("%s/v2/team/app/blobs/%s?ns=%s", m.URL(), firstDigest, o.Host())
-	resp, body, err := try(ctx, http.MethodGet, url)
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("the answer of a blob whose upstream stopped sending neither ended nor broke within %s", hangBound)
-	case err == nil:
-		t.Fatalf("the answer of a blob whose upstream stopped sending ended cleanly: status %d, %d bytes", resp.StatusCode, len(body))
+	// Two clients: the second joins the fetch the first started, and must
+	// not be left waiting on it either.
+	type answer struct {
+		resp *http.Response
+		body []byte
+		err  error
+	}
+	answers := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			resp, body, err := try(ctx, http.MethodGet, url)
+			answers <- answer{resp, body, err}
+		}()
+	}
+	for range 2 {
+		a := <-answers
+		switch {
+		case ctx.Err() != nil:
+			t.Fatalf("the answer of a blob whose upstream stopped sending neither ended nor broke within %s", hangBound)
+		case a.err == nil:
+			t.Fatalf("the answer of a blob whose upstream stopped sending ended cleanly: status %d, %d bytes", a.resp.StatusCode, len(a.body))
+		}
+	}
+	if n := o.BlobGETs(firstDigest); n != 1 {
+		t.Errorf("origin got %d GETs of the stalled blob from two clients, want 1: the second joins the first's fetch", n)
 	}
 	for _, f := range filesUnder(t, data+"/tmp") {
 		t.Errorf("partial left behind: %s", f)

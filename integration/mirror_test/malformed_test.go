@@ -97,10 +97,14 @@ func TestMalformedRequests(t *testing.T) {
 		{"DELETE cached blob", "DELETE", "/v2/app/blobs/" + d.String(), nil, 405, "UNSUPPORTED"},
 		{"DELETE tag", "DELETE", "/v2/app/manifests/1", nil, 405, "UNSUPPORTED"},
 		{"OPTIONS", "OPTIONS", "/v2/app/manifests/1", nil, 405, "UNSUPPORTED"},
-		{"catalog", "GET", "/v2/_catalog", nil, 405, "UNSUPPORTED"},
-		{"tags list", "GET", "/v2/app/tags/list", nil, 405, "UNSUPPORTED"},
-		{"referrers", "GET", "/v2/app/referrers/" + d.String(), nil, 405, "UNSUPPORTED"},
-		{"blob without digest", "GET", "/v2/app/blobs/", nil, 405, "UNSUPPORTED"},
+		// Reads a pull-through mirror does not serve are a 404, as from a
+		// registry without that API, never a 405.
+		{"catalog", "GET", "/v2/_catalog", nil, 404, "UNSUPPORTED"},
+		{"upload status", "GET", "/v2/app/blobs/uploads/abc", nil, 404, "UNSUPPORTED"},
+		{"blob without digest", "GET", "/v2/app/blobs/", nil, 404, "UNSUPPORTED"},
+		{"tags of a bad name", "GET", "/v2/App/tags/list", nil, 400, "NAME_INVALID"},
+		{"tags page size not a number", "GET", "/v2/app/tags/list?n=ten", nil, 400, "PAGINATION_NUMBER_INVALID"},
+		{"referrers of a bad digest", "GET", "/v2/app/referrers/sha256:" + hex[:10], nil, 400, "DIGEST_INVALID"},
 		{"ns with space", "GET", "/v2/app/blobs/" + cold + "?ns=a%20b", nil, 400, "NAME_INVALID"},
 		{"ns with path", "GET", "/v2/app/blobs/" + cold + "?ns=a.test/x", nil, 400, "NAME_INVALID"},
 		{"ns with scheme", "GET", "/v2/app/blobs/" + cold + "?ns=http://a.test", nil, 400, "NAME_INVALID"},

@@ -78,7 +78,7 @@ func TestStalledOriginBodyIsAbandoned(t *testing.T) {
 }
 
 // A tracker whose seeder has as many blobs waiting for the origin as
-// origin-queue lets wait is busy: it answers 503 UNAVAILABLE with
+// origin-queue lets wait is busy: it answers 503 BUSY with
 // Retry-After in the OCI error format, starts nothing for the blob, and a
 // mirror asking it for that blob goes to the origin itself. Fetches at
 // the origin never outnumber origin-fetches, nor do partial files.
@@ -101,8 +101,8 @@ func TestBusyTrackerSendsMirrorsToTheOrigin(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("metainfo with the origin queue full: HTTP %d, Retry-After %q, want 503 and a Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	if err := api.DecodeError(withBody(resp, body)); !strings.Contains(err.Error(), "busy") || !isUnavailable(err) {
-		t.Errorf("busy answer: %v, want UNAVAILABLE saying the tracker is busy", err)
+	if err := api.DecodeError(withBody(resp, body)); !strings.Contains(err.Error(), "busy") || !isBusy(err) {
+		t.Errorf("busy answer: %v, want BUSY saying the tracker is busy", err)
 	}
 	if n := len(partials(t, data)); n != 1 {
 		t.Errorf("%d partial files on the tracker with one origin fetch allowed, want 1", n)
@@ -114,8 +114,8 @@ func TestBusyTrackerSendsMirrorsToTheOrigin(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, small) {
 		t.Fatalf("the blob through a mirror of the busy tracker: HTTP %d, %d bytes", resp.StatusCode, len(body))
 	}
-	if n := m.Metric("blobswarm_mirror_origin_fallbacks_total", "reason", "tracker"); n != 1 {
-		t.Errorf("%.0f origin fallbacks for want of the tracker, want 1", n)
+	if n := m.Metric("blobswarm_mirror_origin_fallbacks_total", "reason", "tracker-busy"); n != 1 {
+		t.Errorf("%.0f origin fallbacks counted as the tracker busy, want 1", n)
 	}
 	if n := o.BlobGETs(refused); n != 1 {
 		t.Errorf("the origin served the refused blob %d times, want once, to the mirror", n)
@@ -131,10 +131,10 @@ func withBody(resp *http.Response, body []byte) *http.Response {
 	return resp
 }
 
-// isUnavailable reports whether err is the OCI error UNAVAILABLE.
-func isUnavailable(err error) bool {
+// isBusy reports whether err is the tracker's error BUSY.
+func isBusy(err error) bool {
 	var e errcode.Error
-	return errors.As(err, &e) && e.Code == errcode.ErrorCodeUnavailable
+	return errors.As(err, &e) && e.Code == api.ErrorCodeBusy
 }
 
 // Past its quota the tracker evicts the blobs least recently asked for,
@@ -176,7 +176,7 @@ func TestTrackerQuotaEvictsLeastRecentlyUsed(t *testing.T) {
 }
 
 // A blob larger than the tracker's quota is refused before anything is
-// stored: 503 UNAVAILABLE naming the quota, no partial file.
+// stored: 503 BUSY naming the quota, no partial file.
 func TestTrackerRefusesABlobOverItsQuota(t *testing.T) {
 	t.Parallel()
 	o := newOrigin(t)
@@ -190,8 +190,8 @@ func TestTrackerRefusesABlobOverItsQuota(t *testing.T) {
 		return resp.StatusCode != http.StatusAccepted
 	})
 	err := api.DecodeError(withBody(resp, body))
-	if resp.StatusCode != http.StatusServiceUnavailable || !isUnavailable(err) || !strings.Contains(err.Error(), "quota") {
-		t.Fatalf("metainfo of a blob over the quota: HTTP %d %v, want 503 UNAVAILABLE naming the quota", resp.StatusCode, err)
+	if resp.StatusCode != http.StatusServiceUnavailable || !isBusy(err) || !strings.Contains(err.Error(), "quota") {
+		t.Fatalf("metainfo of a blob over the quota: HTTP %d %v, want 503 BUSY naming the quota", resp.StatusCode, err)
 	}
 	for _, f := range partials(t, data) {
 		t.Errorf("partial left behind: %s", f)

@@ -11,6 +11,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("/v2/library/alpine/manifests/latest")
 	f.Add("/v2/a/b/blobs/sha256:" + hex)
 	f.Add("/v2/x/manifests/sha256:" + hex)
+	f.Add("/v2/library/alpine/tags/list")
+	f.Add("/v2/x/referrers/sha256:" + hex)
 	f.Fuzz(func(t *testing.T, path string) {
 		r, err := Parse(path)
 		if err != nil {
@@ -25,6 +27,14 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("invalid digest %q accepted", r.Digest)
 			}
 			if path != "/v2/"+r.Name+"/blobs/"+r.Digest.String() {
+				t.Fatalf("%q parsed to %+v", path, r)
+			}
+		case Tags:
+			if path != "/v2/"+r.Name+"/tags/list" {
+				t.Fatalf("%q parsed to %+v", path, r)
+			}
+		case Referrers:
+			if r.Digest.Validate() != nil || path != "/v2/"+r.Name+"/referrers/"+r.Digest.String() {
 				t.Fatalf("%q parsed to %+v", path, r)
 			}
 		case Manifest:

@@ -21,7 +21,13 @@ const (
 	Manifest
 	// Blob is /v2/<name>/blobs/<digest>.
 	Blob
-	// Other is a /v2/ path the pull API does not have (uploads, tag lists).
+	// Tags is /v2/<name>/tags/list, a repository's tag list.
+	Tags
+	// Referrers is /v2/<name>/referrers/<digest>, the manifests that name
+	// a manifest as their subject (OCI distribution-spec 1.1).
+	Referrers
+	// Other is a /v2/ path a pull-through mirror does not serve (uploads,
+	// the catalog).
 	Other
 )
 
@@ -32,7 +38,7 @@ type Route struct {
 	Name string
 	// Tag is set for a manifest by tag.
 	Tag string
-	// Digest is set for a blob or a manifest by digest.
+	// Digest is set for a blob, a manifest by digest and referrers.
 	Digest digest.Digest
 }
 
@@ -52,9 +58,15 @@ func Parse(path string) (Route, error) {
 	if rest == "" {
 		return Route{Kind: Base}, nil
 	}
+	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
+		if err := oci.ParseName(name); err != nil {
+			return Route{}, err
+		}
+		return Route{Kind: Tags, Name: name}, nil
+	}
 	// The name itself may contain slashes, so split at the last resource
 	// keyword, not the first.
-	for _, kw := range []string{"/manifests/", "/blobs/"} {
+	for _, kw := range []string{"/manifests/", "/blobs/", "/referrers/"} {
 		i := strings.LastIndex(rest, kw)
 		if i < 0 {
 			continue
@@ -68,12 +80,16 @@ func Parse(path string) (Route, error) {
 		if err := oci.ParseName(name); err != nil {
 			return Route{}, err
 		}
-		if kw == "/blobs/" {
+		if kw != "/manifests/" {
 			d, err := oci.ParseDigest(ref)
 			if err != nil {
 				return Route{}, err
 			}
-			return Route{Kind: Blob, Name: name, Digest: d}, nil
+			kind := Blob
+			if kw == "/referrers/" {
+				kind = Referrers
+			}
+			return Route{Kind: kind, Name: name, Digest: d}, nil
 		}
 		if strings.Contains(ref, ":") {
 			d, err := oci.ParseDigest(ref)

@@ -22,7 +22,13 @@ func TestParse(t *testing.T) {
 		{path: "/v2/a/b/c/blobs/sha256:" + hex, want: Route{Kind: Blob, Name: "a/b/c", Digest: "sha256:" + hex}},
 		// A repository may itself be called "blobs".
 		{path: "/v2/org/blobs/blobs/sha256:" + hex, want: Route{Kind: Blob, Name: "org/blobs", Digest: "sha256:" + hex}},
-		{path: "/v2/library/alpine/tags/list", want: Route{Kind: Other}},
+		{path: "/v2/library/alpine/tags/list", want: Route{Kind: Tags, Name: "library/alpine"}},
+		// A repository may be called "tags".
+		{path: "/v2/org/tags/tags/list", want: Route{Kind: Tags, Name: "org/tags"}},
+		{path: "/v2/a/b/referrers/sha256:" + hex, want: Route{Kind: Referrers, Name: "a/b", Digest: "sha256:" + hex}},
+		{path: "/v2/_catalog", want: Route{Kind: Other}},
+		{path: "/v2/Bad/tags/list", err: oci.ErrNameInvalid},
+		{path: "/v2/alpine/referrers/latest", err: oci.ErrDigestInvalid},
 		{path: "/v2/library/alpine/blobs/uploads/", want: Route{Kind: Other}},
 		{path: "/other", err: ErrNotAPI},
 		{path: "/v2/Library/alpine/manifests/latest", err: oci.ErrNameInvalid},

@@ -78,6 +78,16 @@ func ParsePiecesQuery(q url.Values) (oci.Blob, int, error) {
 	return b, from, nil
 }
 
+// ErrorCodeBusy answers a request for a blob the tracker's seeder has no
+// room for now: its origin queue is full, or the blob does not fit its
+// store. The mirror fetches that blob from the origin itself.
+var ErrorCodeBusy = errcode.Register("blobswarm.tracker", errcode.ErrorDescriptor{
+	Value:          "BUSY",
+	Message:        "tracker busy",
+	Description:    "The tracker's seeder has no room for this blob now; fetch it from the origin.",
+	HTTPStatusCode: http.StatusServiceUnavailable,
+})
+
 // ErrorCodeParamInvalid answers a query parameter that is not what the
 // endpoint takes and has no OCI code of its own.
 var ErrorCodeParamInvalid = errcode.Register("blobswarm.tracker", errcode.ErrorDescriptor{

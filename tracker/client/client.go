@@ -257,6 +257,22 @@ func (c *Client) stream(ctx context.Context, pathQuery string) (*http.Response, 
 // of info bytes and a manifest, and an error body is smaller.
 const maxAnswer = max(api.MaxMetainfoSize, oci.MaxManifestSize+1)
 
+// ErrRefused says the tracker's admission refused this mirror (secret or
+// peer-cidr): as good as down for it.
+var ErrRefused = errors.New("refused")
+
+// AnswerError is a tracker's error answer (a 5xx): the tracker is up and
+// says why it cannot help, with the OCI error its body carries (its
+// origin failed, or api.ErrorCodeBusy).
+type AnswerError struct {
+	Status int
+	Err    error
+}
+
+func (e *AnswerError) Error() string { return fmt.Sprintf("HTTP %d: %v", e.Status, e.Err) }
+
+func (e *AnswerError) Unwrap() error { return e.Err }
+
 // ErrUnsigned says a tracker's answer was not signed with the fleet's key
 // for the request. The message names both causes, since the mirror's log
 // is where an operator finds a tracker left without the secret.
@@ -305,8 +321,8 @@ func (c *Client) do(ctx context.Context, hc *http.Client, pathQuery string, h ht
 // back whole.
 func (c *Client) check(req *http.Request, resp *http.Response, verify bool) (*http.Response, error) {
 	if resp.StatusCode >= 500 {
-		resp.Body.Close()
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+		defer resp.Body.Close()
+		return nil, &AnswerError{Status: resp.StatusCode, Err: api.DecodeError(resp)}
 	}
 	if !verify && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
 		return resp, nil
@@ -333,12 +349,12 @@ func (c *Client) check(req *http.Request, resp *http.Response, verify bool) (*ht
 func refused(status int, body []byte) error {
 	switch status {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("HTTP %d: refused; does tracker-secret-file hold the fleet's secret?", status)
+		return fmt.Errorf("HTTP %d: %w; does tracker-secret-file hold the fleet's secret?", status, ErrRefused)
 	case http.StatusForbidden:
 		var e errcode.Error
 		err := api.DecodeError(&http.Response{StatusCode: status, Body: io.NopCloser(bytes.NewReader(body))})
 		if errors.As(err, &e) && e.Code == api.ErrorCodeNotAdmitted {
-			return fmt.Errorf("HTTP %d: refused; is this mirror's address inside the tracker's peer-cidr? %w", status, err)
+			return fmt.Errorf("HTTP %d: %w; is this mirror's address inside the tracker's peer-cidr? %w", status, ErrRefused, err)
 		}
 	}
 	return nil

@@ -152,8 +152,9 @@ func Unreachable(err error) bool {
 	return errors.As(err, &ue) && (ue.Status == 0 || ue.Status >= 500)
 }
 
-// Do sends a GET or HEAD for path (e.g. /v2/library/alpine/blobs/sha256:..)
-// of repository repo on registry host, authenticating as the upstream asks.
+// Do sends a GET or HEAD for path (e.g. /v2/library/alpine/blobs/sha256:..,
+// or /v2/library/alpine/tags/list?n=10 with a query) of repository repo on
+// registry host, authenticating as the upstream asks.
 // The caller closes the body of the returned response, whatever its status.
 func (c *Client) Do(ctx context.Context, method, host, repo, path string, header http.Header) (*http.Response, error) {
 	if err := c.Check(host); err != nil {
@@ -161,6 +162,7 @@ func (c *Client) Do(ctx context.Context, method, host, repo, path string, header
 	}
 	ep := c.Endpoint(host)
 	u := *ep.URL
+	path, u.RawQuery, _ = strings.Cut(path, "?")
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	scope := "repository:" + repo + ":pull"
 	h := &hop{

@@ -3,9 +3,7 @@ package upstream
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,8 +11,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/blobswarm/blobswarm/internal/registry/oci"
 )
 
 // Listing is one page of a tag list or a referrers list, as the registry
@@ -103,17 +99,13 @@ func (c *Client) getListing(ctx context.Context, host, repo, path string, q url.
 	if resp.StatusCode != http.StatusOK {
 		return Listing{}, c.StatusError(host, resp.StatusCode, what)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
-	if err == nil && len(data) > oci.MaxManifestSize {
-		err = errors.New("larger than 4 MiB")
-	}
+	data, mediaType, err := c.readAnswer(host, resp, what)
 	if err != nil {
-		return Listing{}, c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
+		return Listing{}, err
 	}
-	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
 	return Listing{
 		Data:           data,
-		MediaType:      strings.TrimSpace(mediaType),
+		MediaType:      mediaType,
 		Next:           NextPage(resp.Header.Values("Link"), path),
 		FiltersApplied: resp.Header.Get("OCI-Filters-Applied"),
 	}, nil

@@ -28,6 +28,21 @@ func (c *Client) GetManifest(ctx context.Context, host, repo, ref string, accept
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", c.StatusError(host, resp.StatusCode, what)
 	}
+	data, mediaType, err := c.readAnswer(host, resp, what)
+	if err != nil {
+		return nil, "", err
+	}
+	// Whatever else came back (a login page, an error page with a script)
+	// would reach clients verbatim under the registry's name.
+	if !oci.IsManifestMediaType(mediaType) {
+		return nil, "", c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: Content-Type %q is not a manifest media type", what, mediaType))
+	}
+	return data, mediaType, nil
+}
+
+// readAnswer reads a manifest-sized answer whole (at most 4 MiB, as
+// distribution allows a manifest) with its media type.
+func (c *Client) readAnswer(host string, resp *http.Response, what string) ([]byte, string, error) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
 	if err == nil && len(data) > oci.MaxManifestSize {
 		err = errors.New("larger than 4 MiB")
@@ -36,11 +51,5 @@ func (c *Client) GetManifest(ctx context.Context, host, repo, ref string, accept
 		return nil, "", c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
 	}
 	mediaType, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	mediaType = strings.TrimSpace(mediaType)
-	// Whatever else came back (a login page, an error page with a script)
-	// would reach clients verbatim under the registry's name.
-	if !oci.IsManifestMediaType(mediaType) {
-		return nil, "", c.StatusError(host, http.StatusBadGateway, fmt.Sprintf("%s: Content-Type %q is not a manifest media type", what, mediaType))
-	}
-	return data, mediaType, nil
+	return data, strings.TrimSpace(mediaType), nil
 }

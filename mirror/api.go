@@ -108,6 +108,7 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		e = m.clientError(err, unknownCode(r))
 	}
+	upstream.SetRetryAfter(w.Header(), err)
 	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(e.Code.Descriptor().HTTPStatusCode)

@@ -103,7 +103,9 @@ func (m *Mirror) manifestByTag(ctx context.Context, ref manifestRef, accept []st
 	if err == nil {
 		return man, nil
 	}
-	if !upstream.Unreachable(err) {
+	// A registry down or refusing for now (429): the tag's last known
+	// answer serves, if there is one.
+	if !upstream.Unreachable(err) && !upstream.RateLimited(err) {
 		return oci.Manifest{}, err
 	}
 	d, _, terr := m.manifests.Tag(ref.registry, ref.repo, ref.tag)
@@ -115,7 +117,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, ref manifestRef, accept []st
 		return oci.Manifest{}, err
 	}
 	m.metrics.staleManifests.Inc()
-	m.log.Warn("serving stale tag: upstream unreachable", "registry", ref.registry, "repo", ref.repo, "tag", ref.tag, "digest", d, "err", err)
+	m.log.Warn("serving stale tag: upstream unreachable or rate limited", "registry", ref.registry, "repo", ref.repo, "tag", ref.tag, "digest", d, "err", err)
 	return man, nil
 }
 

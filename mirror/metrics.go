@@ -50,7 +50,7 @@ func newMetrics() *metrics {
 			Name: "blobswarm_mirror_inflight_fetches", Help: "Blob fetches in progress.",
 		}),
 		staleManifests: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "blobswarm_mirror_stale_manifests_total", Help: "Tags answered from the cache because the upstream was unreachable.",
+			Name: "blobswarm_mirror_stale_manifests_total", Help: "Tags answered from the cache because the upstream was unreachable or rate limited (429).",
 		}),
 		fetchesBySource: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blobswarm_mirror_fetches_total", Help: "Completed blob fetches by source and result.",

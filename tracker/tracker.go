@@ -397,6 +397,7 @@ func (t *Tracker) writeError(w http.ResponseWriter, err error, unknown errcode.E
 		errcode.ServeJSON(w, api.ErrorCodeBusy.WithMessage(err.Error()))
 		return
 	}
+	upstream.SetRetryAfter(w.Header(), err)
 	e, internal := upstream.ClientError(err, unknown)
 	var ue *upstream.Error
 	switch {

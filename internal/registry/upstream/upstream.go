@@ -67,6 +67,9 @@ type Config struct {
 type Client struct {
 	cfg  Config
 	http *http.Client
+	// held are the scopes registries answered 429 for, until their
+	// Retry-After.
+	held holds
 }
 
 // defaultTimeout bounds connecting and response headers for a client
@@ -133,7 +136,9 @@ type Error struct {
 	Host   string
 	URL    string
 	Status int // 0 when the upstream was unreachable
-	Err    error
+	// RetryAfter is how long a 429 asked to wait.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -155,7 +160,9 @@ func Unreachable(err error) bool {
 // Do sends a GET or HEAD for path (e.g. /v2/library/alpine/blobs/sha256:..,
 // or /v2/library/alpine/tags/list?n=10 with a query) of repository repo on
 // registry host, authenticating as the upstream asks.
-// The caller closes the body of the returned response, whatever its status.
+// The caller closes the body of the returned response, whatever its status;
+// a 429 comes back as an *Error wrapping ErrRateLimited instead, and holds
+// the scope (see ratelimit.go).
 func (c *Client) Do(ctx context.Context, method, host, repo, path string, header http.Header) (*http.Response, error) {
 	if err := c.Check(host); err != nil {
 		return nil, err
@@ -165,6 +172,22 @@ func (c *Client) Do(ctx context.Context, method, host, repo, path string, header
 	path, u.RawQuery, _ = strings.Cut(path, "?")
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	scope := "repository:" + repo + ":pull"
+	held := host + " " + scope
+	if d, ok := c.held.left(held, time.Now()); ok {
+		return nil, &Error{Host: host, URL: ep.URL.String(), Status: http.StatusTooManyRequests, RetryAfter: d,
+			Err: fmt.Errorf("%w: not asked again for %s", ErrRateLimited, d.Round(time.Second))}
+	}
+	// A 429 holds the scope: no request for it reaches the registry until
+	// the Retry-After passed.
+	limited := func(resp *http.Response, err error) (*http.Response, error) {
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+			return resp, err
+		}
+		d := retryAfter(resp.Header, time.Now())
+		c.held.hold(held, time.Now(), d)
+		drain(resp)
+		return nil, &Error{Host: host, URL: ep.URL.String(), Status: http.StatusTooManyRequests, RetryAfter: d, Err: ErrRateLimited}
+	}
 	h := &hop{
 		endpoint: ep.URL,
 		named:    c.Named(host),
@@ -198,7 +221,7 @@ func (c *Client) Do(ctx context.Context, method, host, repo, path string, header
 
 	resp, err := send()
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
+		return limited(resp, err)
 	}
 	// One challenge round per request: drop what we had, answer the
 	// challenge, retry once. A second 401 goes to the caller.
@@ -207,7 +230,7 @@ func (c *Client) Do(ctx context.Context, method, host, repo, path string, header
 	if err := c.cfg.Auth.Answer(ctx, ep, scope, challenges); err != nil {
 		return nil, &Error{Host: host, URL: ep.URL.String(), Status: http.StatusUnauthorized, Err: err}
 	}
-	return send()
+	return limited(send())
 }
 
 func drain(resp *http.Response) {

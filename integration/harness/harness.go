@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -97,8 +98,7 @@ type Process struct {
 // /readyz answers. The process is killed when the test ends.
 func Start(t testing.TB, sub string, args ...string) *Process {
 	t.Helper()
-	addr := FreeAddr(t)
-	return StartAt(t, addr, sub, args...)
+	return startFree(t, "http", http.DefaultClient, sub, args...)
 }
 
 // StartAt is Start on a given listen address (to restart on the same one).
@@ -110,10 +110,39 @@ func StartAt(t testing.TB, addr, sub string, args ...string) *Process {
 // StartTLS is Start for a process serving HTTPS; client trusts it.
 func StartTLS(t testing.TB, client *http.Client, sub string, args ...string) *Process {
 	t.Helper()
-	return start(t, FreeAddr(t), "https", client, sub, args...)
+	return startFree(t, "https", client, sub, args...)
+}
+
+// errPortTaken is a process that could not bind its listen address.
+var errPortTaken = errors.New("listen address taken")
+
+// startFree starts a process on a free port. Another process (tests run
+// in parallel) may bind that port between FreeAddr and the start, so a
+// start that fails for want of it is tried again on another.
+func startFree(t testing.TB, scheme string, client *http.Client, sub string, args ...string) *Process {
+	t.Helper()
+	for tries := 1; ; tries++ {
+		p, err := launch(t, FreeAddr(t), scheme, client, sub, args...)
+		if err == nil {
+			return p
+		}
+		if !errors.Is(err, errPortTaken) || tries == 3 {
+			t.Fatal(err)
+		}
+	}
 }
 
 func start(t testing.TB, addr, scheme string, client *http.Client, sub string, args ...string) *Process {
+	t.Helper()
+	p, err := launch(t, addr, scheme, client, sub, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// launch runs the process and waits until it is ready, or says why not.
+func launch(t testing.TB, addr, scheme string, client *http.Client, sub string, args ...string) (*Process, error) {
 	t.Helper()
 	p := &Process{t: t, Addr: addr, logs: &syncBuffer{}, done: make(chan struct{}), scheme: scheme, client: client}
 	p.cmd = exec.Command(Binary(t), append([]string{sub, "--listen", addr}, args...)...)
@@ -138,16 +167,19 @@ func start(t testing.TB, addr, scheme string, client *http.Client, sub string, a
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return p, nil
 			}
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited before it was ready: %s", sub, p.Logs())
+			if strings.Contains(p.Logs(), "listen tcp "+addr+": bind: address already in use") {
+				return nil, fmt.Errorf("%s exited before it was ready: %w: %s", sub, errPortTaken, p.Logs())
+			}
+			return nil, fmt.Errorf("%s exited before it was ready: %s", sub, p.Logs())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 20s: %s", sub, p.Logs())
+			return nil, fmt.Errorf("%s not ready after 20s: %s", sub, p.Logs())
 		}
 	}
 }

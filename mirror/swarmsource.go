@@ -48,6 +48,12 @@ func (s *swarmSource) Fetch(ctx context.Context, ref oci.Blob, fl *flight.Flight
 			// The tracker asked the origin: it has no such blob.
 			return nil, e
 		}
+		if upstream.RateLimited(err) {
+			// The origin rate-limits the fleet and the tracker holds
+			// that for every mirror: asking the origin from here would
+			// only add to its count.
+			return nil, err
+		}
 		return s.fallback(ctx, ref, fl, trackerReason(err), err)
 	}
 	info, err := blobTorrent(ref.Digest, infoBytes)

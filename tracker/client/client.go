@@ -22,6 +22,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/blobswarm/blobswarm/internal/registry/oci"
+	"github.com/blobswarm/blobswarm/internal/registry/upstream"
 	"github.com/blobswarm/blobswarm/tracker/api"
 )
 
@@ -123,7 +124,7 @@ func (c *Client) Metainfo(ctx context.Context, b oci.Blob) ([]byte, error) {
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, api.DecodeError(resp)
+			return nil, answerError(resp, b.Registry)
 		}
 		info, err := io.ReadAll(io.LimitReader(resp.Body, api.MaxMetainfoSize))
 		if err != nil {
@@ -162,7 +163,7 @@ func (c *Client) Pieces(ctx context.Context, b oci.Blob, from, n int, got func(i
 			return err
 		}
 		if resp.StatusCode != http.StatusOK {
-			err := api.DecodeError(resp)
+			err := answerError(resp, b.Registry)
 			resp.Body.Close()
 			return err
 		}
@@ -212,6 +213,20 @@ func (c *Client) Pieces(ctx context.Context, b oci.Blob, from, n int, got func(i
 	}
 }
 
+// answerError is the error of a tracker's answer other than 200. A 429 is
+// the registry's rate limit, which the tracker holds for the fleet: it
+// keeps the Retry-After, and counts as the registry's (upstream.RateLimited),
+// so the mirror tells its client to come back then instead of asking the
+// registry itself.
+func answerError(resp *http.Response, registry string) error {
+	err := api.DecodeError(resp)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		return err
+	}
+	return &upstream.Error{Host: registry, URL: "through the tracker", Status: http.StatusTooManyRequests,
+		RetryAfter: api.RetryAfter(resp.Header), Err: fmt.Errorf("%w: %w", upstream.ErrRateLimited, err)}
+}
+
 // Manifest resolves a tag through the tracker's coalescing cache.
 func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accept []string) (oci.Manifest, error) {
 	h := http.Header{}
@@ -224,7 +239,7 @@ func (c *Client) Manifest(ctx context.Context, registry, repo, tag string, accep
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return oci.Manifest{}, api.DecodeError(resp)
+		return oci.Manifest{}, answerError(resp, registry)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
 	if err != nil {

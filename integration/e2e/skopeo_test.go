@@ -1,0 +1,106 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/blobswarm/blobswarm/integration/harness"
+	"github.com/blobswarm/blobswarm/internal/origin"
+	"github.com/blobswarm/blobswarm/internal/origin/testimage"
+)
+
+// TestSkopeoThroughMirror pulls with skopeo 1.9 (the containers/image
+// library of podman, buildah and CRI-O) through a registries.conf mirror,
+// which sends no ns: the mirror's default-upstream decides. The copy's
+// blobs match their digests and came from the origin once each, to the
+// mirror, never to skopeo; `skopeo list-tags` against the mirror lists the
+// origin's tags.
+func TestSkopeoThroughMirror(t *testing.T) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		harness.Missing(t, "skopeo not found: install the Debian package skopeo")
+	}
+	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
+	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
+	pushed, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/app:v1", 2, 256<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/app:v2", 1, 1<<10); err != nil {
+		t.Fatal(err)
+	}
+	o.Reset()
+	agents.reset()
+	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--default-upstream", o.Host(), "--upstream", o.Host()+"="+o.Server.URL)
+
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	err = os.WriteFile(conf, fmt.Appendf(nil, `[[registry]]
+prefix = %[1]q
+location = %[1]q
+insecure = true
+
+[[registry.mirror]]
+location = %[2]q
+insecure = true
+`, o.Host(), m.Host()), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), skopeo, append([]string{"--registries-conf", conf, "--debug"}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr string
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = string(ee.Stderr)
+			}
+			t.Fatalf("skopeo %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return string(out)
+	}
+
+	dir := filepath.Join(t.TempDir(), "copy")
+	run("copy", "--src-tls-verify=false", "docker://"+pushed.Ref, "dir:"+dir)
+	for _, b := range pushed.Blobs() {
+		got, err := os.ReadFile(filepath.Join(dir, b.Digest.Encoded()))
+		if err != nil {
+			t.Errorf("skopeo's copy lacks blob %s: %v", b.Digest, err)
+		} else if digest.FromBytes(got) != b.Digest {
+			t.Errorf("blob %s in skopeo's copy has digest %s", b.Digest, digest.FromBytes(got))
+		}
+		if n := o.BlobGETs(b.Digest); n != 1 {
+			t.Errorf("origin served blob %s %d times, want once, to the mirror", b.Digest, n)
+		}
+		for _, ua := range agents.get(b.Digest) {
+			if strings.Contains(strings.ToLower(ua), "skopeo") || strings.Contains(ua, "containers/image") {
+				t.Errorf("origin served blob %s to skopeo directly (User-Agent %q)", b.Digest, ua)
+			}
+		}
+	}
+	if n := m.Metric("blobswarm_mirror_requests_total", "kind", "blob", "method", "GET", "code", "200"); n < float64(len(pushed.Blobs())) {
+		t.Errorf("mirror served %v blob GETs, want at least %d: skopeo did not pull through it", n, len(pushed.Blobs()))
+	}
+
+	var listed struct{ Tags []string }
+	if err := json.Unmarshal([]byte(run("list-tags", "--tls-verify=false", "docker://"+m.Host()+"/e2e/app")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(listed.Tags, []string{"v1", "v2"}) {
+		t.Errorf("skopeo list-tags through the mirror: %v, want [v1 v2]", listed.Tags)
+	}
+	if n := m.Metric("blobswarm_mirror_requests_total", "kind", "tags", "code", "200"); n == 0 {
+		t.Error("the mirror answered no tag list: skopeo listed the tags elsewhere")
+	}
+}

@@ -70,7 +70,7 @@ func (m *Mirror) routeAPI(w http.ResponseWriter, r *http.Request, rt route.Route
 	case route.Referrers:
 		m.serveReferrers(w, r, req)
 	default:
-		writeNotServed(w, r)
+		writeNotFound(w, r, r.URL.Path+" is not served by a pull-through mirror")
 	}
 }
 

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -31,8 +32,8 @@ func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, req request) 
 
 // serveReferrers passes the referrers of a manifest through from the
 // upstream. An upstream without the referrers API answers 404, and so does
-// the mirror: that is the answer clients fall back to the tag scheme from
-// (sha256-<hex> tags, which the mirror serves as manifests).
+// the mirror (UNSUPPORTED): that is the answer clients fall back to the tag
+// scheme from (sha256-<hex> tags, which the mirror serves as manifests).
 func (m *Mirror) serveReferrers(w http.ResponseWriter, r *http.Request, req request) {
 	q, err := listingQuery(r.URL.Query())
 	if err != nil {
@@ -40,6 +41,13 @@ func (m *Mirror) serveReferrers(w http.ResponseWriter, r *http.Request, req requ
 		return
 	}
 	l, err := m.upstream.GetReferrers(r.Context(), req.registry, req.Name, req.Digest, q)
+	if errors.Is(err, upstream.ErrNotFound) {
+		// Not NAME_UNKNOWN: clients (oras-go) take a 404 with that code
+		// for a repository that does not exist, and only another 404 for
+		// a registry without the API, the one they fall back from.
+		writeNotFound(w, r, req.registry+" has no referrers API, or no such manifest")
+		return
+	}
 	if err != nil {
 		m.writeError(w, r, err)
 		return
@@ -96,13 +104,12 @@ func writeListing(w http.ResponseWriter, r *http.Request, l upstream.Listing) {
 	}
 }
 
-// writeNotServed answers a read of a /v2/ path a pull-through mirror does
-// not serve (the catalog, upload sessions): 404, as a registry without
-// that API answers, so clients that can do without it carry on.
-func writeNotServed(w http.ResponseWriter, r *http.Request) {
+// writeNotFound answers 404 UNSUPPORTED: what a registry without an API
+// answers, so clients that can do without it carry on.
+func writeNotFound(w http.ResponseWriter, r *http.Request, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusNotFound)
 	if r.Method != http.MethodHead {
-		json.NewEncoder(w).Encode(errcode.Errors{errcode.ErrorCodeUnsupported.WithMessage(r.URL.Path + " is not served by a pull-through mirror")})
+		json.NewEncoder(w).Encode(errcode.Errors{errcode.ErrorCodeUnsupported.WithMessage(msg)})
 	}
 }

@@ -159,6 +159,8 @@ func TestTagListThroughTheMirror(t *testing.T) {
 
 // TestReferrersFallBackToTheTagScheme: an upstream without the referrers
 // API (distribution v3) answers 404, so the mirror does too, never a 405,
+// and with UNSUPPORTED, not NAME_UNKNOWN (oras-go reads that as no such
+// repository and does not fall back),
 // and the client's fallback, the sha256-<hex> tag holding an index of the
 // referrers, is served through the mirror.
 func TestReferrersFallBackToTheTagScheme(t *testing.T) {
@@ -194,7 +196,7 @@ func TestReferrersFallBackToTheTagScheme(t *testing.T) {
 	ns := "?ns=" + o.Host()
 
 	resp, body := send(t, http.MethodGet, m.URL()+"/v2/team/app/referrers/"+subject.String()+ns)
-	wantError(t, "referrers from a registry without the API", resp, body, http.StatusNotFound, "NAME_UNKNOWN")
+	wantError(t, "referrers from a registry without the API", resp, body, http.StatusNotFound, "UNSUPPORTED")
 	resp, body = send(t, http.MethodGet, m.URL()+"/v2/team/app/manifests/"+fallbackTag+ns, "Accept", ocispec.MediaTypeImageIndex)
 	if resp.StatusCode != http.StatusOK || digest.FromBytes(body) != fd {
 		t.Errorf("fallback tag %s: %s, digest %s; want 200 and %s", fallbackTag, resp.Status, digest.FromBytes(body), fd)
@@ -315,5 +317,5 @@ func TestReferrersThroughTheMirror(t *testing.T) {
 		t.Errorf("a web page as referrers: %s %s, want a 5xx and not the page", resp.Status, body)
 	}
 	resp, body = send(t, http.MethodGet, m.URL()+"/v2/team/app/referrers/"+digest.FromString("unknown").String()+"?"+ns)
-	wantError(t, "referrers the registry does not know", resp, body, http.StatusNotFound, "NAME_UNKNOWN")
+	wantError(t, "referrers the registry does not know", resp, body, http.StatusNotFound, "UNSUPPORTED")
 }

@@ -34,7 +34,7 @@ func rootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&c.base, "mirror", envOr("MIRRORCTL_MIRROR", "http://127.0.0.1:5000"), "the node's mirror (env MIRRORCTL_MIRROR)")
 	root.PersistentFlags().StringVar(&c.token, "token", os.Getenv("MIRRORCTL_TOKEN"), "the mirror's --admin-token (env MIRRORCTL_TOKEN, which keeps it out of process listings)")
-	root.AddCommand(prefetchCmd(c), statusCmd(c), configureCmd(c))
+	root.AddCommand(prefetchCmd(c), statusCmd(c), configureCmd(c), unconfigureCmd(c))
 	return root
 }
 

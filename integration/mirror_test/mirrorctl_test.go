@@ -192,6 +192,15 @@ func TestMirrorctl(t *testing.T) {
 				t.Errorf("%s hosts.toml:\n%s", host, b)
 			}
 		}
+
+		// unconfigure asks nothing of the mirror, and leaves certs.d as
+		// configure found it: empty.
+		if r := mirrorctl(t, bin, env, "unconfigure", "containerd", "--root", root); r.code != 0 || !strings.Contains(r.stdout, "removed") {
+			t.Fatalf("unconfigure: exit %d\n%s", r.code, r.stdout)
+		}
+		if entries, err := os.ReadDir(filepath.Join(root, "etc/containerd/certs.d")); err != nil || len(entries) != 0 {
+			t.Errorf("certs.d after unconfigure: %v (%v), want empty", entries, err)
+		}
 	})
 }
 

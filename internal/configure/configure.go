@@ -104,10 +104,7 @@ type pending struct {
 }
 
 func (o Options) apply(files []pending) ([]Result, error) {
-	out := o.Out
-	if out == nil {
-		out = io.Discard
-	}
+	out := o.out()
 	var results []Result
 	for _, f := range files {
 		res, err := o.write(f.path, f.content)

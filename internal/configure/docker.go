@@ -40,29 +40,38 @@ type member struct {
 	value json.RawMessage
 }
 
-// mergeMirrors returns daemon.json with mirrorURL added. The object is read
-// member by member, so key order and every other value's bytes survive;
-// only the indentation is made uniform.
+// mergeMirrors returns daemon.json with mirrorURL first among the mirrors.
 func mergeMirrors(old []byte, mirrorURL string) ([]byte, error) {
+	return editMirrors(old, func(m []string) []string {
+		return append([]string{mirrorURL}, slices.DeleteFunc(m, func(s string) bool { return s == mirrorURL })...)
+	})
+}
+
+// editMirrors returns daemon.json with registry-mirrors changed by edit;
+// an empty list drops the key. The object is read member by member, so key
+// order and every other value's bytes survive; only the indentation is made
+// uniform.
+func editMirrors(old []byte, edit func([]string) []string) ([]byte, error) {
 	members, err := parseObject(old)
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(members, func(m member) bool { return m.key == mirrorsKey })
-	var mirrors []string
-	if i >= 0 {
-		if err := json.Unmarshal(members[i].value, &mirrors); err != nil {
-			return nil, fmt.Errorf("%s is not a list of URLs: %w", mirrorsKey, err)
-		}
+	i, mirrors, err := mirrorsOf(members)
+	if err != nil {
+		return nil, err
 	}
-	mirrors = append([]string{mirrorURL}, slices.DeleteFunc(mirrors, func(s string) bool { return s == mirrorURL })...)
+	mirrors = edit(mirrors)
 	value, err := json.Marshal(mirrors)
 	if err != nil {
 		return nil, err
 	}
-	if i >= 0 {
+	switch {
+	case len(mirrors) == 0 && i >= 0:
+		members = slices.Delete(members, i, i+1)
+	case len(mirrors) == 0:
+	case i >= 0:
 		members[i].value = value
-	} else {
+	default:
 		members = append(members, member{key: mirrorsKey, value: value})
 	}
 	var b bytes.Buffer
@@ -79,7 +88,10 @@ func mergeMirrors(old []byte, mirrorURL string) ([]byte, error) {
 			return nil, err
 		}
 	}
-	b.WriteString("\n}\n")
+	if len(members) > 0 {
+		b.WriteString("\n")
+	}
+	b.WriteString("}\n")
 	return b.Bytes(), nil
 }
 

@@ -16,8 +16,7 @@ func configureCmd(c *client) *cobra.Command {
 		Use:   "configure",
 		Short: "Point containerd or Docker at the mirror",
 	}
-	cmd.PersistentFlags().StringVar(&o.Root, "root", "/", "directory that holds etc/ (for tests and images)")
-	cmd.PersistentFlags().BoolVar(&o.DryRun, "dry-run", false, "print the files instead of writing them")
+	fileFlags(cmd, &o, "print the files instead of writing them")
 
 	var registries []string
 	containerd := &cobra.Command{
@@ -84,6 +83,13 @@ default-upstream must be docker.io for Docker to get anything through it.`,
 	}
 	cmd.AddCommand(containerd, docker)
 	return cmd
+}
+
+// fileFlags are the flags of configure and unconfigure: where the files
+// are, and whether to change them.
+func fileFlags(cmd *cobra.Command, o *configure.Options, dryRun string) {
+	cmd.PersistentFlags().StringVar(&o.Root, "root", "/", "directory that holds etc/ (for tests and images)")
+	cmd.PersistentFlags().BoolVar(&o.DryRun, "dry-run", false, dryRun)
 }
 
 // parseRegistries reads --registry HOST[=URL]; a bare HOST is reached

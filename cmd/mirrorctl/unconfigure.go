@@ -15,8 +15,7 @@ func unconfigureCmd(c *client) *cobra.Command {
 		Use:   "unconfigure",
 		Short: "Undo configure: take the mirror out of containerd's or Docker's configuration",
 	}
-	cmd.PersistentFlags().StringVar(&o.Root, "root", "/", "directory that holds etc/ (for tests and images)")
-	cmd.PersistentFlags().BoolVar(&o.DryRun, "dry-run", false, "say what would change instead of changing it")
+	fileFlags(cmd, &o, "say what would change instead of changing it")
 
 	var registries []string
 	containerd := &cobra.Command{

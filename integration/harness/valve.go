@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/blobswarm/blobswarm/internal/origin"
@@ -104,4 +105,32 @@ func NewHeldOrigin(t testing.TB, pass int64) (*Origin, *Valve) {
 	o := NewOriginWith(t, origin.Config{}, v.Wrap)
 	t.Cleanup(v.Open)
 	return o, v
+}
+
+// RateLimit makes an origin answer 429 Too Many Requests with a
+// Retry-After of 120 s to every API request but the version check, as
+// Docker Hub does at its pull limit, once Start is called; it counts
+// the requests it refused.
+type RateLimit struct {
+	on    atomic.Bool
+	asked atomic.Int32
+}
+
+// Start turns the limit on.
+func (l *RateLimit) Start() { l.on.Store(true) }
+
+// Asked is how many requests the limit refused.
+func (l *RateLimit) Asked() int { return int(l.asked.Load()) }
+
+// Wrap is the origin's handler behind the limit (for NewOriginWith).
+func (l *RateLimit) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.on.Load() && r.URL.Path != "/v2/" {
+			l.asked.Add(1)
+			w.Header().Set("Retry-After", "120")
+			http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}`, http.StatusTooManyRequests)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -22,19 +21,8 @@ import (
 // again until the Retry-After passed: it sees one request in all.
 func TestRateLimitedRegistryIsAskedOnce(t *testing.T) {
 	t.Parallel()
-	var limited atomic.Bool
-	var asked atomic.Int32
-	o := harness.NewOriginWith(t, origin.Config{}, func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if limited.Load() && r.URL.Path != "/v2/" {
-				asked.Add(1)
-				w.Header().Set("Retry-After", "120")
-				http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}`, http.StatusTooManyRequests)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
+	limit := &harness.RateLimit{}
+	o := harness.NewOriginWith(t, origin.Config{}, limit.Wrap)
 	seen, err := testimage.PushImage(t.Context(), o.Host()+"/app:seen", 1, 4<<10)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +37,7 @@ func TestRateLimitedRegistryIsAskedOnce(t *testing.T) {
 		t.Fatalf("tag before the limit: %s", resp.Status)
 	}
 
-	limited.Store(true)
+	limit.Start()
 	resp, body := send(t, http.MethodGet, v2+"manifests/seen"+ns)
 	if resp.StatusCode != http.StatusOK || digest.FromBytes(body) != seen.Top.Digest {
 		t.Errorf("a tag resolved before, registry at its limit: %s, digest %s; want 200 and %s", resp.Status, digest.FromBytes(body), seen.Top.Digest)
@@ -66,7 +54,7 @@ func TestRateLimitedRegistryIsAskedOnce(t *testing.T) {
 			}
 		}
 	}
-	if n := asked.Load(); n != 1 {
+	if n := limit.Asked(); n != 1 {
 		t.Errorf("the registry was asked %d times while at its limit, want 1: the mirror holds the refusal until its Retry-After", n)
 	}
 	if logs := m.Logs(); !strings.Contains(logs, "rate limited") {

@@ -3,7 +3,6 @@ package tracker_test
 import (
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"testing"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
@@ -18,19 +17,8 @@ import (
 // blobs alike.
 func TestFleetAsksARateLimitedOriginOnce(t *testing.T) {
 	t.Parallel()
-	var limited atomic.Bool
-	var asked atomic.Int32
-	o := harness.NewOriginWith(t, origin.Config{}, func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if limited.Load() && r.URL.Path != "/v2/" {
-				asked.Add(1)
-				w.Header().Set("Retry-After", "120")
-				http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}`, http.StatusTooManyRequests)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
+	limit := &harness.RateLimit{}
+	o := harness.NewOriginWith(t, origin.Config{}, limit.Wrap)
 	img, err := testimage.PushImage(t.Context(), o.Host()+"/app:1", 1, 64<<10)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +30,7 @@ func TestFleetAsksARateLimitedOriginOnce(t *testing.T) {
 			"--peer-listen", "127.0.0.1:0", "--upstream", o.Host()+"="+o.Server.URL))
 	}
 
-	limited.Store(true)
+	limit.Start()
 	layer := img.Images[0].Layers[0].Digest
 	for _, m := range mirrors {
 		for range 3 {
@@ -55,7 +43,7 @@ func TestFleetAsksARateLimitedOriginOnce(t *testing.T) {
 			}
 		}
 	}
-	if n := asked.Load(); n != 1 {
+	if n := limit.Asked(); n != 1 {
 		t.Errorf("the rate-limited origin was asked %d times by 2 mirrors and their 12 client requests, want once, by the tracker", n)
 	}
 	for i, m := range mirrors {

@@ -18,12 +18,22 @@ const mirrorsKey = "registry-mirrors"
 // its place. Docker uses registry-mirrors for Docker Hub images only;
 // other registries are pulled directly.
 func Docker(o Options, mirrorURL string) (Result, error) {
+	return o.editDaemonJSON(true, func(old []byte) ([]byte, error) { return mergeMirrors(old, mirrorURL) })
+}
+
+// editDaemonJSON rewrites daemon.json by edit, backing it up; a file that
+// is not there is edited from nothing when create is set, and else left.
+func (o Options) editDaemonJSON(create bool, edit func([]byte) ([]byte, error)) (Result, error) {
 	path := o.DaemonJSON()
 	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !create:
+		fmt.Fprintf(o.out(), "%s: not there, nothing to undo\n", path)
+		return Result{Path: path, Unchanged: true}, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return Result{Path: path}, fmt.Errorf("read %s: %w", path, err)
 	}
-	content, err := mergeMirrors(old, mirrorURL)
+	content, err := edit(old)
 	if err != nil {
 		return Result{Path: path}, fmt.Errorf("%s: %w; nothing was written", path, err)
 	}

@@ -95,26 +95,11 @@ func (o Options) undoHosts(path, mirrorURL string) error {
 // (including what was changed since configure). The file is backed up as
 // configure backs it up.
 func UndoDocker(o Options, mirrorURL string) (Result, error) {
-	path := o.DaemonJSON()
-	old, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(o.out(), "%s: not there, nothing to undo\n", path)
-		return Result{Path: path, Unchanged: true}, nil
-	}
-	if err != nil {
-		return Result{Path: path}, fmt.Errorf("read %s: %w", path, err)
-	}
-	content, err := editMirrors(old, func(m []string) []string {
-		return slices.DeleteFunc(m, func(s string) bool { return s == mirrorURL })
+	return o.editDaemonJSON(false, func(old []byte) ([]byte, error) {
+		return editMirrors(old, func(m []string) []string {
+			return slices.DeleteFunc(m, func(s string) bool { return s == mirrorURL })
+		})
 	})
-	if err != nil {
-		return Result{Path: path}, fmt.Errorf("%s: %w; nothing was written", path, err)
-	}
-	res, err := o.apply([]pending{{path: path, content: content}})
-	if err != nil {
-		return Result{Path: path}, err
-	}
-	return res[0], nil
 }
 
 // mirrorsOf reads registry-mirrors of a daemon.json member list.

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,8 +39,10 @@ type workload struct {
 }
 
 // decodeManifests reads every document of every YAML file in dir into its
-// Kubernetes API type, refusing unknown fields and duplicate keys.
-func decodeManifests(t *testing.T, dir string) manifests {
+// Kubernetes API type, refusing unknown fields and duplicate keys. Objects
+// may be in a namespace some manifest creates, or in one of given (made
+// by whoever installs them: helm --create-namespace).
+func decodeManifests(t *testing.T, dir string, given ...string) manifests {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
@@ -125,7 +128,7 @@ func decodeManifests(t *testing.T, dir string) manifests {
 	for key, where := range ms.objectNames {
 		kind, rest, _ := strings.Cut(key, "/")
 		ns, _, _ := strings.Cut(rest, "/")
-		if kind != "Namespace" && !ms.namespaces[ns] {
+		if kind != "Namespace" && !ms.namespaces[ns] && !slices.Contains(given, ns) {
 			t.Errorf("%s: %s is in namespace %q, which no manifest creates", where, key, ns)
 		}
 	}
@@ -172,7 +175,13 @@ func checkSelector(t *testing.T, where string, sel *metav1.LabelSelector, labels
 // server's config, probes on the port the server listens on, and tracker
 // URLs that name a Service of these manifests.
 func TestKubernetesManifests(t *testing.T) {
-	ms := decodeManifests(t, "kubernetes")
+	checkManifests(t, "kubernetes", decodeManifests(t, "kubernetes"))
+}
+
+// checkManifests runs TestKubernetesManifests's checks on decoded
+// manifests; name says where they came from.
+func checkManifests(t *testing.T, name string, ms manifests) {
+	t.Helper()
 	image := makeImage(t)
 	files, entrypoint := imageBinaries(t)
 	servers := map[string]bool{}
@@ -212,6 +221,14 @@ func TestKubernetesManifests(t *testing.T) {
 					}
 				}
 			}
+			if l := c.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Exec != nil {
+				hook := l.PreStop.Exec.Command
+				if len(hook) == 0 || !files[hook[0]] {
+					t.Errorf("%s: preStop runs %v, which the image does not contain", where, hook)
+				} else {
+					parseCommand(t, where+" preStop", hook).check(t, where+" preStop")
+				}
+			}
 			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
 				t.Errorf("%s: no CPU and memory requests", where)
 			}
@@ -229,7 +246,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
-	checkOneSecret(t, "kubernetes", secrets)
+	checkOneSecret(t, name, secrets)
 	for _, sub := range []string{"mirror", "tracker"} {
 		if !servers[sub] {
 			t.Errorf("no workload runs blobswarm %s", sub)

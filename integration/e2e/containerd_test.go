@@ -37,7 +37,7 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 			harness.Missing(t, "%s not found: install the Debian package containerd", prog)
 		}
 	}
-	ctr := startContainerd(t)
+	ctr := startContainerd(t, "")
 
 	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
 	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
@@ -75,6 +75,14 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 		t.Errorf("ctr image check:\n%s", out)
 	}
 
+	checkPulledThroughMirror(t, m, o, agents, pushed)
+}
+
+// checkPulledThroughMirror checks that every blob of an image containerd
+// pulled came through the mirror: the mirror served each, and the origin
+// served each once, to the mirror, never to containerd.
+func checkPulledThroughMirror(t *testing.T, m *harness.Process, o *harness.Origin, agents *blobAgents, pushed testimage.Pushed) {
+	t.Helper()
 	served := m.Metric("blobswarm_mirror_requests_total", "kind", "blob", "method", "GET", "code", "200")
 	if want := float64(len(pushed.Blobs())); served < want {
 		t.Errorf("mirror served %v blob GETs, want at least %v (every blob of the image)", served, want)
@@ -90,6 +98,58 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCrictlPullThroughMirror pulls with crictl through the CRI plugin of
+// the test's own containerd, whose registry config_path holds the
+// hosts.toml `mirrorctl configure containerd` wrote: the path the kubelet
+// takes. Every blob came through the mirror.
+func TestCrictlPullThroughMirror(t *testing.T) {
+	if os.Geteuid() != 0 {
+		harness.Missing(t, "crictl end-to-end test needs root (it runs its own containerd, which mounts snapshots)")
+	}
+	crictl, err := exec.LookPath("crictl")
+	if err != nil {
+		harness.Missing(t, "crictl not found: go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0 (.ci/run does)")
+	}
+	for _, prog := range []string{"containerd", "ctr"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			harness.Missing(t, "%s not found: install the Debian package containerd", prog)
+		}
+	}
+	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
+	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
+	pushed, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/kube:v1", 2, 512<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Reset()
+	agents.reset()
+	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--upstream", o.Host()+"="+o.Server.URL)
+	root := t.TempDir()
+	conf := exec.CommandContext(t.Context(), harness.MirrorctlBinary(t), "--mirror", m.URL(), "configure", "containerd", "--root", root)
+	if out, err := conf.CombinedOutput(); err != nil {
+		t.Fatalf("mirrorctl configure containerd: %v\n%s", err, out)
+	}
+	ctr := startContainerd(t, filepath.Join(root, "etc", "containerd", "certs.d"))
+	endpoint := "unix://" + ctr.socket
+	run := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, crictl, append([]string{"--runtime-endpoint", endpoint, "--image-endpoint", endpoint, "--timeout", "60s"}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("crictl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("pull", pushed.Ref)
+	if out := run("images", "--digests"); !strings.Contains(out, o.Host()+"/e2e/kube") {
+		t.Errorf("crictl images does not list %s:\n%s", pushed.Ref, out)
+	}
+	checkPulledThroughMirror(t, m, o, agents, pushed)
 }
 
 // blobAgents records the User-Agent of every blob GET the origin gets, to
@@ -130,10 +190,11 @@ type testContainerd struct {
 }
 
 // startContainerd runs a containerd with its own root, state and sockets
-// under a temp dir, and no CRI plugin, so whatever containerd the machine
-// runs is left alone. It is stopped and its files removed when the test
-// ends.
-func startContainerd(t *testing.T) *testContainerd {
+// under a temp dir, so whatever containerd the machine runs is left alone.
+// With hostsDir, its CRI plugin (the kubelet's way in) runs with that
+// registry config_path, its stream server on a free port; without, it has
+// no CRI plugin. It is stopped and its files removed when the test ends.
+func startContainerd(t *testing.T, hostsDir string) *testContainerd {
 	t.Helper()
 	// Unix socket paths are limited to 108 bytes; t.TempDir's can be long.
 	dir, err := os.MkdirTemp("", "ctd-")
@@ -141,10 +202,23 @@ func startContainerd(t *testing.T) *testContainerd {
 		t.Fatal(err)
 	}
 	c := &testContainerd{socket: filepath.Join(dir, "containerd.sock")}
+	cri := `disabled_plugins = ["io.containerd.grpc.v1.cri"]`
+	if hostsDir != "" {
+		cri = fmt.Sprintf(`
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+`, hostsDir, filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"))
+	}
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+%s
 
 [grpc]
   address = %q
@@ -160,7 +234,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, c.socket+".ttrpc", filepath.Join(dir, "opt"))
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), cri, c.socket, c.socket+".ttrpc", filepath.Join(dir, "opt"))
 	configPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)

@@ -75,13 +75,14 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 		t.Errorf("ctr image check:\n%s", out)
 	}
 
-	checkPulledThroughMirror(t, m, o, agents, pushed)
+	checkPulledThroughMirror(t, m, o, agents, pushed, "containerd")
 }
 
-// checkPulledThroughMirror checks that every blob of an image containerd
+// checkPulledThroughMirror checks that every blob of an image a client
 // pulled came through the mirror: the mirror served each, and the origin
-// served each once, to the mirror, never to containerd.
-func checkPulledThroughMirror(t *testing.T, m *harness.Process, o *harness.Origin, agents *blobAgents, pushed testimage.Pushed) {
+// served each once, to the mirror, never to the client (a User-Agent
+// holding client).
+func checkPulledThroughMirror(t *testing.T, m *harness.Process, o *harness.Origin, agents *blobAgents, pushed testimage.Pushed, client string) {
 	t.Helper()
 	served := m.Metric("blobswarm_mirror_requests_total", "kind", "blob", "method", "GET", "code", "200")
 	if want := float64(len(pushed.Blobs())); served < want {
@@ -93,8 +94,8 @@ func checkPulledThroughMirror(t *testing.T, m *harness.Process, o *harness.Origi
 			t.Errorf("origin served blob %s %d times, want once (to the mirror)", b.Digest, n)
 		}
 		for _, ua := range agents.get(b.Digest) {
-			if strings.Contains(ua, "containerd") {
-				t.Errorf("origin served blob %s to containerd directly (User-Agent %q)", b.Digest, ua)
+			if strings.Contains(ua, client) {
+				t.Errorf("origin served blob %s to the client directly (User-Agent %q)", b.Digest, ua)
 			}
 		}
 	}
@@ -149,7 +150,7 @@ func TestCrictlPullThroughMirror(t *testing.T) {
 	if out := run("images", "--digests"); !strings.Contains(out, o.Host()+"/e2e/kube") {
 		t.Errorf("crictl images does not list %s:\n%s", pushed.Ref, out)
 	}
-	checkPulledThroughMirror(t, m, o, agents, pushed)
+	checkPulledThroughMirror(t, m, o, agents, pushed, "containerd")
 }
 
 // blobAgents records the User-Agent of every blob GET the origin gets, to

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/blobswarm/blobswarm/integration/harness"
 )
 
@@ -42,12 +44,14 @@ func TestHelmChart(t *testing.T) {
 		t.Fatalf("helm lint --strict: %v\n%s", err, out)
 	}
 	for _, tc := range []struct {
-		name string
-		set  []string
+		name      string
+		set       []string
+		wantRedis string
 	}{
-		{"defaults", nil},
-		{"two trackers with redis, containerd left alone", []string{"tracker.replicas=2", "tracker.redis=redis://redis.blobswarm:6379/0", "mirror.configureContainerd=false"}},
-		{"a secret given", []string{"fleetSecret.value=s3cret-of-the-fleet"}},
+		{"defaults", nil, ""},
+		{"two trackers with a Redis of their own, containerd left alone", []string{"tracker.replicas=2", "tracker.redis=redis://redis.blobswarm:6379/0", "mirror.configureContainerd=false"}, "redis://redis.blobswarm:6379/0"},
+		{"two trackers with the chart's Redis", []string{"tracker.replicas=3", "redis.enabled=true"}, "redis://blobswarm-redis.blobswarm.svc.cluster.local:6379/0"},
+		{"a secret given", []string{"fleetSecret.value=s3cret-of-the-fleet"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", "blobswarm", helmChart, "--namespace", "blobswarm"}
@@ -63,7 +67,18 @@ func TestHelmChart(t *testing.T) {
 				t.Fatal(err)
 			}
 			ms := decodeManifests(t, dir, "blobswarm")
-			checkManifests(t, "helm "+tc.name, ms)
+			checkManifests(t, "helm "+tc.name, ms, "redis:7.4-alpine")
+			cm := ms.configMaps["blobswarm/blobswarm-tracker"]
+			if cm == nil {
+				t.Fatal("no tracker ConfigMap")
+			}
+			var cfg struct{ Redis string }
+			if err := yaml.Unmarshal([]byte(cm.Data["tracker.yaml"]), &cfg); err != nil || cfg.Redis != tc.wantRedis {
+				t.Errorf("tracker's redis: %q (%v), want %q", cfg.Redis, err, tc.wantRedis)
+			}
+			if redis := ms.services["blobswarm/blobswarm-redis"] != nil; redis != strings.HasPrefix(tc.wantRedis, "redis://blobswarm-redis.") {
+				t.Errorf("the chart's Redis Service rendered: %v, want it only with redis.enabled", redis)
+			}
 			secret := ms.secrets["blobswarm/blobswarm-fleet"]
 			if secret == nil || len(secret.Data["secret"]) < 32 && !strings.HasPrefix(string(secret.Data["secret"]), "s3cret") {
 				t.Errorf("fleet secret %v: want one made at install (48 characters) or the value given", secret)
@@ -73,7 +88,7 @@ func TestHelmChart(t *testing.T) {
 
 	// Replicas that would not share their state are refused at render.
 	out, err := helm(t, "template", "blobswarm", helmChart, "--namespace", "blobswarm", "--set", "tracker.replicas=2")
-	if err == nil || !strings.Contains(out, "tracker.redis") {
-		t.Errorf("two trackers without redis: %v\n%s\nwant a refusal naming tracker.redis", err, out)
+	if err == nil || !strings.Contains(out, "redis.enabled or tracker.redis") {
+		t.Errorf("two trackers without redis: %v\n%s\nwant a refusal naming redis.enabled and tracker.redis", err, out)
 	}
 }

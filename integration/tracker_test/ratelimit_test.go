@@ -14,7 +14,8 @@ import (
 // tracker gets the 429 and holds it for every mirror until the
 // Retry-After, and mirrors pass it on to their clients (TOOMANYREQUESTS,
 // Retry-After) instead of asking the origin themselves, for tags and
-// blobs alike.
+// blobs alike; a tag a mirror resolved before is served from its last
+// known answer.
 func TestFleetAsksARateLimitedOriginOnce(t *testing.T) {
 	t.Parallel()
 	limit := &harness.RateLimit{}
@@ -23,14 +24,31 @@ func TestFleetAsksARateLimitedOriginOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := harness.Start(t, "tracker", trackerArgs(o, t.TempDir())...)
+	// Tags are resolved again at every ask, so the limit is met at once.
+	tr := harness.Start(t, "tracker", trackerArgs(o, t.TempDir(), "--tag-ttl", "1ms")...)
 	var mirrors []*harness.Process
 	for range 2 {
 		mirrors = append(mirrors, harness.Start(t, "mirror", "--data", t.TempDir(), "--tracker", tr.URL(),
 			"--peer-listen", "127.0.0.1:0", "--upstream", o.Host()+"="+o.Server.URL))
 	}
 
+	// The first mirror has resolved a second tag before the limit.
+	seen, err := testimage.PushImage(t.Context(), o.Host()+"/app:seen", 1, 1<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, mirrors[0].URL()+"/v2/app/manifests/seen?ns="+o.Host()); resp.StatusCode != http.StatusOK {
+		t.Fatalf("tag before the limit: HTTP %d", resp.StatusCode)
+	}
+
 	limit.Start()
+	resp, body := get(t, mirrors[0].URL()+"/v2/app/manifests/seen?ns="+o.Host())
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != seen.Top.Digest.String() {
+		t.Errorf("a tag the mirror resolved before, origin at its limit: HTTP %d %s, want its last known answer", resp.StatusCode, body)
+	}
+	if n := mirrors[0].Metric("blobswarm_mirror_stale_manifests_total"); n != 1 {
+		t.Errorf("stale manifests %v, want 1", n)
+	}
 	layer := img.Images[0].Layers[0].Digest
 	for _, m := range mirrors {
 		for range 3 {
@@ -44,7 +62,7 @@ func TestFleetAsksARateLimitedOriginOnce(t *testing.T) {
 		}
 	}
 	if n := limit.Asked(); n != 1 {
-		t.Errorf("the rate-limited origin was asked %d times by 2 mirrors and their 12 client requests, want once, by the tracker", n)
+		t.Errorf("the rate-limited origin was asked %d times by 2 mirrors and their 13 client requests, want once, by the tracker", n)
 	}
 	for i, m := range mirrors {
 		if n := m.Metric("blobswarm_mirror_origin_fallbacks_total"); n != 0 {

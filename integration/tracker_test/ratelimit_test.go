@@ -28,8 +28,10 @@ func TestFleetAsksARateLimitedOriginOnce(t *testing.T) {
 	tr := harness.Start(t, "tracker", trackerArgs(o, t.TempDir(), "--tag-ttl", "1ms")...)
 	var mirrors []*harness.Process
 	for range 2 {
+		// No read-ahead: the tag resolved before the limit must not leave
+		// its blobs' fetches running into it, each one more request.
 		mirrors = append(mirrors, harness.Start(t, "mirror", "--data", t.TempDir(), "--tracker", tr.URL(),
-			"--peer-listen", "127.0.0.1:0", "--upstream", o.Host()+"="+o.Server.URL))
+			"--peer-listen", "127.0.0.1:0", "--upstream", o.Host()+"="+o.Server.URL, "--readahead=false"))
 	}
 
 	// The first mirror has resolved a second tag before the limit.

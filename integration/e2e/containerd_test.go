@@ -38,23 +38,9 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 		}
 	}
 	ctr := startContainerd(t, "")
-
-	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
-	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
-	pushed, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/app:v1", 2, 512<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Reset()
-	agents.reset()
-
-	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--upstream", o.Host()+"="+o.Server.URL)
-	root := t.TempDir()
-	conf := exec.CommandContext(t.Context(), harness.MirrorctlBinary(t), "--mirror", m.URL(), "configure", "containerd", "--root", root)
-	if out, err := conf.CombinedOutput(); err != nil {
-		t.Fatalf("mirrorctl configure containerd: %v\n%s", err, out)
-	}
-	hostsDir := filepath.Join(root, "etc", "containerd", "certs.d")
+	f := newThroughMirror(t, "e2e/app:v1", 512<<10, nil, false)
+	o, pushed := f.o, f.pushed
+	hostsDir := configureContainerd(t, f.m)
 	if b, err := os.ReadFile(filepath.Join(hostsDir, o.Host(), "hosts.toml")); err != nil {
 		t.Fatalf("mirrorctl wrote no hosts.toml for %s: %v", o.Host(), err)
 	} else {
@@ -75,7 +61,62 @@ func TestContainerdPullThroughMirror(t *testing.T) {
 		t.Errorf("ctr image check:\n%s", out)
 	}
 
-	checkPulledThroughMirror(t, m, o, agents, pushed, "containerd")
+	f.check(t, "containerd")
+}
+
+// throughMirror is an origin holding an image, recording the User-Agent
+// of every blob GET from the pushes' end on, and a mirror in front of it.
+type throughMirror struct {
+	o      *harness.Origin
+	agents *blobAgents
+	pushed testimage.Pushed
+	m      *harness.Process
+}
+
+// newThroughMirror pushes repoTag (two layers of layerSize) and more tags
+// of its repository (one small layer each), then starts a mirror of the
+// origin; with defaultUpstream, the mirror's default upstream, for
+// clients that send no ns.
+func newThroughMirror(t *testing.T, repoTag string, layerSize int64, more []string, defaultUpstream bool) throughMirror {
+	t.Helper()
+	f := throughMirror{agents: &blobAgents{byDigest: map[digest.Digest][]string{}}}
+	f.o = harness.NewOriginWith(t, origin.Config{}, f.agents.wrap)
+	var err error
+	if f.pushed, err = testimage.PushImage(t.Context(), f.o.Host()+"/"+repoTag, 2, layerSize); err != nil {
+		t.Fatal(err)
+	}
+	repo, _, _ := strings.Cut(repoTag, ":")
+	for _, tag := range more {
+		if _, err := testimage.PushImage(t.Context(), f.o.Host()+"/"+repo+":"+tag, 1, 1<<10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.o.Reset()
+	f.agents.reset()
+	args := []string{"--data", t.TempDir(), "--upstream", f.o.Host() + "=" + f.o.Server.URL}
+	if defaultUpstream {
+		args = append(args, "--default-upstream", f.o.Host())
+	}
+	f.m = harness.Start(t, "mirror", args...)
+	return f
+}
+
+// check is checkPulledThroughMirror for the image pushed.
+func (f throughMirror) check(t *testing.T, client string) {
+	t.Helper()
+	checkPulledThroughMirror(t, f.m, f.o, f.agents, f.pushed, client)
+}
+
+// configureContainerd writes hosts.toml for the mirror's registries with
+// mirrorctl under a root of its own, and returns their certs.d.
+func configureContainerd(t *testing.T, m *harness.Process) string {
+	t.Helper()
+	root := t.TempDir()
+	conf := exec.CommandContext(t.Context(), harness.MirrorctlBinary(t), "--mirror", m.URL(), "configure", "containerd", "--root", root)
+	if out, err := conf.CombinedOutput(); err != nil {
+		t.Fatalf("mirrorctl configure containerd: %v\n%s", err, out)
+	}
+	return filepath.Join(root, "etc", "containerd", "certs.d")
 }
 
 // checkPulledThroughMirror checks that every blob of an image a client
@@ -118,21 +159,8 @@ func TestCrictlPullThroughMirror(t *testing.T) {
 			harness.Missing(t, "%s not found: install the Debian package containerd", prog)
 		}
 	}
-	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
-	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
-	pushed, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/kube:v1", 2, 512<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Reset()
-	agents.reset()
-	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--upstream", o.Host()+"="+o.Server.URL)
-	root := t.TempDir()
-	conf := exec.CommandContext(t.Context(), harness.MirrorctlBinary(t), "--mirror", m.URL(), "configure", "containerd", "--root", root)
-	if out, err := conf.CombinedOutput(); err != nil {
-		t.Fatalf("mirrorctl configure containerd: %v\n%s", err, out)
-	}
-	ctr := startContainerd(t, filepath.Join(root, "etc", "containerd", "certs.d"))
+	f := newThroughMirror(t, "e2e/kube:v1", 512<<10, nil, false)
+	ctr := startContainerd(t, configureContainerd(t, f.m))
 	endpoint := "unix://" + ctr.socket
 	run := func(args ...string) string {
 		t.Helper()
@@ -146,11 +174,11 @@ func TestCrictlPullThroughMirror(t *testing.T) {
 		}
 		return string(out)
 	}
-	run("pull", pushed.Ref)
-	if out := run("images", "--digests"); !strings.Contains(out, o.Host()+"/e2e/kube") {
-		t.Errorf("crictl images does not list %s:\n%s", pushed.Ref, out)
+	run("pull", f.pushed.Ref)
+	if out := run("images", "--digests"); !strings.Contains(out, f.o.Host()+"/e2e/kube") {
+		t.Errorf("crictl images does not list %s:\n%s", f.pushed.Ref, out)
 	}
-	checkPulledThroughMirror(t, m, o, agents, pushed, "containerd")
+	f.check(t, "containerd")
 }
 
 // blobAgents records the User-Agent of every blob GET the origin gets, to

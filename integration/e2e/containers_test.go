@@ -15,8 +15,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/blobswarm/blobswarm/integration/harness"
-	"github.com/blobswarm/blobswarm/internal/origin"
-	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
 // TestSkopeoThroughMirror pulls with skopeo 1.9 (the containers/image
@@ -30,18 +28,8 @@ func TestSkopeoThroughMirror(t *testing.T) {
 	if err != nil {
 		harness.Missing(t, "skopeo not found: install the Debian package skopeo")
 	}
-	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
-	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
-	pushed, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/app:v1", 2, 256<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/app:v2", 1, 1<<10); err != nil {
-		t.Fatal(err)
-	}
-	o.Reset()
-	agents.reset()
-	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--default-upstream", o.Host(), "--upstream", o.Host()+"="+o.Server.URL)
+	f := newThroughMirror(t, "e2e/app:v1", 256<<10, []string{"v2"}, true)
+	o, m, pushed := f.o, f.m, f.pushed
 
 	conf := registriesConf(t, o.Host(), m.Host())
 	run := func(args ...string) string {
@@ -69,7 +57,7 @@ func TestSkopeoThroughMirror(t *testing.T) {
 			t.Errorf("blob %s in skopeo's copy has digest %s", b.Digest, digest.FromBytes(got))
 		}
 	}
-	checkPulledThroughMirror(t, m, o, agents, pushed, containersAgent)
+	f.check(t, containersAgent)
 
 	var listed struct{ Tags []string }
 	if err := json.Unmarshal([]byte(run("list-tags", "--tls-verify=false", "docker://"+m.Host()+"/e2e/app")), &listed); err != nil {
@@ -118,15 +106,8 @@ func TestPodmanThroughMirror(t *testing.T) {
 	if err != nil {
 		harness.Missing(t, "podman not found: install the Debian package podman")
 	}
-	agents := &blobAgents{byDigest: map[digest.Digest][]string{}}
-	o := harness.NewOriginWith(t, origin.Config{}, agents.wrap)
-	pushed, err := testimage.PushImage(t.Context(), o.Host()+"/e2e/pod:v1", 2, 256<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Reset()
-	agents.reset()
-	m := harness.Start(t, "mirror", "--data", t.TempDir(), "--default-upstream", o.Host(), "--upstream", o.Host()+"="+o.Server.URL)
+	f := newThroughMirror(t, "e2e/pod:v1", 256<<10, nil, true)
+	o, m, pushed := f.o, f.m, f.pushed
 	conf := registriesConf(t, o.Host(), m.Host())
 	store := t.TempDir()
 	run := func(args ...string) string {
@@ -144,5 +125,5 @@ func TestPodmanThroughMirror(t *testing.T) {
 	if out := run("images", "--digests"); !strings.Contains(out, o.Host()+"/e2e/pod") {
 		t.Errorf("podman images does not list %s:\n%s", pushed.Ref, out)
 	}
-	checkPulledThroughMirror(t, m, o, agents, pushed, containersAgent)
+	f.check(t, containersAgent)
 }

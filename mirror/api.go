@@ -149,7 +149,7 @@ func unknownCode(r *http.Request) errcode.ErrorCode {
 	case err != nil:
 	case rt.Kind == route.Manifest:
 		return errcode.ErrorCodeManifestUnknown
-	case rt.Kind == route.Tags, rt.Kind == route.Referrers:
+	case rt.Kind == route.Tags:
 		return errcode.ErrorCodeNameUnknown
 	}
 	return errcode.ErrorCodeBlobUnknown

@@ -17,42 +17,41 @@ import (
 // upstream: the same routing, credentials and errors as a manifest, never
 // cached (a tag list is a question about now).
 func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, req request) {
-	q, err := listingQuery(r.URL.Query())
-	if err != nil {
-		m.writeError(w, r, err)
-		return
-	}
-	l, err := m.upstream.GetTags(r.Context(), req.registry, req.Name, q)
-	if err != nil {
-		m.writeError(w, r, err)
-		return
-	}
-	writeListing(w, r, l)
+	m.serveListing(w, r, "", func(q url.Values) (upstream.Listing, error) {
+		return m.upstream.GetTags(r.Context(), req.registry, req.Name, q)
+	})
 }
 
 // serveReferrers passes the referrers of a manifest through from the
 // upstream. An upstream without the referrers API answers 404, and so does
-// the mirror (UNSUPPORTED): that is the answer clients fall back to the tag
-// scheme from (sha256-<hex> tags, which the mirror serves as manifests).
+// the mirror (UNSUPPORTED, not NAME_UNKNOWN: clients (oras-go) take a 404
+// with that code for a repository that does not exist, and only another
+// 404 for a registry without the API, the one they fall back to the tag
+// scheme from: sha256-<hex> tags, which the mirror serves as manifests).
 func (m *Mirror) serveReferrers(w http.ResponseWriter, r *http.Request, req request) {
+	m.serveListing(w, r, req.registry+" has no referrers API, or no such manifest", func(q url.Values) (upstream.Listing, error) {
+		return m.upstream.GetReferrers(r.Context(), req.registry, req.Name, req.Digest, q)
+	})
+}
+
+// serveListing answers a listing request with the page get fetches for
+// the client's query. With notFound set, an upstream 404 is answered
+// 404 UNSUPPORTED saying so.
+func (m *Mirror) serveListing(w http.ResponseWriter, r *http.Request, notFound string, get func(url.Values) (upstream.Listing, error)) {
 	q, err := listingQuery(r.URL.Query())
 	if err != nil {
 		m.writeError(w, r, err)
 		return
 	}
-	l, err := m.upstream.GetReferrers(r.Context(), req.registry, req.Name, req.Digest, q)
-	if errors.Is(err, upstream.ErrNotFound) {
-		// Not NAME_UNKNOWN: clients (oras-go) take a 404 with that code
-		// for a repository that does not exist, and only another 404 for
-		// a registry without the API, the one they fall back from.
-		writeNotFound(w, r, req.registry+" has no referrers API, or no such manifest")
-		return
-	}
-	if err != nil {
+	l, err := get(q)
+	switch {
+	case notFound != "" && errors.Is(err, upstream.ErrNotFound):
+		writeNotFound(w, r, notFound)
+	case err != nil:
 		m.writeError(w, r, err)
-		return
+	default:
+		writeListing(w, r, l)
 	}
-	writeListing(w, r, l)
 }
 
 // listingQuery is what of a client's query goes to the upstream: all but

@@ -136,7 +136,9 @@ func (m *Mirror) resolveTag(ctx context.Context, ref manifestRef, accept []strin
 		return oci.Manifest{}, err
 	}
 	resp.Body.Close()
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+	// A 429 never comes back as an answer: Do makes it an error and holds
+	// the scope.
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		return oci.Manifest{}, m.upstream.StatusError(ref.registry, resp.StatusCode, "manifest "+ref.repo+":"+ref.tag)
 	}
 	if resp.StatusCode == http.StatusOK {

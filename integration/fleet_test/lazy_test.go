@@ -84,7 +84,7 @@ func TestLazyPullReadsRangesFromPeers(t *testing.T) {
 // readBlob GETs a blob of repo on the fleet's origin from m, the range
 // rng of it if not empty, and fails the test unless the answer is the
 // blob's (200) or the range's (206).
-func readBlob(t *testing.T, f *fleet, m *mirror, repo string, d digest.Digest, rng string) []byte {
+func readBlob(t testing.TB, f *fleet, m *mirror, repo string, d digest.Digest, rng string) []byte {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, m.URL()+"/v2/"+repo+"/blobs/"+d.String()+"?ns="+f.origin.Host(), nil)
 	if err != nil {

@@ -20,10 +20,12 @@ test:
 e2e:
 	$(GOTESTSUM) --format standard-verbose -- -tags e2e $(TESTFLAGS) -timeout 40m ./integration/e2e/...
 
-# The mirror against a distribution registry, and one swarm download against
-# plain HTTP; sizes via BENCH_BLOB_SIZE and BLOBSWARM_BENCH_SIZE (MiB).
+# The mirror against a distribution registry, one swarm download against
+# plain HTTP (sizes via BENCH_BLOB_SIZE and BLOBSWARM_BENCH_SIZE, MiB), and a
+# lazy pull's first ranges through a fleet against the origin (3 mirrors).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./integration/bench/... ./blobswarm/swarm/
+	$(GO) test -run '^$$' -bench LazyFirstRange -benchtime 3x -timeout 20m ./integration/fleet_test/
 
 # The fleet benchmark (issue 5), as root: hosts in network namespaces on a
 # tc-shaped bridge, a rollout through per-host caching mirrors and one

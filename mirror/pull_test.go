@@ -438,7 +438,7 @@ func TestRangeOnInFlightBlobSeesOnlyVerifiedBytes(t *testing.T) {
 		if _, err := fl.WriteAt(blob[:half], 0); err != nil {
 			return err
 		}
-		fl.Advance(half)
+		fl.PieceChecked(0, half)
 		// Its pieces were checked against hashes the tracker had all
 		// given, as a swarm download's are.
 		fl.Vouch()
@@ -451,7 +451,7 @@ func TestRangeOnInFlightBlobSeesOnlyVerifiedBytes(t *testing.T) {
 		if _, err := fl.WriteAt(blob[half:], half); err != nil {
 			return err
 		}
-		fl.Advance(int64(len(blob)))
+		fl.PieceChecked(half, int64(len(blob)))
 		return nil
 	})
 	f := newPullFixture(t, src)

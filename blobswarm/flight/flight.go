@@ -12,9 +12,17 @@
 // once, in the store.Partial underneath: it bounds what readers see, where
 // another source resumes, and how far the digest may be hashed before the
 // commit, and the last is the store's guarantee, so the record sits next
-// to the hash. The flight adds only what readers wait on (the size, the
-// outcome, a wake-up on every change); torrent storage keeps only which
-// pieces passed their check, and reads the prefix when one does.
+// to the hash. The flight adds what readers wait on (the size, the
+// outcome, a wake-up on every change) and the pieces that passed their
+// check wherever they lie: torrent storage says so of each piece, and the
+// flight advances the prefix over them.
+//
+// A range (a lazy-pull snapshotter reads a layer's table of contents near
+// its end, then scattered chunks) need not wait for the prefix: bytes
+// checked piece by piece against hashes of a blob whose digest matched
+// are the blob's own wherever they lie. A ranged reader that waits says
+// which bytes it waits for, and the source (a swarm download) asks for
+// those pieces first.
 package flight
 
 import (
@@ -22,6 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -41,16 +51,20 @@ type Flight struct {
 
 	size    int64 // -1 until the source said how big the blob is
 	checked bool  // the bytes matched the digest: readers may have the last one
-	// pieceChecked is how far Advance reached: bytes checked piece by
-	// piece, where Write's are only as good as the origin sent them.
-	pieceChecked int64
+	// pieces are the bytes checked piece by piece, where Write's are
+	// only as good as the origin sent them.
+	pieces spans
 	// vouched says the piece hashes came from a source that checked the
-	// whole blob's digest, so pieceChecked bytes are the blob's own.
+	// whole blob's digest, so the bytes in pieces are the blob's own.
 	vouched bool
 	done    bool
 	err     error
 	refs    int
 	changed chan struct{} // closed and replaced on every change readers wait for
+	// wanted counts the ranged readers waiting for each span, and
+	// onWant hears of every span when its first reader starts waiting.
+	wanted map[span]int
+	onWant func(off, end int64)
 }
 
 // New returns a flight whose fetch has yet to start, for a blob a
@@ -129,21 +143,58 @@ func (f *Flight) WriteAt(b []byte, off int64) (int, error) { return f.partial.Wr
 // ReadAt reads what has been written, checked or not.
 func (f *Flight) ReadAt(b []byte, off int64) (int, error) { return f.partial.ReadAt(b, off) }
 
-// Advance says the first n bytes passed their check and may be read.
-// Anything that is not growth is ignored.
-func (f *Flight) Advance(n int64) {
+// PieceChecked says the piece [off, end) passed its check: it is final,
+// and the prefix grows over it once the pieces before it are in.
+func (f *Flight) PieceChecked(off, end int64) {
 	f.mu.Lock()
-	f.pieceChecked = max(f.pieceChecked, n)
+	defer f.mu.Unlock()
+	f.pieces = f.pieces.add(off, end)
+	f.partial.Advance(f.pieces.reach(0))
+	f.notifyLocked()
+}
+
+// OnWant has fn hear of every span ranged readers wait for, those waiting
+// now first, until OnWant(nil). fn is called without the flight's lock,
+// and may still be called once just after OnWant(nil).
+func (f *Flight) OnWant(fn func(off, end int64)) {
+	f.mu.Lock()
+	f.onWant = fn
+	waiting := slices.Collect(maps.Keys(f.wanted))
 	f.mu.Unlock()
-	if f.partial.Advance(n) {
-		f.notify()
+	if fn == nil {
+		return
+	}
+	for _, sp := range waiting {
+		fn(sp.off, sp.end)
 	}
 }
 
-// Vouch says the hashes Advance's pieces were checked against are of bytes
-// that matched the blob's digest (the tracker's seeder hands out the last
-// hash only after its check): a span within them may end before the
-// blob's own check.
+// waiting counts one more reader waiting for sp, and returns how to count it
+// out.
+func (f *Flight) waiting(sp span) (done func()) {
+	f.mu.Lock()
+	if f.wanted == nil {
+		f.wanted = make(map[span]int)
+	}
+	f.wanted[sp]++
+	fn := f.onWant
+	f.mu.Unlock()
+	if fn != nil {
+		fn(sp.off, sp.end)
+	}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.wanted[sp]--; f.wanted[sp] == 0 {
+			delete(f.wanted, sp)
+		}
+	}
+}
+
+// Vouch says the hashes PieceChecked's pieces were checked against are of
+// bytes that matched the blob's digest (the tracker's seeder hands out the
+// last hash only after its check): a range within them may be read before
+// the blob's own check.
 func (f *Flight) Vouch() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -245,24 +296,32 @@ func (f *Flight) Wait(ctx context.Context) error {
 	}
 }
 
-// waitFor blocks until byte off of a span ending at end is readable and
-// returns how many bytes from off are readable now. The span's last byte
-// waits for the digest unless the span lies within pieces checked against
-// vouched hashes: a reader of bytes that fail the digest gets an error,
-// never what looks like a complete blob or range.
-func (f *Flight) waitFor(ctx context.Context, off, end int64) (int64, error) {
-	for {
+// waitFor blocks until byte off of the span r is readable and returns how
+// many bytes from off are readable now. The whole blob's last byte waits
+// for the digest; so does a range's, unless the range lies within pieces
+// checked against vouched hashes, which it may read wherever they lie: a
+// reader of bytes that fail the digest gets an error, never what looks
+// like a complete blob or range. A ranged reader that has to wait says
+// what for (OnWant).
+func (f *Flight) waitFor(ctx context.Context, r span, off int64) (int64, error) {
+	for wanted := false; ; {
 		f.mu.Lock()
 		size, checked, done, err, ch, p := f.size, f.checked, f.done, f.err, f.changed, f.partial
-		vouched := f.vouched && end <= f.pieceChecked && end < size
+		ranged := r.off > 0 || r.end < size
+		vouched := f.vouched && ranged
+		fromPieces, rangeInPieces := f.pieces.reach(off), f.pieces.reach(r.off) >= r.end
 		f.mu.Unlock()
 		// Read after the channel: growth from here on closes it.
 		var avail int64
 		if p != nil {
 			avail = p.Verified()
 		}
-		if avail >= end && !checked && !vouched && (!done || err != nil) {
-			avail = end - 1
+		if vouched {
+			avail = max(avail, fromPieces)
+		}
+		final := checked || (done && err == nil) || (vouched && rangeInPieces)
+		if avail >= r.end && !final {
+			avail = r.end - 1
 		}
 		if avail > off {
 			return avail - off, nil
@@ -272,6 +331,10 @@ func (f *Flight) waitFor(ctx context.Context, off, end int64) (int64, error) {
 				return 0, err
 			}
 			return 0, io.ErrUnexpectedEOF
+		}
+		if ranged && !wanted && size >= 0 {
+			wanted = true
+			defer f.waiting(span{off, r.end})()
 		}
 		select {
 		case <-ctx.Done():
@@ -289,7 +352,7 @@ func (f *Flight) Progress(ctx context.Context, n int64) (int64, error) {
 	if err != nil {
 		return n, err
 	}
-	more, err := f.waitFor(ctx, n, size)
+	more, err := f.waitFor(ctx, span{0, size}, n)
 	return n + more, err
 }
 
@@ -311,7 +374,7 @@ func (f *Flight) SendTo(ctx context.Context, w io.Writer, off, n int64) (int64, 
 	}
 	var sent int64
 	for sent < n {
-		ready, err := f.waitFor(ctx, off+sent, off+n)
+		ready, err := f.waitFor(ctx, span{off, off + n}, off+sent)
 		if err != nil {
 			return sent, fmt.Errorf("blob %s at offset %d: %w", f.partial.Digest(), off+sent, err)
 		}
@@ -331,24 +394,25 @@ func (f *Flight) SendTo(ctx context.Context, w io.Writer, off, n int64) (int64, 
 // NewReader reads n bytes from off as they become available. The caller
 // must hold a reference (Acquire) for as long as it reads.
 func (f *Flight) NewReader(ctx context.Context, off, n int64) io.Reader {
-	return &reader{ctx: ctx, f: f, off: off, end: off + n}
+	return &reader{ctx: ctx, f: f, r: span{off, off + n}, off: off}
 }
 
 type reader struct {
-	ctx      context.Context
-	f        *Flight
-	off, end int64
+	ctx context.Context
+	f   *Flight
+	r   span
+	off int64
 }
 
 func (r *reader) Read(b []byte) (int, error) {
-	if r.off >= r.end {
+	if r.off >= r.r.end {
 		return 0, io.EOF
 	}
-	ready, err := r.f.waitFor(r.ctx, r.off, r.end)
+	ready, err := r.f.waitFor(r.ctx, r.r, r.off)
 	if err != nil {
 		return 0, fmt.Errorf("blob %s at offset %d: %w", r.f.partial.Digest(), r.off, err)
 	}
-	want := min(int64(len(b)), ready, r.end-r.off)
+	want := min(int64(len(b)), ready, r.r.end-r.off)
 	n, err := r.f.partial.ReadAt(b[:want], r.off)
 	r.off += int64(n)
 	if err == io.EOF && n > 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -39,7 +40,7 @@ func TestReaderStreamsWhileArriving(t *testing.T) {
 	}
 	r := fl.NewReader(context.Background(), 0, int64(len(data)))
 	fl.WriteAt(data[:4], 0)
-	fl.Advance(4)
+	fl.PieceChecked(0, 4)
 	buf := make([]byte, 10)
 	n, err := r.Read(buf)
 	if err != nil || string(buf[:n]) != "0123" {
@@ -103,7 +104,7 @@ func TestProgressFollowsTheVerifiedPrefix(t *testing.T) {
 		got <- n
 	}()
 	fl.WriteAt(data[:6], 0)
-	fl.Advance(6)
+	fl.PieceChecked(0, 6)
 	if n := <-got; n != 6 {
 		t.Fatalf("Progress after 0 = %d, want 6", n)
 	}
@@ -212,7 +213,7 @@ func TestARangeEndsBeforeTheDigestOnlyWithinVouchedPieces(t *testing.T) {
 			}
 			if tc.pieces {
 				fl.WriteAt(data[:6], 0)
-				fl.Advance(6)
+				fl.PieceChecked(0, 6)
 			} else {
 				fl.Write(data[:6])
 			}
@@ -254,4 +255,129 @@ func TestFlightThatNeverBegan(t *testing.T) {
 	}
 	f.Release()
 	f.Release()
+}
+
+// readNow is what SendTo sends of [off, off+n) without waiting.
+func readNow(fl *Flight, off, n int64) string {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var got bytes.Buffer
+	fl.SendTo(ctx, &got, off, n)
+	return got.String()
+}
+
+// A range need not wait for the prefix: pieces checked against vouched
+// hashes are readable wherever they lie, the blob's last byte among them;
+// the whole blob and unvouched pieces still wait.
+func TestARangeReadsVouchedPiecesAheadOfThePrefix(t *testing.T) {
+	data := []byte("0123456789")
+	fl, _ := newFlight(t, data)
+	if err := fl.Reserve(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	fl.WriteAt(data[6:], 6)
+	fl.PieceChecked(6, 10)
+	fl.WriteAt(data[2:4], 2)
+	fl.PieceChecked(2, 4)
+	if got := readNow(fl, 6, 4); got != "" {
+		t.Fatalf("before the vouch a range of checked pieces sent %q", got)
+	}
+	fl.Vouch()
+	for _, tc := range []struct {
+		off, n int64
+		want   string
+	}{
+		{6, 4, "6789"}, // the table of contents at the end: all of it
+		{7, 2, "78"},
+		{2, 2, "23"},
+		{2, 3, "23"}, // byte 4 is not in
+		{0, 4, ""},   // nor is byte 0
+		{0, 10, ""},  // the whole blob waits for the prefix and the digest
+	} {
+		if got := readNow(fl, tc.off, tc.n); got != tc.want {
+			t.Errorf("range %d+%d sent %q, want %q", tc.off, tc.n, got, tc.want)
+		}
+	}
+	if v := fl.Verified(); v != 0 {
+		t.Fatalf("prefix %d with byte 0 missing", v)
+	}
+	fl.WriteAt(data[:2], 0)
+	fl.PieceChecked(0, 2)
+	fl.WriteAt(data[4:6], 4)
+	fl.PieceChecked(4, 6)
+	if v := fl.Verified(); v != 10 {
+		t.Fatalf("prefix %d once every piece is in, want 10", v)
+	}
+	if got := readNow(fl, 0, 10); got != "012345678" {
+		t.Fatalf("whole blob before the digest check sent %q", got)
+	}
+}
+
+// A ranged reader that waits says what for, to whoever listens now or
+// starts listening while it waits, and stops counting once it has its
+// bytes; a reader of the whole blob never does: asking for the prefix
+// first cost a fleet its rarest-first order.
+func TestWaitingRangesAreWanted(t *testing.T) {
+	data := []byte("0123456789")
+	fl, _ := newFlight(t, data)
+	if err := fl.Reserve(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	fl.Vouch()
+	wants := make(chan span, 10)
+	read := func(off, n int64) chan string {
+		got := make(chan string, 1)
+		go func() {
+			var b bytes.Buffer
+			fl.SendTo(context.Background(), &b, off, n)
+			got <- b.String()
+		}()
+		return got
+	}
+	whole := read(0, 10)
+	toc := read(7, 3)
+	waitWanted := func(want span) {
+		t.Helper()
+		for {
+			fl.mu.Lock()
+			n := fl.wanted[want]
+			fl.mu.Unlock()
+			if n > 0 {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	waitWanted(span{7, 10})
+	fl.OnWant(func(off, end int64) { wants <- span{off, end} })
+	if got := <-wants; got != (span{7, 10}) {
+		t.Fatalf("listener heard of %v, want the waiting range 7-10", got)
+	}
+	chunk := read(2, 2)
+	if got := <-wants; got != (span{2, 4}) {
+		t.Fatalf("listener heard of %v, want 2-4", got)
+	}
+	fl.WriteAt(data[7:], 7)
+	fl.PieceChecked(7, 10)
+	if got := <-toc; got != "789" {
+		t.Fatalf("range 7-10 got %q", got)
+	}
+	fl.WriteAt(data[:7], 0)
+	fl.PieceChecked(0, 7)
+	if got := <-chunk; got != "23" {
+		t.Fatalf("range 2-4 got %q", got)
+	}
+	if err := fl.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	fl.Finish(nil)
+	if got := <-whole; got != string(data) {
+		t.Fatalf("whole blob got %q", got)
+	}
+	fl.mu.Lock()
+	left := len(fl.wanted)
+	fl.mu.Unlock()
+	if left != 0 || len(wants) != 0 {
+		t.Fatalf("%d spans still wanted, %d more heard of; the whole-blob reader must not ask", left, len(wants))
+	}
 }

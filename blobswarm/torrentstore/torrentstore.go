@@ -4,10 +4,10 @@
 // A blob already in the store is seeded straight from its file, every piece
 // reported complete without hashing: the store only holds blobs that passed
 // their digest check. A blob on its way in is written into a Partial (the
-// mirror's flight), which owns the file and its verified prefix; piece
-// completion lives here, in memory (never sqlite: its cost grows with the
-// piece count squared), and every verified piece that extends the run from
-// the start advances the Partial. Once the caller committed the Partial,
+// mirror's flight), which owns the file and the record of its verified
+// bytes; piece completion lives here, in memory (never sqlite: its cost
+// grows with the piece count squared), and every piece that passes its
+// check is reported to the Partial. Once the caller committed the Partial,
 // Promote switches reads to the stored file so the torrent keeps seeding
 // after the Partial's file is closed.
 //
@@ -39,15 +39,14 @@ import (
 var ErrReadOnly = errors.New("stored blob is read-only")
 
 // Partial is where a download's pieces go: the blob's file, with the one
-// record of how far from its start the bytes are verified.
+// record of which bytes are verified.
 type Partial interface {
 	io.ReaderAt
 	// WriteAt writes a piece before its check.
 	io.WriterAt
-	// Advance says bytes [0, n) passed their checks; it ignores anything
-	// that is not growth.
-	Advance(n int64)
-	// Verified is how far Advance got.
+	// PieceChecked says the piece [off, end) passed its check.
+	PieceChecked(off, end int64)
+	// Verified is how far from the start the checked pieces reach.
 	Verified() int64
 }
 
@@ -184,10 +183,9 @@ func (b *Blob) writeAt(p []byte, off int64) (int, error) {
 	}
 }
 
-// setComplete records a piece's check and advances the partial over the
-// run of complete pieces that now follows its verified prefix. The prefix
-// itself is the partial's alone; a piece that fails a later check does not
-// shrink it: readers may already have its bytes, and they were verified
+// setComplete records a piece's check, and tells the partial of a piece
+// that passed. A piece that fails a later check is not taken back from
+// the partial: readers may already have its bytes, and they were verified
 // when they were read.
 func (b *Blob) setComplete(i int, complete bool) {
 	b.mu.Lock()
@@ -196,11 +194,8 @@ func (b *Blob) setComplete(i int, complete bool) {
 	if b.partial == nil || !complete {
 		return
 	}
-	next := int(b.partial.Verified() / b.info.PieceLength)
-	for next < len(b.complete) && b.complete[next] {
-		next++
-	}
-	b.partial.Advance(min(int64(next)*b.info.PieceLength, b.info.Length))
+	p := b.info.Piece(i)
+	b.partial.PieceChecked(p.Offset(), p.Offset()+p.Length())
 }
 
 func (b *Blob) isComplete(i int) bool {

@@ -96,9 +96,9 @@ func (l *lettingGo) WriteAt(b []byte, off int64) (int, error) {
 	return l.Partial.WriteAt(b, off)
 }
 
-func (l *lettingGo) Advance(n int64) {
-	l.check("Advance")
-	l.Partial.Advance(n)
+func (l *lettingGo) PieceChecked(off, end int64) {
+	l.check("PieceChecked")
+	l.Partial.PieceChecked(off, end)
 }
 
 func writePiece(t *testing.T, ti storage.TorrentImpl, info *metainfo.Info, b []byte, i int) {

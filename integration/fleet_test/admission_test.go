@@ -23,7 +23,7 @@ import (
 )
 
 // writeSecretFile writes a fleet secret file into dir.
-func writeSecretFile(t *testing.T, dir, name, secret string) string {
+func writeSecretFile(t testing.TB, dir, name, secret string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {

@@ -75,12 +75,14 @@ type fleetOptions struct {
 	// trackerTLS, when set, is a client trusting the tracker's HTTPS
 	// certificate (trackerArgs must then give --tls-cert and --tls-key).
 	trackerTLS *http.Client
+	// wrapOrigin, when set, wraps the origin's handler (to slow it down).
+	wrapOrigin func(http.Handler) http.Handler
 }
 
 // newFleet starts an origin, a tracker and the mirrors.
-func newFleet(t *testing.T, opt fleetOptions) *fleet {
+func newFleet(t testing.TB, opt fleetOptions) *fleet {
 	t.Helper()
-	f := &fleet{origin: harness.NewOrigin(t, origin.Config{})}
+	f := &fleet{origin: harness.NewOriginWith(t, origin.Config{}, opt.wrapOrigin)}
 	upstream := f.origin.Host() + "=" + f.origin.Server.URL
 	f.trackerData = t.TempDir()
 	f.trackerArgs = append([]string{
@@ -105,7 +107,7 @@ func newFleet(t *testing.T, opt fleetOptions) *fleet {
 }
 
 // addMirror starts one more mirror with the fleet's flags.
-func (f *fleet) addMirror(t *testing.T) *mirror {
+func (f *fleet) addMirror(t testing.TB) *mirror {
 	t.Helper()
 	data := t.TempDir()
 	p := harness.Start(t, "mirror", append([]string{"--data", data}, f.mirrorArgs...)...)
@@ -123,7 +125,7 @@ func (f *fleet) restartTracker(t *testing.T, extra ...string) {
 }
 
 // push puts a fresh image of the given shape on the origin as repo:tag.
-func (f *fleet) push(t *testing.T, repoTag string, layers int, size int64) testimage.Pushed {
+func (f *fleet) push(t testing.TB, repoTag string, layers int, size int64) testimage.Pushed {
 	t.Helper()
 	p, err := testimage.PushImage(t.Context(), f.origin.Host()+"/"+repoTag, layers, size)
 	if err != nil {
@@ -157,7 +159,7 @@ func pullAll(ctx context.Context, image testimage.Pushed, mirrors []*mirror) []p
 }
 
 // checkPulled fails the test unless every pull got the whole image.
-func checkPulled(t *testing.T, image testimage.Pushed, results []pullResult) {
+func checkPulled(t testing.TB, image testimage.Pushed, results []pullResult) {
 	t.Helper()
 	want := len(image.Blobs()) + 1 // and the manifest
 	for _, r := range results {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -264,53 +262,20 @@ state = %q
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), cri, c.socket, c.socket+".ttrpc", filepath.Join(dir, "opt"))
-	configPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command("containerd", "--config", configPath)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	// Its own process group, so a stop reaches any shim it started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	// Registered first, so it runs once containerd has stopped.
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("containerd logs:\n%s", logs.String())
-		}
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("remove containerd's files: %v", err)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	startDaemon(t, dir, "containerd", config, func(config string) []string {
+		return []string{"--config", config}
+	}, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		err := exec.CommandContext(ctx, "ctr", "--address", c.socket, "version").Run()
-		cancel()
-		if err == nil {
-			return c
-		}
-		select {
-		case <-exited:
-			t.Fatalf("containerd exited: %s", logs.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd not answering on %s after 30s: %v\n%s", c.socket, err, logs.String())
-		}
-	}
+		defer cancel()
+		return exec.CommandContext(ctx, "ctr", "--address", c.socket, "version").Run()
+	}, nil)
+	return c
 }
 
 // run runs ctr against the test's containerd and returns its output.

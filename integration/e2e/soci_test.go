@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -115,9 +114,9 @@ func TestSOCILazyPullThroughMirror(t *testing.T) {
     host = %[2]q
     insecure = true
 `, o.Host(), m.URL())
-	startDaemon(t, dir, "soci-snapshotter-grpc", sociSock, sociConfig, func(config string) []string {
+	startDaemon(t, dir, "soci-snapshotter-grpc", sociConfig, func(config string) []string {
 		return []string{"--address", sociSock, "--root", sociRoot, "--config", config, "--log-level", "debug"}
-	}, func() { unmountFUSEUnder(t, sociRoot) })
+	}, socketExists(sociSock), func() { unmountFUSEUnder(t, sociRoot) })
 
 	ctdSock := filepath.Join(dir, "containerd.sock")
 	ctdConfig := fmt.Sprintf(`version = 3
@@ -139,9 +138,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
     root = %q
     enable_remote_snapshot_annotations = "true"
 `, filepath.Join(dir, "ctd-root"), filepath.Join(dir, "ctd-state"), ctdSock, ctdSock+".ttrpc", sociSock, sociRoot)
-	startDaemon(t, dir, "containerd2", ctdSock, ctdConfig, func(config string) []string {
+	startDaemon(t, dir, "containerd2", ctdConfig, func(config string) []string {
 		return []string{"--config", config}
-	}, nil)
+	}, socketExists(ctdSock), nil)
 
 	// The pull, as nerdctl pull --snapshotter soci does it. Manifests and
 	// the config come from the origin; the layer is the snapshotter's.
@@ -380,56 +379,6 @@ func sociLabels(next func(images.Handler) images.Handler) func(images.Handler) i
 	}
 }
 
-// startDaemon writes config to dir and runs prog (found on PATH) with the
-// args argv gives for it, in its own process group, until the test ends,
-// and then after (if not nil). It returns once
-// socket exists.
-func startDaemon(t *testing.T, dir, prog, socket, config string, argv func(config string) []string, after func()) {
-	t.Helper()
-	configPath := filepath.Join(dir, prog+".toml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var logs syncLog
-	cmd := exec.Command(prog, argv(configPath)...)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if after != nil {
-			after()
-		}
-		if t.Failed() {
-			t.Logf("%s logs:\n%s", prog, logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(socket); err == nil {
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited: %s", prog, logs.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s made no socket %s in 30s:\n%s", prog, socket, logs.String())
-		}
-	}
-}
-
 // mountsUnder lists the mount points under dir (deepest first) with their
 // file system types, from /proc/self/mountinfo.
 func mountsUnder(t *testing.T, dir string) (points, types []string) {
@@ -490,22 +439,4 @@ func unmountFUSEUnder(t *testing.T, dir string) {
 			t.Errorf("unmount %s: %v %s", p, err, out)
 		}
 	}
-}
-
-// syncLog is a daemon's output, written by its pipes' goroutines.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncLog) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

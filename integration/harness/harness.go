@@ -86,7 +86,7 @@ type Process struct {
 	t    testing.TB
 	Addr string // the HTTP listen address
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *SyncBuffer
 	done chan struct{}
 	// scheme and client are how the test reaches it: https and a client
 	// trusting its certificate for StartTLS.
@@ -144,7 +144,7 @@ func start(t testing.TB, addr, scheme string, client *http.Client, sub string, a
 // launch runs the process and waits until it is ready, or says why not.
 func launch(t testing.TB, addr, scheme string, client *http.Client, sub string, args ...string) (*Process, error) {
 	t.Helper()
-	p := &Process{t: t, Addr: addr, logs: &syncBuffer{}, done: make(chan struct{}), scheme: scheme, client: client}
+	p := &Process{t: t, Addr: addr, logs: &SyncBuffer{}, done: make(chan struct{}), scheme: scheme, client: client}
 	p.cmd = exec.Command(Binary(t), append([]string{sub, "--listen", addr}, args...)...)
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs
@@ -306,18 +306,20 @@ func NewOriginWith(t testing.TB, cfg origin.Config, wrap func(http.Handler) http
 // Host is the origin's host:port, as it appears in image references.
 func (o *Origin) Host() string { return strings.TrimPrefix(o.Server.URL, "http://") }
 
-type syncBuffer struct {
+// SyncBuffer collects a process's output, written by its pipes'
+// goroutines while a test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -68,7 +68,7 @@ func StartOriginProcess(t testing.TB) *OriginProcess {
 	// divert it.
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), originProcessEnv+"="+dir)
-	stderr := &syncBuffer{}
+	stderr := &SyncBuffer{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -2,9 +2,7 @@ package fleet_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/blobswarm/blobswarm/integration/fleetbench"
 	"github.com/blobswarm/blobswarm/internal/origin/testimage"
 )
 
@@ -53,7 +52,7 @@ func BenchmarkLazyFirstRange(b *testing.B) {
 		m.Kill()
 	}
 	for i, what := range []string{"footer", "toc"} {
-		d, w, c := median(direct[i]), median(warmMirror[i]), median(coldMirror[i])
+		d, w, c := fleetbench.Percentile(direct[i], 50), fleetbench.Percentile(warmMirror[i], 50), fleetbench.Percentile(coldMirror[i], 50)
 		b.ReportMetric(ms(d), what+"-direct-ms")
 		b.ReportMetric(ms(w), what+"-warm-ms")
 		b.ReportMetric(ms(c), what+"-cold-ms")
@@ -71,24 +70,12 @@ func lazyFirstReads(b *testing.B, f *fleet, m *mirror, image testimage.Pushed) [
 	if m != nil {
 		base = m.URL()
 	}
-	url := base + "/v2/" + image.Repository + "/blobs/" + layer.Digest.String() + "?ns=" + f.origin.Host()
 	var took [2]time.Duration
 	start := time.Now()
 	for i, r := range lazyReads[:2] {
-		off := r.off + layer.Size
-		req, err := http.NewRequestWithContext(b.Context(), http.MethodGet, url, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+r.n-1))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusPartialContent || n != r.n {
-			b.Fatalf("%s through %s: %s, %d bytes, %v", r.what, base, resp.Status, n, err)
+		rng, _ := r.rangeOf(layer.Size)
+		if got := readBlob(b, f, base, image.Repository, layer.Digest, rng); int64(len(got)) != r.n {
+			b.Fatalf("%s through %s: %d bytes, want %d", r.what, base, len(got), r.n)
 		}
 		took[i] = time.Since(start)
 	}
@@ -99,12 +86,6 @@ func addAll(to *[2][]time.Duration, d [2]time.Duration) {
 	for i := range d {
 		to[i] = append(to[i], d[i])
 	}
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

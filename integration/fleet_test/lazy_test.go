@@ -15,15 +15,28 @@ import (
 // footer and table of contents at its end first, then the chunks the
 // container opens, scattered through it. These are such reads of a 24 MiB
 // layer: offsets from its start, or from its end when negative.
-var lazyReads = []struct {
-	what   string
-	off, n int64
-}{
+var lazyReads = []lazyRead{
 	{"footer", -51, 51},
 	{"table of contents", -(1 << 20) - 51, 1 << 20},
 	{"chunk", 3 << 20, 64 << 10},
 	{"chunk", 17<<20 + 12345, 200 << 10},
 	{"chunk", 9 << 20, 32 << 10},
+}
+
+// lazyRead is n bytes at off, counted from the layer's end when negative.
+type lazyRead struct {
+	what   string
+	off, n int64
+}
+
+// rangeOf is the read's Range header and first offset in a layer of size
+// bytes.
+func (r lazyRead) rangeOf(size int64) (string, int64) {
+	off := r.off
+	if off < 0 {
+		off += size
+	}
+	return fmt.Sprintf("bytes=%d-%d", off, off+r.n-1), off
 }
 
 // TestLazyPullReadsRangesFromPeers makes those reads through a mirror that
@@ -48,17 +61,14 @@ func TestLazyPullReadsRangesFromPeers(t *testing.T) {
 	image := f.push(t, "team/lazy:1", 1, 24<<20)
 	checkPulled(t, image, pullAll(t.Context(), image, f.mirrors))
 	layer := image.Images[0].Layers[0]
-	want := readBlob(t, f, f.mirrors[0], image.Repository, layer.Digest, "")
+	want := readBlob(t, f, f.mirrors[0].URL(), image.Repository, layer.Digest, "")
 
 	lazy := f.addMirror(t)
 	start := time.Now()
 	defer logTraffic(t, f)
 	for i, r := range lazyReads {
-		off := r.off
-		if off < 0 {
-			off += layer.Size
-		}
-		got := readBlob(t, f, lazy, image.Repository, layer.Digest, fmt.Sprintf("bytes=%d-%d", off, off+r.n-1))
+		rng, off := r.rangeOf(layer.Size)
+		got := readBlob(t, f, lazy.URL(), image.Repository, layer.Digest, rng)
 		if string(got) != string(want[off:off+r.n]) {
 			t.Fatalf("%s at %d: %d bytes that are not the layer's", r.what, off, len(got))
 		}
@@ -81,12 +91,13 @@ func TestLazyPullReadsRangesFromPeers(t *testing.T) {
 	t.Logf("whole layer stored after %s", time.Since(start).Round(time.Millisecond))
 }
 
-// readBlob GETs a blob of repo on the fleet's origin from m, the range
-// rng of it if not empty, and fails the test unless the answer is the
-// blob's (200) or the range's (206).
-func readBlob(t testing.TB, f *fleet, m *mirror, repo string, d digest.Digest, rng string) []byte {
+// readBlob GETs a blob of repo on the fleet's origin from base (a
+// mirror's URL, or the origin's), the range rng of it if not empty, and
+// fails the test unless the answer is the blob's (200) or the range's
+// (206).
+func readBlob(t testing.TB, f *fleet, base, repo string, d digest.Digest, rng string) []byte {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, m.URL()+"/v2/"+repo+"/blobs/"+d.String()+"?ns="+f.origin.Host(), nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/v2/"+repo+"/blobs/"+d.String()+"?ns="+f.origin.Host(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +113,7 @@ func readBlob(t testing.TB, f *fleet, m *mirror, repo string, d digest.Digest, r
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != wantStatus {
-		t.Fatalf("GET %s (%s) from %s: %s, %d bytes, %v", d, rng, m.name, resp.Status, len(b), err)
+		t.Fatalf("GET %s (%s) from %s: %s, %d bytes, %v", d, rng, base, resp.Status, len(b), err)
 	}
 	return b
 }
